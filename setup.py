@@ -1,0 +1,32 @@
+"""pip install of the ROS-free core and the `hmr-ros` command.
+
+Under ROS 2 the package is built by colcon through CMakeLists.txt instead; this file serves
+laptops, CI and anything else without ROS.
+"""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="hmr_ros",
+    version="0.1.0",
+    description="Live human mesh recovery with background online adaptation (BOA) for ROS 2",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["hmr_ros", "hmr_ros.*"]),
+    include_package_data=True,
+    package_data={"hmr_ros": ["py.typed"]},
+    install_requires=[
+        # CPU machines: install torch==2.13.0 first (README); a looser pin here would let pip
+        # pull the CUDA build with gigabytes of dependencies.
+        "torch>=2.1",
+        "numpy>=1.24",
+        "smplx==0.1.28",
+        "rosbags>=0.10,<0.12",
+        "opencv-python-headless>=4.8",
+        "pyyaml>=6.0",
+    ],
+    extras_require={
+        "dev": ["pytest>=8", "ruff>=0.5"],
+    },
+    entry_points={"console_scripts": ["hmr-ros = hmr_ros.cli:main"]},
+)
