@@ -4,7 +4,18 @@ Under ROS 2 the package is built by colcon through CMakeLists.txt instead; this 
 laptops, CI and anything else without ROS.
 """
 
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+# The data folders go to <prefix>/share/hmr_ros/<folder>, the same layout colcon installs, so
+# hmr_ros.resources finds them the same way in both (and in a source checkout).
+DATA_FOLDERS = ("msg", "weights", "config", "launch")
+data_files = []
+for folder in DATA_FOLDERS:
+    for path in sorted(Path(folder).rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            data_files.append((str(Path("share/hmr_ros") / path.parent), [str(path)]))
 
 setup(
     name="hmr_ros",
@@ -13,7 +24,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["hmr_ros", "hmr_ros.*"]),
-    include_package_data=True,
+    data_files=data_files,
     package_data={"hmr_ros": ["py.typed"]},
     install_requires=[
         # CPU machines: install torch==2.13.0 first (README); a looser pin here would let pip
