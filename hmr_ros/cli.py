@@ -53,6 +53,16 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    if args.bench == "model":
+        from .bench import model
+
+        model.run(args.out or "bench/results/model_cpu.json", args.presets, args.repeats,
+                  args.threads)
+        return 0
+    raise AssertionError(args.bench)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hmr-ros",
@@ -70,6 +80,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--body-model", default=None,
                    help="SMPL .pkl/.npz or folder (default: bundled synthetic)")
     p.set_defaults(handler=_info)
+
+    p = sub.add_parser("bench", help="benchmarks; each writes JSON under bench/results/")
+    bench = p.add_subparsers(dest="bench", metavar="BENCH", required=True)
+    b = bench.add_parser("model", help="regressor presets and body model: params, latency")
+    b.add_argument("--presets", nargs="*", default=None, help="default: all presets")
+    b.add_argument("--repeats", type=int, default=20)
+    b.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    b.add_argument("--out", default=None, help="JSON path (default bench/results/...)")
+    p.set_defaults(handler=_bench)
     return parser
 
 

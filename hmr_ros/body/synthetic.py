@@ -55,6 +55,9 @@ _CENTRE = {
 }
 
 
+_TUCK = 0.88
+
+
 def rest_joints() -> np.ndarray:
     """Template joint positions `(24, 3)` in SMPL order."""
     out = np.zeros((24, 3))
@@ -183,10 +186,14 @@ def _build_surface() -> tuple[_Surface, dict[int, tuple[np.ndarray, np.ndarray]]
         rings = []
         for k, t in enumerate(spec.t):
             c = a + t * (b - a) + cv[k] * v
+            # Rings beyond the joints tuck into the neighbouring part; keeping them slimmer
+            # than that part avoids coplanar surfaces fighting in the z-buffer.
+            shrink = 1.0 if 0.0 <= t <= 1.0 else _TUCK
             ring = []
             for i in range(spec.n):
                 th = 2.0 * np.pi * i / spec.n
-                surf.vertices.append(c + spec.ru[k] * np.cos(th) * u + spec.rv[k] * np.sin(th) * v)
+                offset = shrink * (spec.ru[k] * np.cos(th) * u + spec.rv[k] * np.sin(th) * v)
+                surf.vertices.append(c + offset)
                 surf.part.append(p)
                 surf.t.append(t)
                 surf.centre.append(c)
@@ -198,7 +205,8 @@ def _build_surface() -> tuple[_Surface, dict[int, tuple[np.ndarray, np.ndarray]]
         poles = []
         for end, sign in ((0, -1.0), (len(spec.t) - 1, 1.0)):
             c = a + spec.t[end] * (b - a) + cv[end] * v
-            cap = 0.6 * 0.5 * (spec.ru[end] + spec.rv[end])
+            tucked = 1.0 if 0.0 <= spec.t[end] <= 1.0 else _TUCK
+            cap = 0.6 * 0.5 * (spec.ru[end] + spec.rv[end]) * tucked
             surf.vertices.append(c + sign * cap * d)
             surf.part.append(p)
             surf.t.append(spec.t[end] + sign * cap / np.linalg.norm(b - a))

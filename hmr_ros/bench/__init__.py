@@ -1,0 +1,1 @@
+"""Benchmarks behind `hmr-ros bench ...`: each writes JSON (and a table) under bench/results/."""
