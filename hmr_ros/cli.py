@@ -53,6 +53,57 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _synth(args: argparse.Namespace) -> int:
+    from .data.domain import load_domain
+
+    domain = load_domain(args.domain)
+    if args.trainset:
+        from .data.synth import write_trainset
+
+        path = write_trainset(domain.name if not args.domain.endswith(".yaml") else domain,
+                              args.trainset, args.out, seed=args.seed,
+                              input_size=args.input_size, workers=args.workers)
+        print(f"wrote {args.trainset} training crops of {domain.name} to {path}")
+        return 0
+    from .data.scene import SyntheticSequence
+    from .data.synth import write_stream_bag
+
+    seq = SyntheticSequence(domain, seed=args.seed, duration_s=args.duration,
+                            n_people=args.people)
+    path = write_stream_bag(seq, args.out, storage=args.storage)
+    print(f"wrote {len(seq)} frames of {domain.name} ({seq.camera.width}x{seq.camera.height}, "
+          f"{domain.fps:g} fps, seed {args.seed}) to {path}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from .eval.run import main as run
+
+    if not args.bags and not args.domain:
+        print("give a bag or --domain", file=sys.stderr)
+        return 2
+    run(args.bags, args.domain or [], args.seeds, args.duration, args.weights, args.out,
+        args.limit)
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .train import TrainConfig, config_with, train
+
+    cfg = config_with(TrainConfig(), preset=args.preset, steps=args.steps,
+                      batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                      threads=args.threads)
+    report = train(cfg, args.data, args.run, val_path=args.val, out=args.out,
+                   resume=args.resume)
+    final = report.get("final", {})
+    print(f"trained {report['steps']} steps on {report['train_size']} crops; final loss "
+          f"{final.get('total', float('nan')):.4f}, held-out PA-MPJPE "
+          f"{final.get('val_pa_mpjpe', float('nan')):.1f} mm")
+    if args.out:
+        print(f"wrote {args.out}")
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     if args.bench == "model":
         from .bench import model
@@ -80,6 +131,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--body-model", default=None,
                    help="SMPL .pkl/.npz or folder (default: bundled synthetic)")
     p.set_defaults(handler=_info)
+
+    p = sub.add_parser("synth", help="render a synthetic stream to a bag, or a training set")
+    p.add_argument("--domain", default="pw3d_like",
+                   help="domain name in config/domains/ or a YAML path (default pw3d_like)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output bag directory (or .npz with --trainset)")
+    p.add_argument("--duration", type=float, default=10.0, help="seconds of stream")
+    p.add_argument("--people", type=int, default=1, help="people in the stream")
+    p.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
+    p.add_argument("--trainset", type=int, default=0, metavar="N",
+                   help="write N training crops (.npz) instead of a stream")
+    p.add_argument("--input-size", type=int, default=128, help="crop size for --trainset")
+    p.add_argument("--workers", type=int, default=1, help="render processes for --trainset")
+    p.set_defaults(handler=_synth)
+
+    p = sub.add_parser("train", help="pretrain a regressor on a synthetic training set")
+    p.add_argument("--data", required=True, help="training set .npz (hmr-ros synth --trainset)")
+    p.add_argument("--val", default=None, help="held-out .npz for PA-MPJPE during training")
+    p.add_argument("--run", required=True, help="run folder (last.pt, log.json, loss.png)")
+    p.add_argument("--out", default=None, help="final checkpoint path")
+    p.add_argument("--preset", default=None, help="regressor preset (default hmr_small)")
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default 2)")
+    p.add_argument("--resume", action="store_true", help="continue from <run>/last.pt")
+    p.set_defaults(handler=_train)
+
+    p = sub.add_parser("eval", help="evaluate the frozen regressor on domains or bags")
+    p.add_argument("bags", nargs="*", help="rosbag2 folders or files with ground truth")
+    p.add_argument("--domain", nargs="*", default=None,
+                   help="synthetic domains to evaluate (e.g. h36m_like pw3d_like)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[1000, 1001, 1002])
+    p.add_argument("--duration", type=float, default=6.0, help="seconds per synthetic stream")
+    p.add_argument("--weights", default="", help="checkpoint (default: bundled regressor)")
+    p.add_argument("--limit", type=int, default=None, help="at most this many bag frames")
+    p.add_argument("--out", default=None, help="JSON results path")
+    p.set_defaults(handler=_eval)
 
     p = sub.add_parser("bench", help="benchmarks; each writes JSON under bench/results/")
     bench = p.add_subparsers(dest="bench", metavar="BENCH", required=True)

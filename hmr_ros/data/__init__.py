@@ -1,0 +1,1 @@
+"""Frames, synthetic world (motions, domains, renderer), datasets and rosbag I/O."""

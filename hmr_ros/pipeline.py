@@ -1,0 +1,167 @@
+"""`Pipeline`: a Frame in, SMPL estimates in the camera frame out.
+
+Per person: a square crop from its 2D keypoints (or its box), the regressor backend, the
+crop camera turned into a camera-frame translation with the real intrinsics, and the body
+model. The ROS node and the `hmr-ros` commands use only this class.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .body import BodyModel
+from .config import InferenceConfig, PipelineConfig
+from .data.crop import CropError, box_from_keypoints, box_from_xyxy, box_to_xyxy, crop_image
+from .data.frame import BodyParams, CameraModel, Detection, Frame, Keypoints
+from .geometry import crop_cam_to_translation, matrix_to_axis_angle
+from .model.backend import Backend
+
+log = logging.getLogger("hmr_ros")
+
+
+@dataclass(frozen=True)
+class PersonEstimate:
+    """One person's estimate in one frame (camera frame, metres).
+
+    box (3,) [cx, cy, size] crop box in pixels; cam (3,) crop camera [s, tx, ty]; joints
+    (24, 3); points (46, 3) joints then landmarks; vertices (V, 3) or None; keypoints: the 2D
+    input used (or None when the crop came from a box).
+    """
+
+    id: int
+    box: np.ndarray
+    cam: np.ndarray
+    params: BodyParams
+    joints: np.ndarray
+    points: np.ndarray
+    vertices: np.ndarray | None
+    keypoints: Keypoints | None
+    confidence: float
+
+    @property
+    def bbox_xyxy(self) -> np.ndarray:
+        return box_to_xyxy(self.box)
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """What the pipeline made of one frame."""
+
+    index: int
+    stamp_ns: int
+    people: tuple[PersonEstimate, ...]
+    model_version: int
+    latency_ms: float
+    skipped: tuple[str, ...] = ()  # one reason per detection that produced no estimate
+    crops: np.ndarray | None = None  # (N, R, R, 3) the crops used, same order as people
+
+
+class Pipeline:
+    """Frozen inference over frames; adaptation hooks in through `on_crops` (see adapt/)."""
+
+    def __init__(self, backend: Backend, body: BodyModel,
+                 config: PipelineConfig | None = None) -> None:
+        self.backend = backend
+        self.body = body
+        self.config = config or PipelineConfig()
+        self._warned_no_camera = False
+        self.frames = 0
+
+    @property
+    def inference(self) -> InferenceConfig:
+        return self.config.inference
+
+    def camera_for(self, frame: Frame) -> CameraModel:
+        if frame.camera is not None:
+            return frame.camera
+        if not self._warned_no_camera:
+            log.warning("no CameraInfo for the images: using the fallback focal length %.1f px "
+                        "with the principal point at the image centre; metric depth and "
+                        "translation will be off by the focal's error",
+                        self.inference.fallback_focal)
+            self._warned_no_camera = True
+        return CameraModel.from_focal(self.inference.fallback_focal, frame.width, frame.height)
+
+    def crop_box(self, det: Detection) -> np.ndarray:
+        """Square crop box (3,) for a detection; CropError when it has nothing usable."""
+        cfg = self.inference
+        if det.keypoints is not None:
+            try:
+                return box_from_keypoints(det.keypoints.xy, det.keypoints.confidence,
+                                          cfg.keypoint_threshold, cfg.box_scale,
+                                          cfg.min_keypoints)
+            except CropError:
+                if det.box is None:
+                    raise
+        if det.box is not None:
+            return box_from_xyxy(det.box)
+        raise CropError("no keypoints and no box")
+
+    def process(self, frame: Frame, keep_crops: bool = False) -> FrameResult:
+        t0 = time.perf_counter()
+        self.frames += 1
+        if frame.image.ndim != 3 or frame.image.shape[2] != 3 or frame.image.dtype != np.uint8:
+            raise ValueError(f"frame image must be (H, W, 3) uint8 RGB, got "
+                             f"{frame.image.shape} {frame.image.dtype}")
+        skipped: list[str] = []
+        boxes, dets = [], []
+        for det in frame.detections:
+            try:
+                boxes.append(self.crop_box(det))
+                dets.append(det)
+            except CropError as err:
+                skipped.append(f"person {det.id}: {err}")
+        if len(boxes) > self.inference.max_people:
+            order = np.argsort([-b[2] for b in boxes])[: self.inference.max_people]
+            for i in sorted(set(range(len(boxes))) - set(order.tolist())):
+                skipped.append(f"person {dets[i].id}: more than max_people")
+            boxes = [boxes[i] for i in sorted(order)]
+            dets = [dets[i] for i in sorted(order)]
+        version = self.backend.version
+        if not boxes:
+            return FrameResult(frame.index, frame.stamp_ns, (), version,
+                               (time.perf_counter() - t0) * 1e3, tuple(skipped))
+        size = self.backend.input_size
+        crops = np.stack([crop_image(frame.image, b, size) for b in boxes])
+        out = self.backend.predict(crops)
+        version = self.backend.version
+        camera = self.camera_for(frame)
+        box_t = torch.as_tensor(np.stack(boxes), dtype=torch.float32)
+        K = torch.as_tensor(camera.K, dtype=torch.float32)
+        transl = crop_cam_to_translation(out.cam, box_t, K)
+        with torch.inference_mode():
+            body = self.body.forward_rotmat(out.rotmat, out.betas, transl)
+        aa = matrix_to_axis_angle(out.rotmat).numpy()
+        people = []
+        for i, det in enumerate(dets):
+            params = BodyParams(betas=out.betas[i].numpy().copy(), global_orient=aa[i, 0].copy(),
+                                body_pose=aa[i, 1:].copy(), transl=transl[i].numpy().copy())
+            conf = (float(det.keypoints.confidence[det.keypoints.confidence > 0].mean())
+                    if det.keypoints is not None and (det.keypoints.confidence > 0).any()
+                    else 1.0)
+            people.append(PersonEstimate(
+                id=det.id, box=boxes[i], cam=out.cam[i].numpy().copy(), params=params,
+                joints=body.joints[i].numpy(), points=body.points[i].numpy(),
+                vertices=body.vertices[i].numpy() if self.inference.vertices else None,
+                keypoints=det.keypoints, confidence=conf))
+        return FrameResult(frame.index, frame.stamp_ns, tuple(people), version,
+                           (time.perf_counter() - t0) * 1e3, tuple(skipped),
+                           crops if keep_crops else None)
+
+
+def build_pipeline(config: PipelineConfig | None = None) -> Pipeline:
+    """A torch pipeline from the config: weights (default: the bundled regressor), body
+    model (default: the bundled synthetic SMPL), inference threads."""
+    from .model.backend import TorchBackend
+    from .model.weights import load_regressor
+
+    config = config or PipelineConfig()
+    inf = config.inference
+    loaded = load_regressor(inf.weights or None)
+    body = BodyModel(inf.body_model or None, gender=inf.gender)
+    return Pipeline(TorchBackend(loaded.model, threads=inf.threads), body, config)
