@@ -111,7 +111,18 @@ def _bench(args: argparse.Namespace) -> int:
         model.run(args.out or "bench/results/model_cpu.json", args.presets, args.repeats,
                   args.threads)
         return 0
+    if args.bench == "infer":
+        from .bench import infer
+
+        infer.main(args)
+        return 0
     raise AssertionError(args.bench)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .model import export
+
+    return export.main(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -178,7 +189,24 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--repeats", type=int, default=20)
     b.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     b.add_argument("--out", default=None, help="JSON path (default bench/results/...)")
+    b = bench.add_parser("infer", help="inference latency and throughput per backend")
+    b.add_argument("--backends", nargs="*", default=None,
+                   help="torch, onnxruntime, tensorrt (default: all available here)")
+    b.add_argument("--presets", nargs="*", default=None, help="default: hmr_small hmr_r50")
+    b.add_argument("--batch", type=int, nargs="*", default=[1, 4], help="people per call")
+    b.add_argument("--repeats", type=int, default=30)
+    b.add_argument("--threads", type=int, default=1, help="CPU threads per backend")
+    b.add_argument("--device", default="cpu", help="cpu or cuda")
+    b.add_argument("--out", default=None, help="JSON path (default bench/results/...)")
     p.set_defaults(handler=_bench)
+
+    p = sub.add_parser("export", help="export the regressor to ONNX or a TensorRT engine")
+    p.add_argument("--format", choices=("onnx", "tensorrt"), default="onnx")
+    p.add_argument("--weights", default="", help="checkpoint (default: bundled regressor)")
+    p.add_argument("--out", required=True, help="output .onnx or .engine path")
+    p.add_argument("--batch", type=int, default=1, help="maximum batch (people per call)")
+    p.add_argument("--fp16", action="store_true", help="TensorRT: build in half precision")
+    p.set_defaults(handler=_export)
     return parser
 
 

@@ -31,9 +31,64 @@ class InferenceConfig:
     threads: int = 1  # torch threads of the inference path
 
 
+METHODS = ("none", "framewise", "joint", "two_stage", "boa_1st", "boa_2nd")
+SCHEDULES = ("every_frame", "every_n", "latest")
+
+
+@dataclass(frozen=True)
+class AdaptConfig:
+    """Online adaptation (BOA and its baselines). Defaults follow BOA (CVPR 2021) where it
+    fixes a value; rates are tuned for our regressor (see README, "Adaptation")."""
+
+    enabled: bool = True
+    method: str = "boa_2nd"  # none | framewise (B1) | joint (B3) | two_stage | boa_1st | boa_2nd
+    schedule: str = "latest"  # every_frame | every_n | latest (newest frame, as fast as possible)
+    every_n: int = 2  # with schedule every_n: adapt on every n-th frame
+    steps_per_frame: int = 1  # adaptation steps on one frame before taking the next
+    batch_frames: int = 1  # frames per step: the newest plus recent ones of the same people
+    inner_lr: float = 8e-6  # lower-level SGD step (BOA's weight probe)
+    outer_lr: float = 3e-6  # Adam on the upper level (and on every baseline)
+    adam_beta1: float = 0.5
+    adam_beta2: float = 0.999
+    w_keypoints: float = 10.0  # L_F: confidence-weighted 2D reprojection
+    w_pose_prior: float = 1e-4  # L_F: GMM pose prior
+    w_shape_prior: float = 2e-6  # L_F: squared betas
+    w_replay: float = 0.1  # L_F: labelled source replay (only with replay > 0)
+    w_teacher: float = 0.1  # L_T: mean-teacher consistency
+    w_motion: float = 0.1  # L_T: 2D motion over tau frames
+    tau: int = 5  # frames between the two ends of the motion term
+    teacher_decay: float = 0.1  # teacher = decay * teacher + (1 - decay) * student
+    replay: int = 0  # source crops rendered at start for L_S (0 = no replay)
+    keypoint_threshold: float = 0.2  # keypoints below this confidence do not enter the losses
+    min_keypoints: int = 6  # people with fewer usable keypoints are not adapted on
+    buffer_frames: int = 16  # recent frames kept per person (>= tau + 1)
+    guard_loss_factor: float = 20.0  # roll back when a loss exceeds this times the median
+    guard_disagreement: float = 0.25  # m, roll back when student and teacher drift apart
+    threads: int = 1  # torch threads of the adaptation thread
+    save_path: str = ""  # where `save` writes adapted weights (empty: runs/adapted.pt)
+
+
 @dataclass(frozen=True)
 class PipelineConfig:
     inference: InferenceConfig = field(default_factory=InferenceConfig)
+    adapt: AdaptConfig = field(default_factory=AdaptConfig)
+
+    def __post_init__(self) -> None:
+        a = self.adapt
+        if a.method not in METHODS:
+            raise ConfigError(f"adapt.method must be one of {METHODS}, got {a.method!r}")
+        if a.schedule not in SCHEDULES:
+            raise ConfigError(f"adapt.schedule must be one of {SCHEDULES}, got {a.schedule!r}")
+        if a.tau < 1 or a.buffer_frames < a.tau + 1:
+            raise ConfigError("adapt.tau must be >= 1 and adapt.buffer_frames >= tau + 1")
+        if min(a.every_n, a.steps_per_frame, a.batch_frames, a.threads) < 1:
+            raise ConfigError("adapt.every_n, steps_per_frame, batch_frames, threads must be >= 1")
+        if not 0.0 <= a.teacher_decay < 1.0:
+            raise ConfigError("adapt.teacher_decay must be in [0, 1)")
+        i = self.inference
+        if i.fallback_focal <= 0 or i.box_scale <= 0 or i.max_people < 1 or i.threads < 1:
+            raise ConfigError("inference: fallback_focal, box_scale, max_people and threads "
+                              "must be positive")
 
 
 def _section_fields(obj: Any, prefix: str = "") -> dict[str, Any]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .adapt.worker import AdaptationWorker, AdaptSample
 from .body import BodyModel
 from .config import InferenceConfig, PipelineConfig
 from .data.crop import CropError, box_from_keypoints, box_from_xyxy, box_to_xyxy, crop_image
@@ -62,15 +63,29 @@ class FrameResult:
 
 
 class Pipeline:
-    """Frozen inference over frames; adaptation hooks in through `on_crops` (see adapt/)."""
+    """Inference over frames; with an `AdaptationWorker` attached, every person with keypoints
+    is also handed to the worker (non-blocking), whose published weights the backend uses
+    from the next frame on."""
 
-    def __init__(self, backend: Backend, body: BodyModel,
-                 config: PipelineConfig | None = None) -> None:
+    def __init__(self, backend: Backend, body: BodyModel, config: PipelineConfig | None = None,
+                 adaptation: AdaptationWorker | None = None) -> None:
         self.backend = backend
         self.body = body
         self.config = config or PipelineConfig()
+        self.adaptation = adaptation
         self._warned_no_camera = False
         self.frames = 0
+
+    def close(self) -> None:
+        """Stop the adaptation thread (inference keeps working with the last weights)."""
+        if self.adaptation is not None:
+            self.adaptation.stop()
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @property
     def inference(self) -> InferenceConfig:
@@ -136,6 +151,11 @@ class Pipeline:
         transl = crop_cam_to_translation(out.cam, box_t, K)
         with torch.inference_mode():
             body = self.body.forward_rotmat(out.rotmat, out.betas, transl)
+        if self.adaptation is not None and self.adaptation.enabled:
+            self.adaptation.submit([
+                AdaptSample(det.id, frame.index, frame.stamp_ns, crops[i], boxes[i], camera.K,
+                            det.keypoints)
+                for i, det in enumerate(dets) if det.keypoints is not None])
         aa = matrix_to_axis_angle(out.rotmat).numpy()
         people = []
         for i, det in enumerate(dets):
@@ -154,9 +174,12 @@ class Pipeline:
                            crops if keep_crops else None)
 
 
-def build_pipeline(config: PipelineConfig | None = None) -> Pipeline:
+def build_pipeline(config: PipelineConfig | None = None, adapt: bool | None = None,
+                   start: bool = True) -> Pipeline:
     """A torch pipeline from the config: weights (default: the bundled regressor), body
-    model (default: the bundled synthetic SMPL), inference threads."""
+    model (default: the bundled synthetic SMPL), and, when `adapt` (default:
+    config.adapt.enabled) and the method is not `none`, a started adaptation worker."""
+    from .adapt.methods import Adapter
     from .model.backend import TorchBackend
     from .model.weights import load_regressor
 
@@ -164,4 +187,35 @@ def build_pipeline(config: PipelineConfig | None = None) -> Pipeline:
     inf = config.inference
     loaded = load_regressor(inf.weights or None)
     body = BodyModel(inf.body_model or None, gender=inf.gender)
-    return Pipeline(TorchBackend(loaded.model, threads=inf.threads), body, config)
+    backend = TorchBackend(loaded.model, threads=inf.threads)
+    worker = None
+    use = config.adapt.enabled if adapt is None else adapt
+    if use and config.adapt.method != "none":
+        adapter = Adapter(loaded.model, body, config.adapt)
+        worker = AdaptationWorker(adapter, config.adapt, backend.update_weights,
+                                  replay=source_replay(config.adapt.replay))
+        if start:
+            worker.start()
+    return Pipeline(backend, body, config, worker)
+
+
+def source_replay(n: int, domain: str = "h36m_like", seed: int = 7) -> dict | None:
+    """`n` labelled source-domain crops for BOA's replay term (None when n == 0)."""
+    if n <= 0:
+        return None
+    from .data.domain import load_domain
+    from .data.motion import generate_motion
+    from .data.scene import render_training_crop
+    from .geometry import axis_angle_to_matrix
+    from .model.weights import load_regressor
+
+    size = load_regressor().config.input_size
+    d = load_domain(domain)
+    rng = np.random.default_rng(seed)
+    motion = generate_motion(seed, 30.0, d.fps)
+    body = BodyModel()
+    crops = [render_training_crop(d, rng, body, motion, size) for _ in range(n)]
+    pose = torch.from_numpy(np.stack([c.pose for c in crops]))
+    return {"images": torch.from_numpy(np.stack([c.image for c in crops])),
+            "rotmat": axis_angle_to_matrix(pose),
+            "points3d": torch.from_numpy(np.stack([c.points3d for c in crops]))}

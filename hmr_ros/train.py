@@ -21,14 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .adapt.losses import project_to_crop
 from .body import BodyModel, map_points
 from .eval.metrics import mpjpe, pa_mpjpe
-from .geometry import (
-    axis_angle_to_matrix,
-    crop_cam_to_translation,
-    matrix_to_rot6d,
-    translation_to_crop_cam,
-)
+from .geometry import axis_angle_to_matrix, matrix_to_rot6d, translation_to_crop_cam
 from .model import HMR, MeanParams, get_preset, save_checkpoint
 from .progress import Progress
 
@@ -139,17 +135,8 @@ def supervised_loss(model: HMR, body: BodyModel, batch: dict[str, Tensor],
     p3 = pred - pred[:, :1]
     g3 = gt3d - gt3d[:, :1]
     l3d = F.smooth_l1_loss(p3, g3, beta=0.05)
-    # Reproject through the real camera; a floor on s keeps the depth finite early on.
-    cam = torch.cat([out.cam[:, :1].clamp(min=0.05), out.cam[:, 1:]], dim=1)
-    transl = crop_cam_to_translation(cam, batch["box"], batch["K"])
-    pc = pred + transl[:, None]
-    z = pc[..., 2:].clamp(min=0.1)
-    K = batch["K"]
-    u = K[:, None, 0, 0] * pc[..., 0] / z[..., 0] + K[:, None, 0, 2]
-    v = K[:, None, 1, 1] * pc[..., 1] / z[..., 0] + K[:, None, 1, 2]
-    box = batch["box"]
-    xy = torch.stack([(u - box[:, None, 0]) / (box[:, None, 2] / 2),
-                      (v - box[:, None, 1]) / (box[:, None, 2] / 2)], dim=-1)
+    # Reproject through the real camera (a floor on s keeps the depth finite early on).
+    xy = project_to_crop(pred, out.cam, batch["box"], batch["K"])
     l2d = F.smooth_l1_loss(xy, batch["points2d"], beta=0.05)
     lpose = F.mse_loss(out.rotmat, batch["rotmat"])
     lbetas = F.mse_loss(out.betas, batch["betas"])
@@ -197,9 +184,13 @@ def _lr(step: int, cfg: TrainConfig) -> float:
 
 def train(cfg: TrainConfig, train_path: str | Path, run_dir: str | Path,
           val_path: str | Path | None = None, out: str | Path | None = None,
-          resume: bool = False, progress: bool = True) -> dict:
+          resume: bool = False, progress: bool = True, stop_after: int | None = None) -> dict:
     """Train and write `<run_dir>/last.pt` (resumable), `log.json`, `loss.png`, and the final
-    checkpoint `out` (our format, config beside the weights). Returns the final report."""
+    checkpoint `out` (our format, config beside the weights). Returns the final report.
+
+    `stop_after` ends this invocation at that step (as an interruption would) after saving
+    `last.pt`; a later call with `resume=True` continues exactly where it stopped.
+    """
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.threads)
@@ -220,6 +211,7 @@ def train(cfg: TrainConfig, train_path: str | Path, run_dir: str | Path,
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         gen.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])  # dropout draws from the global generator
         step = state["step"]
         history = state["history"]
         print(f"resumed {run} at step {step}")
@@ -248,10 +240,14 @@ def train(cfg: TrainConfig, train_path: str | Path, run_dir: str | Path,
                 bar.update(cfg.log_every if step % cfg.log_every == 0 else step - bar.n,
                            loss=entry["total"], **{k: entry[k] for k in entry
                                                    if k.startswith("val_pa")})
-            if step % cfg.eval_every == 0 or step == cfg.steps:
+            interrupted = stop_after is not None and step >= stop_after
+            if step % cfg.eval_every == 0 or step == cfg.steps or interrupted:
                 _atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                              "generator": gen.get_state(), "step": step,
-                              "history": history, "config": asdict(cfg)}, last)
+                              "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
+                              "step": step, "history": history, "config": asdict(cfg)}, last)
+            if interrupted and step < cfg.steps:
+                return {"config": asdict(cfg), "train_size": n, "steps": step,
+                        "final": history[-1] if history else {}, "interrupted": True}
     (run / "log.json").write_text(json.dumps({"config": asdict(cfg), "history": history},
                                              indent=1))
     _plot(history, run / "loss.png")

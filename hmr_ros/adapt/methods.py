@@ -1,0 +1,332 @@
+"""Adaptation methods behind one interface: `Adapter.step(batch) -> StepReport`.
+
+- `none`: nothing changes (the frozen baseline).
+- `framewise` (BOA's B1): one Adam step on the single-frame loss L_F.
+- `joint` (B3): one Adam step on L_F + L_T.
+- `two_stage`: an Adam step on L_F, then one on L_T.
+- `boa_1st`, `boa_2nd`: Bilevel Online Adaptation. A lower-level SGD "weight probe"
+  theta' = theta - inner_lr * grad L_F(theta); then the upper-level loss L_F + L_T evaluated
+  at theta' updates the ORIGINAL theta with Adam. `boa_2nd` back-propagates through the probe
+  (second order, `create_graph=True`); `boa_1st` uses the gradient at theta' directly.
+
+L_F = w_keypoints * L2D + w_pose_prior * GMM + w_shape_prior * |beta|^2 [+ w_replay * L_S]
+L_T = w_teacher * mean-teacher consistency + w_motion * 2D motion over tau frames
+After every accepted step the teacher moves: teacher = decay * teacher + (1 - decay) * student.
+
+Parameters are handled functionally (`torch.func.functional_call`), so the probe never
+touches the module's own tensors.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.func import functional_call
+
+from ..body import BodyModel
+from ..config import AdaptConfig
+from ..model.hmr import HMR, RegressorOutput
+from . import losses as L
+from .prior import MaxMixturePrior
+
+
+@dataclass(frozen=True)
+class FrameBatch:
+    """Frames to adapt on, as tensors.
+
+    images (B, 3, R, R) in [0, 1]; box (B, 3) crop boxes; K (B, 3, 3); keypoints (B, J, 2)
+    pixels in the image; conf (B, J) (0 for unusable joints); mapping (J, 46) from SMPL
+    source points to the keypoints' layout.
+    """
+
+    images: Tensor
+    box: Tensor
+    K: Tensor
+    keypoints: Tensor
+    conf: Tensor
+    mapping: Tensor
+
+    @property
+    def keypoints_crop(self) -> Tensor:
+        return L.to_crop(self.keypoints, self.box)
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+
+@dataclass(frozen=True)
+class AdaptBatch:
+    """The newest frames and, for the motion term, the same people tau frames earlier
+    (`previous`; equal to `current` for people without enough history, which makes their
+    motion term zero)."""
+
+    current: FrameBatch
+    previous: FrameBatch
+    replay: dict[str, Tensor] | None = None
+
+
+@dataclass(frozen=True)
+class StepReport:
+    method: str
+    loss: float  # the objective that drove the update (upper level for BOA)
+    terms: dict[str, float] = field(default_factory=dict)
+    accepted: bool = True
+    reason: str = ""
+    seconds: float = 0.0
+    version: int = 0
+
+
+class Adapter:
+    """Owns the student (the weights being adapted), its mean teacher, the source weights and
+    the optimiser, and runs one method's steps."""
+
+    def __init__(self, model: HMR, body: BodyModel, cfg: AdaptConfig,
+                 prior: MaxMixturePrior | None = None) -> None:
+        self.cfg = cfg
+        self.method = cfg.method
+        self.body = body
+        self.model = copy.deepcopy(model).float().cpu().eval()  # eval: no dropout
+        for p in self.model.parameters():
+            p.requires_grad_(True)
+        self.teacher = copy.deepcopy(self.model)
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+        self.source = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        self.prior = prior if prior is not None else MaxMixturePrior()
+        self.version = 0
+        self.steps = 0
+        self._make_optimizer()
+
+    def _make_optimizer(self) -> None:
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.outer_lr,
+                                          betas=(self.cfg.adam_beta1, self.cfg.adam_beta2))
+
+    # ------------------------------------------------------------------ state
+
+    def params(self) -> dict[str, Tensor]:
+        return dict(self.model.named_parameters())
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """A detached copy of the student's weights (what inference should use)."""
+        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    def load_state(self, state: dict[str, Tensor], optimizer: dict | None = None) -> None:
+        with torch.no_grad():
+            self.model.load_state_dict(state)
+        self._make_optimizer()
+        if optimizer is not None:
+            self.optimizer.load_state_dict(optimizer)
+
+    def reset(self) -> None:
+        """Back to the source weights: student and teacher, fresh optimiser."""
+        with torch.no_grad():
+            self.model.load_state_dict(self.source)
+            self.teacher.load_state_dict(self.source)
+        self._make_optimizer()
+        self.version += 1
+
+    # ------------------------------------------------------------------ losses
+
+    def predict(self, params: dict[str, Tensor] | None, images: Tensor) -> RegressorOutput:
+        if params is None:
+            return self.model(images)
+        return functional_call(self.model, params, (images,))
+
+    def frame_loss(self, out: RegressorOutput, fb: FrameBatch,
+                   replay: dict[str, Tensor] | None = None,
+                   replay_out: RegressorOutput | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        """L_F on the current frames (and the replay batch when given)."""
+        c = self.cfg
+        points = self.body.forward_rotmat(out.rotmat, out.betas).points
+        joints = torch.einsum("js,bsd->bjd", fb.mapping, points)
+        pred = L.project_to_crop(joints, out.cam, fb.box, fb.K)
+        terms = {
+            "keypoints": L.keypoint_loss(pred, fb.keypoints_crop, fb.conf),
+            "pose_prior": L.pose_prior(self.prior, out.rotmat),
+            "shape_prior": L.shape_prior(out.betas),
+        }
+        total = (c.w_keypoints * terms["keypoints"] + c.w_pose_prior * terms["pose_prior"]
+                 + c.w_shape_prior * terms["shape_prior"])
+        if replay is not None and replay_out is not None and c.w_replay > 0:
+            terms["replay"] = _replay_loss(self.body, replay_out, replay)
+            total = total + c.w_replay * terms["replay"]
+        return total, terms
+
+    def temporal_loss(self, out_now: RegressorOutput, out_prev: RegressorOutput,
+                      batch: AdaptBatch) -> tuple[Tensor, dict[str, Tensor]]:
+        """L_T: mean-teacher consistency on the current frames + 2D motion over tau."""
+        c = self.cfg
+        cur, prev = batch.current, batch.previous
+        points_now = self.body.forward_rotmat(out_now.rotmat, out_now.betas).points
+        with torch.no_grad():
+            t_out = self.teacher(cur.images)
+            teacher_points = self.body.forward_rotmat(t_out.rotmat, t_out.betas).points
+        terms = {"teacher": L.consistency_loss(points_now, teacher_points)}
+        points_prev = self.body.forward_rotmat(out_prev.rotmat, out_prev.betas).points
+        uv_now = L.project_pixels(torch.einsum("js,bsd->bjd", cur.mapping, points_now),
+                                  L.camera_translation(out_now.cam, cur.box, cur.K), cur.K)
+        uv_prev = L.project_pixels(torch.einsum("js,bsd->bjd", prev.mapping, points_prev),
+                                   L.camera_translation(out_prev.cam, prev.box, prev.K),
+                                   prev.K)
+        terms["motion"] = L.motion_loss(uv_now, uv_prev, cur.keypoints, prev.keypoints,
+                                        cur.conf * prev.conf, cur.box)
+        total = c.w_teacher * terms["teacher"] + c.w_motion * terms["motion"]
+        return total, terms
+
+    def _outputs(self, params: dict[str, Tensor] | None, batch: AdaptBatch
+                 ) -> tuple[RegressorOutput, RegressorOutput, RegressorOutput | None]:
+        """Current, previous (and replay) outputs from ONE forward over all images."""
+        parts = [batch.current.images, batch.previous.images]
+        if batch.replay is not None:
+            parts.append(batch.replay["images"])
+        out = self.predict(params, torch.cat(parts))
+        n = len(batch.current)
+        cuts = [0, n, 2 * n, out.cam.shape[0]]
+        pieces = [RegressorOutput(*(t[a:b] for t in (out.pose6d, out.rotmat, out.betas,
+                                                      out.cam)))
+                  for a, b in zip(cuts[:-1], cuts[1:])]
+        return pieces[0], pieces[1], pieces[2] if batch.replay is not None else None
+
+    def lower(self, params, batch: AdaptBatch) -> tuple[Tensor, dict[str, Tensor]]:
+        now, _, rep = self._outputs(params, batch)
+        return self.frame_loss(now, batch.current, batch.replay, rep)
+
+    def upper(self, params, batch: AdaptBatch) -> tuple[Tensor, dict[str, Tensor]]:
+        now, prev, rep = self._outputs(params, batch)
+        lf, tf = self.frame_loss(now, batch.current, batch.replay, rep)
+        lt, tt = self.temporal_loss(now, prev, batch)
+        return lf + lt, {**tf, **tt}
+
+    # ------------------------------------------------------------------ steps
+
+    def step(self, batch: AdaptBatch) -> StepReport:
+        t0 = time.perf_counter()
+        m = self.method
+        if m == "none":
+            return StepReport(m, 0.0, accepted=False, reason="method none", version=self.version)
+        if m == "framewise":
+            loss, terms = self._adam(lambda p: self.lower(p, batch))
+        elif m == "joint":
+            loss, terms = self._adam(lambda p: self.upper(p, batch))
+        elif m == "two_stage":
+            _, t1 = self._adam(lambda p: self.lower(p, batch))
+            loss, t2 = self._adam(lambda p: self._temporal_only(p, batch))
+            terms = {**t1, **{f"stage2_{k}": v for k, v in t2.items()}}
+        elif m in ("boa_1st", "boa_2nd"):
+            loss, terms = self._bilevel(batch, second_order=(m == "boa_2nd"))
+        else:
+            raise ValueError(f"unknown adaptation method {m!r}")
+        self.steps += 1
+        return StepReport(m, float(loss), {k: float(v) for k, v in terms.items()},
+                          seconds=time.perf_counter() - t0, version=self.version)
+
+    def _temporal_only(self, params, batch: AdaptBatch) -> tuple[Tensor, dict[str, Tensor]]:
+        now, prev, _ = self._outputs(params, batch)
+        return self.temporal_loss(now, prev, batch)
+
+    def _adam(self, objective) -> tuple[Tensor, dict[str, Tensor]]:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss, terms = objective(None)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach(), {k: v.detach() for k, v in terms.items()}
+
+    def bilevel_gradient(self, batch: AdaptBatch, second_order: bool
+                         ) -> tuple[dict[str, Tensor], Tensor, dict[str, Tensor]]:
+        """Gradient of the upper-level loss with respect to the ORIGINAL weights theta.
+
+        Lower level: theta' = theta - inner_lr * dL_F/dtheta. Second order differentiates
+        L_up(theta'(theta)) through the probe (Hessian-vector products included); first
+        order takes dL_up/dtheta' as the approximation. Returns (grads, upper loss, terms).
+        """
+        params = self.params()
+        names = list(params)
+        lower, _ = self.lower(params, batch)
+        grads = torch.autograd.grad(lower, [params[n] for n in names],
+                                    create_graph=second_order, allow_unused=True)
+        probe = {}
+        for n, g in zip(names, grads):
+            if second_order:
+                probe[n] = params[n] if g is None else params[n] - self.cfg.inner_lr * g
+            else:
+                base = params[n].detach()
+                probe[n] = (base if g is None else base - self.cfg.inner_lr * g.detach()
+                            ).requires_grad_(True)
+        upper, terms = self.upper(probe, batch)
+        wrt = [params[n] for n in names] if second_order else [probe[n] for n in names]
+        g_up = torch.autograd.grad(upper, wrt, allow_unused=True)
+        out = {n: (torch.zeros_like(params[n]) if g is None else g.detach())
+               for n, g in zip(names, g_up)}
+        terms = {k: v.detach() for k, v in terms.items()}
+        terms["lower"] = lower.detach()
+        return out, upper.detach(), terms
+
+    def _bilevel(self, batch: AdaptBatch, second_order: bool) -> tuple[Tensor, dict]:
+        grads, upper, terms = self.bilevel_gradient(batch, second_order)
+        self.optimizer.zero_grad(set_to_none=True)
+        for n, p in self.model.named_parameters():
+            p.grad = grads[n]
+        self.optimizer.step()
+        return upper, terms
+
+    def update_teacher(self) -> None:
+        d = self.cfg.teacher_decay
+        with torch.no_grad():
+            for t, s in zip(self.teacher.parameters(), self.model.parameters()):
+                t.mul_(d).add_(s.detach(), alpha=1.0 - d)
+
+
+def _replay_loss(body: BodyModel, out: RegressorOutput, data: dict[str, Tensor]) -> Tensor:
+    """Supervised loss on labelled source crops (BOA's L_S): 3D points and rotations."""
+    pred = body.forward_rotmat(out.rotmat, out.betas).points
+    gt = data["points3d"]
+    l3d = ((pred - pred[:, :1]) - (gt - gt[:, :1])).pow(2).sum(-1).mean()
+    return l3d + (out.rotmat - data["rotmat"]).pow(2).mean()
+
+
+# ---------------------------------------------------------------------- drift guard
+
+
+@dataclass
+class GuardVerdict:
+    ok: bool
+    reason: str = ""
+
+
+class DriftGuard:
+    """Decides whether a step may stand: finite weights, a loss that did not explode relative
+    to the recent median, and a student that stayed near its teacher (3D joints)."""
+
+    def __init__(self, cfg: AdaptConfig, history: int = 50) -> None:
+        self.cfg = cfg
+        self.losses: deque[float] = deque(maxlen=history)
+
+    def check(self, adapter: Adapter, report: StepReport, batch: AdaptBatch) -> GuardVerdict:
+        if not np.isfinite(report.loss):
+            return GuardVerdict(False, f"non-finite loss {report.loss}")
+        for name, p in adapter.model.named_parameters():
+            if not torch.isfinite(p).all():
+                return GuardVerdict(False, f"non-finite weights in {name}")
+        if len(self.losses) >= 10:
+            median = float(np.median(self.losses))
+            if report.loss > self.cfg.guard_loss_factor * max(median, 1e-8):
+                return GuardVerdict(False, f"loss {report.loss:.4g} exploded (> "
+                                           f"{self.cfg.guard_loss_factor:g} x median "
+                                           f"{median:.4g})")
+        with torch.no_grad():
+            s = adapter.model(batch.current.images)
+            t = adapter.teacher(batch.current.images)
+            ps = adapter.body.forward_rotmat(s.rotmat, s.betas).points
+            pt = adapter.body.forward_rotmat(t.rotmat, t.betas).points
+            gap = float(((ps - ps[:, :1]) - (pt - pt[:, :1])).norm(dim=-1).mean())
+        if not np.isfinite(gap) or gap > self.cfg.guard_disagreement:
+            return GuardVerdict(False, f"student drifted {gap:.3f} m from its teacher (> "
+                                       f"{self.cfg.guard_disagreement:g} m)")
+        self.losses.append(report.loss)
+        return GuardVerdict(True)

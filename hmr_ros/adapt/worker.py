@@ -1,0 +1,334 @@
+"""`AdaptationWorker`: adapts the regressor in a background thread while inference runs.
+
+The inference thread only calls `submit` (a few appends under a lock, never waits for a step)
+and keeps predicting with the newest published weights. The worker thread picks frames by
+schedule (every frame, every n-th, or the newest as fast as it can), runs the method's steps
+on them, lets the drift guard accept or roll back each step, moves the mean teacher, and
+publishes accepted weights as numbered versions through `publish(state_dict, version)`;
+backends swap them in atomically (`model/backend.py`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..body.joints import get_joint_set
+from ..config import AdaptConfig
+from ..data.frame import Keypoints
+from ..model.checkpoint import save_checkpoint
+from .methods import AdaptBatch, Adapter, DriftGuard, FrameBatch, StepReport
+
+log = logging.getLogger("hmr_ros")
+
+STATE_IDLE, STATE_RUNNING, STATE_PAUSED, STATE_ERROR, STATE_STOPPED = (
+    "idle", "running", "paused", "error", "stopped")
+
+
+@dataclass(frozen=True)
+class AdaptSample:
+    """One person in one frame, as inference saw it: the crop (R, R, 3) uint8, its box (3,),
+    K (3, 3) and the 2D keypoints in image pixels."""
+
+    track: int
+    index: int
+    stamp_ns: int
+    crop: np.ndarray
+    box: np.ndarray
+    K: np.ndarray
+    keypoints: Keypoints
+
+
+@dataclass(frozen=True)
+class AdaptStatus:
+    state: str
+    enabled: bool
+    method: str
+    version: int
+    steps: int
+    rollbacks: int
+    steps_per_second: float
+    last_loss: float
+    buffered: int
+    dropped: int
+    errors: int
+    message: str
+
+
+class AdaptationWorker:
+    def __init__(self, adapter: Adapter, cfg: AdaptConfig,
+                 publish: Callable[[dict[str, torch.Tensor], int], None],
+                 replay: dict[str, torch.Tensor] | None = None) -> None:
+        self.adapter = adapter
+        self.cfg = cfg
+        self.publish = publish
+        self.guard = DriftGuard(cfg)
+        self.replay = replay
+        self._lock = threading.Condition()
+        self._tracks: dict[int, deque[AdaptSample]] = {}
+        self._frames: deque[int] = deque()  # frame indices waiting (every_frame, every_n)
+        self._newest = -1
+        self._last_done = -1
+        self._counter = -1
+        self._enabled = cfg.enabled and cfg.method != "none"
+        self._stop = False
+        self._thread: threading.Thread | None = None
+        self._last_good = (adapter.state_dict(), _copy_optimizer(adapter))
+        self._times: deque[float] = deque(maxlen=20)
+        self.steps = 0
+        self.rollbacks = 0
+        self.dropped = 0
+        self.errors = 0
+        self.last_loss = float("nan")
+        self.message = ""
+        self.state = STATE_IDLE
+        self.reports: deque[StepReport] = deque(maxlen=1000)
+        self._rng = np.random.default_rng(0)
+
+    # ------------------------------------------------------------ control (any thread)
+
+    def start(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="hmr_ros-adaptation",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Ask the thread to end after the step in progress (which is then not published)."""
+        with self._lock:
+            self._stop = True
+            self._lock.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("adaptation thread did not stop within %.0f s", timeout)
+        self.state = STATE_STOPPED
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def set_enabled(self, enabled: bool) -> None:
+        with self._lock:
+            self._enabled = bool(enabled) and self.cfg.method != "none"
+            self._lock.notify_all()
+
+    @property
+    def enabled(self) -> bool:
+        return self._enabled
+
+    def reset(self) -> int:
+        """Back to the source weights (published as a new version); returns that version."""
+        with self._lock:
+            self.adapter.reset()
+            self._last_good = (self.adapter.state_dict(), _copy_optimizer(self.adapter))
+            self.guard.losses.clear()
+            state, version = self.adapter.state_dict(), self.adapter.version
+        self.publish(state, version)
+        return version
+
+    def save(self, path: str | Path | None = None) -> Path:
+        """Write the last good adapted weights (our checkpoint format, atomic)."""
+        path = Path(path or self.cfg.save_path or "runs/adapted.pt")
+        with self._lock:
+            state = {k: v.clone() for k, v in self._last_good[0].items()}
+            version = self.adapter.version
+        model = self.adapter.teacher.__class__(self.adapter.model.config)
+        model.load_state_dict(state)
+        return save_checkpoint(path, model, meta={
+            "source": "hmr_ros adaptation", "method": self.cfg.method,
+            "model_version": version, "steps": self.steps, "rollbacks": self.rollbacks})
+
+    def status(self) -> AdaptStatus:
+        times = list(self._times)
+        rate = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and \
+            times[-1] > times[0] else 0.0
+        return AdaptStatus(self.state, self._enabled, self.cfg.method, self.adapter.version,
+                           self.steps, self.rollbacks, rate, self.last_loss, self.buffered,
+                           self.dropped, self.errors, self.message)
+
+    @property
+    def buffered(self) -> int:
+        with self._lock:
+            return sum(len(d) for d in self._tracks.values())
+
+    # ------------------------------------------------------------ input (inference thread)
+
+    def submit(self, samples: list[AdaptSample]) -> None:
+        """Hand over the people of one frame. Cheap and non-blocking for the caller.
+
+        Frames are numbered in submission order (their `index` is replaced by that number),
+        so tau and the schedules count submitted frames even when a source restarts its
+        indices (a replayed bag) or inference skipped images.
+        """
+        if not samples:
+            return
+        with self._lock:
+            self._counter += 1
+            index = self._counter
+            samples = [dataclasses.replace(s, index=index) for s in samples]
+            for s in samples:
+                d = self._tracks.get(s.track)
+                if d is None:
+                    d = self._tracks[s.track] = deque(maxlen=self.cfg.buffer_frames)
+                d.append(s)
+            self._newest = max(self._newest, index)
+            if self.cfg.schedule != "latest" and (self.cfg.schedule == "every_frame"
+                                                  or index % self.cfg.every_n == 0):
+                self._frames.append(index)
+                while len(self._frames) > self.cfg.buffer_frames:
+                    self._frames.popleft()
+                    self.dropped += 1
+            self._lock.notify_all()
+
+    def forget(self, track: int) -> None:
+        """Drop a lost track's history."""
+        with self._lock:
+            self._tracks.pop(track, None)
+
+    # ------------------------------------------------------------ worker thread
+
+    def _next_frame(self) -> int | None:
+        """Frame index to adapt on next, or None to keep waiting (called under the lock)."""
+        if not self._enabled:
+            return None
+        if self.cfg.schedule == "latest":
+            return self._newest if self._newest > self._last_done else None
+        while self._frames:
+            index = self._frames.popleft()
+            if index > self._last_done:
+                return index
+        return None
+
+    def _run(self) -> None:
+        torch.set_num_threads(self.cfg.threads)
+        self.state = STATE_RUNNING
+        while True:
+            with self._lock:
+                index = self._next_frame()
+                while index is None and not self._stop:
+                    self.state = STATE_RUNNING if self._enabled else STATE_PAUSED
+                    self._lock.wait(0.5)
+                    index = self._next_frame()
+                if self._stop:
+                    return
+                batch = self._batch(index)
+                self._last_done = index
+            if batch is None:
+                continue
+            for _ in range(self.cfg.steps_per_frame):
+                if self._stop:
+                    return
+                try:
+                    self._step(batch)
+                except Exception as err:  # a failing step must not kill the thread silently
+                    self.errors += 1
+                    self.message = f"step failed: {type(err).__name__}: {err}"
+                    self.state = STATE_ERROR
+                    log.exception("adaptation step failed (error %d); weights unchanged",
+                                  self.errors)
+                    self._rollback()
+                    time.sleep(min(5.0, 0.1 * self.errors))
+                    break
+
+    def _step(self, batch: AdaptBatch) -> None:
+        report = self.adapter.step(batch)
+        if self._stop:
+            self._rollback()
+            return
+        verdict = self.guard.check(self.adapter, report, batch)
+        self.last_loss = report.loss
+        if not verdict.ok:
+            self.rollbacks += 1
+            self.message = f"rolled back: {verdict.reason}"
+            log.warning("adaptation step rolled back to version %d: %s", self.adapter.version,
+                        verdict.reason)
+            self._rollback()
+            self.reports.append(StepReport(report.method, report.loss, report.terms, False,
+                                           verdict.reason, report.seconds,
+                                           self.adapter.version))
+            return
+        self.adapter.update_teacher()
+        self.adapter.version += 1
+        state = self.adapter.state_dict()
+        self._last_good = (state, _copy_optimizer(self.adapter))
+        self.steps += 1
+        self._times.append(time.perf_counter())
+        self.state = STATE_RUNNING
+        self.reports.append(StepReport(report.method, report.loss, report.terms, True, "",
+                                       report.seconds, self.adapter.version))
+        self.publish(state, self.adapter.version)
+
+    def _rollback(self) -> None:
+        state, opt = self._last_good
+        self.adapter.load_state({k: v.clone() for k, v in state.items()}, opt)
+
+    # ------------------------------------------------------------ batches
+
+    def _usable(self, s: AdaptSample) -> np.ndarray:
+        conf = np.where(s.keypoints.confidence >= self.cfg.keypoint_threshold,
+                        s.keypoints.confidence, 0.0)
+        return conf.astype(np.float32)
+
+    def _batch(self, index: int) -> AdaptBatch | None:
+        """Samples of frame `index` (plus earlier frames when batch_frames > 1) and their
+        partners tau frames back (called under the lock)."""
+        cur, prev = [], []
+        fmt = None
+        for dq in self._tracks.values():
+            history = [s for s in dq if s.index <= index]
+            if not history or history[-1].index != index:
+                continue  # this person is not in the frame
+            chosen = [history[-1]]
+            extra = min(self.cfg.batch_frames - 1, len(history) - 1)
+            if extra > 0:
+                picks = self._rng.choice(len(history) - 1, size=extra, replace=False)
+                chosen += [history[int(i)] for i in sorted(picks)]
+            for s in chosen:
+                if (self._usable(s) > 0).sum() < self.cfg.min_keypoints:
+                    continue
+                if fmt is None:
+                    fmt = s.keypoints.format
+                if s.keypoints.format != fmt:
+                    continue
+                earlier = [p for p in dq if p.index <= s.index - self.cfg.tau]
+                cur.append(s)
+                prev.append(earlier[-1] if earlier else s)
+        if not cur:
+            return None
+        mapping = torch.as_tensor(get_joint_set(fmt).matrix(), dtype=torch.float32)
+        replay = None
+        if self.replay is not None:
+            idx = torch.as_tensor(self._rng.integers(0, len(self.replay["images"]), 2))
+            replay = {k: v[idx] for k, v in self.replay.items()}
+            replay["images"] = replay["images"].permute(0, 3, 1, 2).float() / 255.0
+        return AdaptBatch(self._frames_to_batch(cur, mapping),
+                          self._frames_to_batch(prev, mapping), replay)
+
+    def _frames_to_batch(self, samples: list[AdaptSample], mapping: torch.Tensor) -> FrameBatch:
+        images = torch.from_numpy(np.stack([s.crop for s in samples])).permute(0, 3, 1, 2)
+        return FrameBatch(
+            images=images.float() / 255.0,
+            box=torch.as_tensor(np.stack([s.box for s in samples]), dtype=torch.float32),
+            K=torch.as_tensor(np.stack([s.K for s in samples]), dtype=torch.float32),
+            keypoints=torch.as_tensor(np.stack([s.keypoints.xy for s in samples]),
+                                      dtype=torch.float32),
+            conf=torch.as_tensor(np.stack([self._usable(s) for s in samples])),
+            mapping=mapping)
+
+
+def _copy_optimizer(adapter: Adapter) -> dict:
+    import copy
+
+    return copy.deepcopy(adapter.optimizer.state_dict())

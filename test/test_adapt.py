@@ -1,0 +1,404 @@
+"""Online adaptation: losses, BOA's gradients, the drift guard and the background worker."""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from hmr_ros.adapt import losses as L
+from hmr_ros.adapt.methods import Adapter, StepReport
+from hmr_ros.adapt.prior import MaxMixturePrior, load_prior, motion_library_poses
+from hmr_ros.adapt.worker import AdaptationWorker, AdaptSample
+from hmr_ros.body import BodyModel
+from hmr_ros.config import AdaptConfig, PipelineConfig
+from hmr_ros.data.crop import crop_image
+from hmr_ros.data.domain import load_domain
+from hmr_ros.data.scene import SyntheticSequence
+from hmr_ros.geometry import perspective_project
+from hmr_ros.model import HMR, ModelConfig, load_checkpoint
+from hmr_ros.model.backend import TorchBackend
+from hmr_ros.pipeline import Pipeline
+
+MICRO = ModelConfig(name="micro", block="basic", layers=(1, 1, 1, 1), width=8, norm="group",
+                    gn_groups=4, head_hidden=32, n_iter=2, input_size=32, dropout=0.0)
+
+
+@pytest.fixture(scope="module")
+def body() -> BodyModel:
+    return BodyModel()
+
+
+@pytest.fixture(scope="module")
+def frames():
+    d = load_domain("h36m_like")
+    d = dataclasses.replace(d, image=dataclasses.replace(d.image, render_scale=0.25))
+    seq = SyntheticSequence(d, seed=21, duration_s=0.5)
+    return [seq.frame(i).frame for i in range(len(seq))]
+
+
+def _samples(frames, size=32, pipeline_cfg=None) -> list[AdaptSample]:
+    pipe = Pipeline(None, None, pipeline_cfg or PipelineConfig())  # only for crop_box
+    out = []
+    for fr in frames:
+        det = fr.detections[0]
+        box = pipe.crop_box(det)
+        out.append(AdaptSample(det.id, fr.index, fr.stamp_ns, crop_image(fr.image, box, size),
+                               box, fr.camera.K, det.keypoints))
+    return out
+
+
+def _worker(model, body, samples=(), **cfg) -> tuple[AdaptationWorker, TorchBackend]:
+    c = dataclasses.replace(AdaptConfig(), **{"schedule": "every_frame", "tau": 2,
+                                              "buffer_frames": 8, "min_keypoints": 4, **cfg})
+    backend = TorchBackend(model)
+    worker = AdaptationWorker(Adapter(model, body, c), c, backend.update_weights)
+    for s in samples:
+        worker.submit([s])
+    return worker, backend
+
+
+def _next_batch(worker):
+    with worker._lock:
+        index = worker._next_frame()
+        if index is None:
+            return None
+        worker._last_done = index
+        return worker._batch(index)
+
+
+# ------------------------------------------------------------------ losses
+
+
+def test_projection_matches_geometry_and_losses_vanish_at_truth():
+    torch.manual_seed(0)
+    pts = torch.randn(2, 5, 3) * 0.3
+    cam = torch.tensor([[0.9, 0.05, -0.1], [1.1, 0.0, 0.2]])
+    box = torch.tensor([[300.0, 200.0, 250.0], [100.0, 120.0, 90.0]])
+    K = torch.tensor([[500.0, 0, 320], [0, 500.0, 240], [0, 0, 1]])
+    t = L.camera_translation(cam, box, K)
+    uv = L.project_pixels(pts, t, K)
+    torch.testing.assert_close(uv, perspective_project(pts + t[:, None], K))
+    crop = L.to_crop(uv, box)
+    conf = torch.rand(2, 5)
+    assert L.keypoint_loss(crop, crop, conf) == 0
+    assert L.keypoint_loss(crop + 0.1, crop, torch.ones(2, 5)) == pytest.approx(0.01)
+    # Motion: a common shift of prediction and keypoints is no error; a lag is.
+    shift = torch.tensor([5.0, -3.0])
+    assert L.motion_loss(uv + shift, uv, uv + shift, uv, conf, box) == 0
+    assert L.motion_loss(uv + shift, uv, uv, uv, torch.ones(2, 5), box) > 0
+    assert float(L.consistency_loss(pts, pts + 1.0)) < 1e-12  # root-centred
+    assert L.shape_prior(torch.ones(3, 10)) == 10
+
+
+def test_pose_prior_prefers_library_poses(tmp_path):
+    prior = MaxMixturePrior()
+    lib = torch.tensor(motion_library_poses(n_clips=3, duration_s=5.0, seed=99),
+                       dtype=torch.float32)
+    rnd = torch.randn(len(lib), 69) * 0.6
+    assert prior(lib).median() < 0.05 * prior(rnd).median()
+    # A SMPLify-style gmm pickle (means/covars/weights) loads too.
+    g = load_prior()
+    path = tmp_path / "gmm_08.pkl"
+    with open(path, "wb") as fh:
+        pickle.dump({"means": g.means, "covars": g.covars, "weights": g.weights}, fh,
+                    protocol=2)
+    torch.testing.assert_close(MaxMixturePrior(load_prior(path))(lib), prior(lib))
+
+
+# ------------------------------------------------------------------ BOA gradients
+
+
+def test_second_order_gradient_matches_finite_differences(body, frames):
+    torch.manual_seed(1)
+    model = HMR(MICRO).double()
+    body64 = BodyModel().double()
+    cfg = dataclasses.replace(AdaptConfig(), inner_lr=1e-3, tau=2, buffer_frames=8,
+                              min_keypoints=4, schedule="every_frame")
+    adapter = Adapter(model, body64, cfg)
+    adapter.model.double()
+    adapter.teacher.double()
+    adapter.prior.double()
+    worker = AdaptationWorker(adapter, cfg, lambda s, v: None)
+    for s in _samples(frames[:4]):
+        worker.submit([s])
+    batch = _next_batch(worker)
+    batch = dataclasses.replace(
+        batch, current=_to64(batch.current), previous=_to64(batch.previous))
+    g2, _, _ = adapter.bilevel_gradient(batch, second_order=True)
+    g1, _, _ = adapter.bilevel_gradient(batch, second_order=False)
+    params = adapter.params()
+    gen = torch.Generator().manual_seed(2)
+    direction = {n: torch.randn(p.shape, generator=gen, dtype=p.dtype) for n, p in
+                 params.items()}
+
+    def upper_after_probe(eps: float) -> float:
+        shifted = {n: (p.detach() + eps * direction[n]).requires_grad_(True)
+                   for n, p in params.items()}
+        lower, _ = adapter.lower(shifted, batch)
+        grads = torch.autograd.grad(lower, list(shifted.values()), allow_unused=True)
+        probe = {n: p - cfg.inner_lr * (g if g is not None else 0)
+                 for (n, p), g in zip(shifted.items(), grads)}
+        return float(adapter.upper(probe, batch)[0].detach())
+
+    eps = 1e-6
+    fd = (upper_after_probe(eps) - upper_after_probe(-eps)) / (2 * eps)
+    an2 = sum(float((g2[n] * direction[n]).sum()) for n in params)
+    an1 = sum(float((g1[n] * direction[n]).sum()) for n in params)
+    assert an2 == pytest.approx(fd, rel=1e-6)
+    # The first-order approximation misses the probe's curvature: it is measurably off.
+    assert abs(an1 - fd) > 1e-3 * abs(fd)
+    assert abs(an1 - fd) > 1000 * abs(an2 - fd)
+
+
+def _to64(fb):
+    return dataclasses.replace(fb, images=fb.images.double(), box=fb.box.double(),
+                               K=fb.K.double(), keypoints=fb.keypoints.double(),
+                               conf=fb.conf.double(), mapping=fb.mapping.double())
+
+
+@pytest.mark.parametrize("method", ["framewise", "joint", "two_stage", "boa_1st", "boa_2nd"])
+def test_every_method_updates_and_publishes(method, body, frames):
+    torch.manual_seed(3)
+    model = HMR(MICRO)
+    worker, backend = _worker(model, body, _samples(frames[:4]), method=method,
+                              outer_lr=1e-3, inner_lr=1e-2)
+    before = backend.predict(np.stack([s.crop for s in _samples(frames[:1])]))
+    for _ in range(3):
+        worker._step(_next_batch(worker))
+    assert worker.steps == 3 and worker.rollbacks == 0 and backend.version == 3
+    after = backend.predict(np.stack([s.crop for s in _samples(frames[:1])]))
+    assert not torch.equal(before.pose6d, after.pose6d)
+    # Published weights are the adapter's weights.
+    for k, v in worker.adapter.state_dict().items():
+        assert torch.equal(backend.model.state_dict()[k], v)
+
+
+def test_methods_differ_and_none_does_nothing(body, frames):
+    updates = {}
+    for method in ("boa_1st", "boa_2nd", "joint", "none"):
+        torch.manual_seed(4)
+        model = HMR(MICRO)
+        w, _ = _worker(model, body, _samples(frames[:4]), method="joint", outer_lr=1e-3,
+                       inner_lr=5e-2)
+        w.adapter.method = method
+        start = w.adapter.state_dict()["fc1.weight"].clone()
+        report = w.adapter.step(_next_batch(w))
+        updates[method] = w.adapter.state_dict()["fc1.weight"] - start
+        if method == "none":
+            assert not report.accepted
+    assert updates["none"].abs().max() == 0
+    assert not torch.allclose(updates["boa_1st"], updates["boa_2nd"])
+    assert not torch.allclose(updates["boa_2nd"], updates["joint"])
+
+
+# ------------------------------------------------------------------ drift guard
+
+
+def test_guard_rolls_back_nan_and_exploding_steps_and_carries_on(body, frames, caplog):
+    torch.manual_seed(5)
+    worker, backend = _worker(HMR(MICRO), body, _samples(frames), method="boa_1st",
+                              outer_lr=1e-4)
+    for _ in range(11):  # some good steps give the guard a loss history
+        worker._step(_next_batch(worker) or _rebatch(worker, frames))
+    good = {k: v.clone() for k, v in worker.adapter.state_dict().items()}
+    version = backend.version
+    real_step = worker.adapter.step
+
+    def poisoned(batch):
+        report = real_step(batch)
+        with torch.no_grad():
+            next(worker.adapter.model.parameters()).fill_(float("nan"))
+        return report
+
+    worker.adapter.step = poisoned
+    worker._step(_next_batch(worker) or _rebatch(worker, frames))
+    assert worker.rollbacks == 1 and "non-finite weights" in worker.status().message
+    assert backend.version == version  # nothing published
+    for k, v in worker.adapter.state_dict().items():
+        assert torch.equal(v, good[k]), k
+
+    def exploding(batch):
+        r = real_step(batch)
+        return StepReport(r.method, 1e9, r.terms, seconds=r.seconds)
+
+    worker.adapter.step = exploding
+    worker._step(_rebatch(worker, frames))
+    assert worker.rollbacks == 2 and "exploded" in worker.status().message
+
+    def drifting(batch):
+        r = real_step(batch)
+        with torch.no_grad():
+            worker.adapter.model.decpose.bias.add_(3.0)
+        return r
+
+    worker.adapter.step = drifting
+    worker._step(_rebatch(worker, frames))
+    assert worker.rollbacks == 3 and "drifted" in worker.status().message
+    # And the stream carries on: a normal step is accepted again.
+    worker.adapter.step = real_step
+    worker._step(_rebatch(worker, frames))
+    assert backend.version == version + 1 and worker.rollbacks == 3
+    assert "rolled back" in caplog.text
+
+
+def _rebatch(worker, frames):
+    for s in _samples(frames[-3:]):
+        worker.submit([dataclasses.replace(s, index=s.index + 1000 + worker.steps * 10
+                                           + worker.rollbacks)])
+    return _next_batch(worker)
+
+
+# ------------------------------------------------------------------ worker thread
+
+
+def test_background_thread_adapts_while_inference_runs_and_stops_cleanly(body, frames):
+    torch.manual_seed(6)
+    model = HMR(MICRO)
+    cfg = dataclasses.replace(AdaptConfig(), method="boa_1st", schedule="latest", tau=2,
+                              buffer_frames=8, min_keypoints=4, outer_lr=1e-4)
+    backend = TorchBackend(model)
+    worker = AdaptationWorker(Adapter(model, body, cfg), cfg, backend.update_weights)
+    pipe = Pipeline(backend, body, PipelineConfig(adapt=cfg), worker)
+    worker.start()
+    release = threading.Event()
+    entered = threading.Event()
+    real_step = worker.adapter.step
+    calls = {"n": 0}
+
+    def slow_step(batch):
+        calls["n"] += 1
+        if calls["n"] == 3:  # hold the third step until the test has stopped the worker
+            entered.set()
+            release.wait(10)
+        return real_step(batch)
+
+    worker.adapter.step = slow_step
+    results = []
+    deadline = time.monotonic() + 60
+    i = 0
+    def frame(k):  # an endless stream: indices keep increasing
+        return dataclasses.replace(frames[k % len(frames)], index=k)
+
+    while not entered.is_set() and time.monotonic() < deadline:
+        results.append(pipe.process(frame(i)))
+        i += 1
+        time.sleep(0.01)
+    assert entered.is_set(), "worker never reached its third step"
+    version_before_stop = backend.version
+    assert version_before_stop == 2 and worker.steps == 2
+    # Inference does not wait for the blocked step.
+    for k in range(5):
+        results.append(pipe.process(frame(i + k)))
+    stopper = threading.Thread(target=pipe.close)
+    stopper.start()
+    time.sleep(0.2)
+    for k in range(5):  # still answering while the stop is pending
+        results.append(pipe.process(frame(i + 5 + k)))
+    release.set()
+    stopper.join(20)
+    assert not worker.alive
+    # Every processed frame produced its person; the unfinished step was never published.
+    assert all(len(r.people) == 1 for r in results)
+    assert backend.version == version_before_stop
+    for k, v in worker._last_good[0].items():
+        assert torch.equal(backend.model.state_dict()[k], v)
+
+
+def test_exception_becomes_status_not_a_dead_thread(body, frames, caplog):
+    torch.manual_seed(7)
+    worker, backend = _worker(HMR(MICRO), body, (), method="joint")
+    worker.adapter.step = lambda batch: (_ for _ in ()).throw(RuntimeError("boom"))
+    worker.start()
+    try:
+        for s in _samples(frames[:3]):
+            worker.submit([s])
+        deadline = time.monotonic() + 20
+        while worker.errors == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        st = worker.status()
+        assert st.errors >= 1 and "boom" in st.message and st.state == "error"
+        assert worker.alive and backend.version == 0
+        assert "adaptation step failed" in caplog.text
+    finally:
+        worker.stop()
+
+
+def test_submit_never_waits_for_a_running_step(body, frames):
+    worker, _ = _worker(HMR(MICRO), body, (), method="joint")
+    gate = threading.Event()
+    worker.adapter.step = lambda batch: (gate.wait(10), StepReport("joint", 0.0))[1]
+    worker.start()
+    samples = _samples(frames[:6])
+    worker.submit([samples[0]])
+    time.sleep(0.3)  # the worker is now inside the blocked step
+    t = threading.Thread(target=lambda: [worker.submit([s]) for s in samples[1:]])
+    t.start()
+    t.join(2.0)
+    blocked = t.is_alive()
+    gate.set()
+    worker.stop()
+    assert not blocked
+    assert worker.buffered == 6
+
+
+def test_weight_swap_during_concurrent_predictions():
+    torch.manual_seed(8)
+    model = HMR(MICRO)
+    backend = TorchBackend(model)
+    crops = np.random.default_rng(0).integers(0, 255, (2, 32, 32, 3), dtype=np.uint8)
+    states = [HMR(MICRO).state_dict() for _ in range(4)]
+    expected = []
+    for st in [model.state_dict()] + states:
+        m = HMR(MICRO)
+        m.load_state_dict(st)
+        expected.append(TorchBackend(m).predict(crops).pose6d)
+    seen, errors = [], []
+    stop = threading.Event()
+
+    def reader():
+        try:
+            while not stop.is_set():
+                seen.append(backend.predict(crops).pose6d)
+        except Exception as err:  # pragma: no cover - the test fails below
+            errors.append(err)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    for k, st in enumerate(states, start=1):
+        time.sleep(0.02)
+        backend.update_weights(st, k)
+    time.sleep(0.05)
+    stop.set()
+    t.join()
+    assert not errors and len(seen) > 5 and backend.version == 4
+    # Every answer is exactly one of the published weight sets, never a mixture.
+    for out in seen:
+        assert any(torch.equal(out, e) for e in expected)
+
+
+def test_save_reset_and_resume(body, frames, tmp_path):
+    torch.manual_seed(9)
+    model = HMR(MICRO)
+    worker, backend = _worker(model, body, _samples(frames[:4]), method="framewise",
+                              outer_lr=1e-3)
+    source = {k: v.clone() for k, v in worker.adapter.source.items()}
+    worker._step(_next_batch(worker))
+    path = worker.save(tmp_path / "adapted.pt")
+    loaded = load_checkpoint(path)
+    assert loaded.meta["model_version"] == 1 and loaded.meta["method"] == "framewise"
+    for k, v in loaded.model.state_dict().items():
+        assert torch.equal(v, worker._last_good[0][k])
+    # Resuming from the saved weights starts where adaptation left off.
+    resumed, _ = _worker(loaded.model, body, (), method="framewise")
+    for k, v in resumed.adapter.state_dict().items():
+        assert torch.equal(v, worker._last_good[0][k])
+    version = worker.reset()
+    assert version == 2 and backend.version == 2
+    for k, v in backend.model.state_dict().items():
+        assert torch.equal(v, source[k])
