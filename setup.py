@@ -37,7 +37,11 @@ setup(
         "pyyaml>=6.0",
     ],
     extras_require={
-        "dev": ["pytest>=8", "ruff>=0.5"],
+        # ONNX export and the ONNX Runtime backend (CPU; use onnxruntime-gpu for CUDA).
+        "onnx": ["onnx>=1.16", "onnxruntime>=1.18", "onnxscript>=0.1"],
+        "plot": ["matplotlib>=3.7"],
+        "dev": ["pytest>=8", "ruff>=0.5", "onnx>=1.16", "onnxruntime>=1.18",
+                "onnxscript>=0.1", "matplotlib>=3.7"],
     },
     entry_points={"console_scripts": ["hmr-ros = hmr_ros.cli:main"]},
 )

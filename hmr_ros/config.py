@@ -28,9 +28,14 @@ class InferenceConfig:
     fallback_focal: float = 525.0  # px, used (with a warning) when no CameraInfo is known
     max_people: int = 8  # the largest people first; others are skipped
     vertices: bool = True  # compute mesh vertices (needed for markers and PVE)
-    threads: int = 1  # torch threads of the inference path
+    threads: int = 1  # CPU threads of the inference path
+    backend: str = "torch"  # torch | onnxruntime | tensorrt
+    device: str = "cpu"  # cpu | cuda (torch, onnxruntime's CUDA provider; tensorrt is cuda)
+    half: bool = False  # fp16 on CUDA (torch .half(), TensorRT fp16 engine)
+    engine_cache: str = ""  # folder for exported ONNX / TensorRT engines ("" = ~/.cache/hmr_ros)
 
 
+BACKENDS = ("torch", "onnxruntime", "tensorrt")
 METHODS = ("none", "framewise", "joint", "two_stage", "boa_1st", "boa_2nd")
 SCHEDULES = ("every_frame", "every_n", "latest")
 
@@ -86,6 +91,8 @@ class PipelineConfig:
         if not 0.0 <= a.teacher_decay < 1.0:
             raise ConfigError("adapt.teacher_decay must be in [0, 1)")
         i = self.inference
+        if i.backend not in BACKENDS:
+            raise ConfigError(f"inference.backend must be one of {BACKENDS}, got {i.backend!r}")
         if i.fallback_focal <= 0 or i.box_scale <= 0 or i.max_people < 1 or i.threads < 1:
             raise ConfigError("inference: fallback_focal, box_scale, max_people and threads "
                               "must be positive")

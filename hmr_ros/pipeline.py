@@ -180,14 +180,14 @@ def build_pipeline(config: PipelineConfig | None = None, adapt: bool | None = No
     model (default: the bundled synthetic SMPL), and, when `adapt` (default:
     config.adapt.enabled) and the method is not `none`, a started adaptation worker."""
     from .adapt.methods import Adapter
-    from .model.backend import TorchBackend
+    from .model.backend import make_backend
     from .model.weights import load_regressor
 
     config = config or PipelineConfig()
     inf = config.inference
     loaded = load_regressor(inf.weights or None)
     body = BodyModel(inf.body_model or None, gender=inf.gender)
-    backend = TorchBackend(loaded.model, threads=inf.threads)
+    backend = make_backend(loaded.model, inf)
     worker = None
     use = config.adapt.enabled if adapt is None else adapt
     if use and config.adapt.method != "none":

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..config import InferenceConfig
 from .hmr import HMR, RegressorOutput
 
 
@@ -92,3 +93,11 @@ class TorchBackend:
             new = self._prepare(new)
             self._model = new
             self._version = version
+
+
+def make_backend(model: HMR, config: InferenceConfig) -> Backend:
+    """The backend the config asks for, built from the (torch) regressor `model`."""
+    if config.backend == "torch":
+        return TorchBackend(model, device=config.device, half=config.half,
+                            threads=config.threads)
+    raise ValueError(f"backend {config.backend!r} is not available in this build")
