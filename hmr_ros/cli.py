@@ -53,6 +53,67 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config(args: argparse.Namespace):
+    """PipelineConfig from --config (YAML of section.field keys or nested sections), the
+    common flags and --set key=value overrides (applied last)."""
+    import yaml
+
+    from .config import PipelineConfig, from_flat_dict, replace_path
+
+    cfg = PipelineConfig()
+    if getattr(args, "config", None):
+        with open(args.config) as fh:
+            data = yaml.safe_load(fh) or {}
+        flat = {}
+        for key, value in data.items():
+            if isinstance(value, dict):
+                flat.update({f"{key}.{k}": v for k, v in value.items()})
+            else:
+                flat[key] = value
+        cfg = from_flat_dict(flat, cfg)
+    if getattr(args, "weights", ""):
+        cfg = replace_path(cfg, "inference.weights", args.weights)
+    if getattr(args, "method", None):
+        cfg = replace_path(cfg, "adapt.method", args.method)
+    for item in getattr(args, "set", None) or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set expects key=value, got {item!r}")
+        cfg = replace_path(cfg, key.strip(), yaml.safe_load(value))
+    return cfg
+
+
+def _add_config_flags(p: argparse.ArgumentParser, method: bool = True) -> None:
+    p.add_argument("--weights", default="", help="checkpoint (default: bundled regressor)")
+    if method:
+        p.add_argument("--method", default=None,
+                       help="adaptation method: none framewise joint two_stage boa_1st "
+                            "boa_2nd (default boa_2nd)")
+    p.add_argument("--config", default=None, help="YAML with config values (section.field)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override one config value, e.g. --set adapt.outer_lr=1e-5")
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from .replay import replay
+
+    topics = {k: v for k, v in (("image", args.image_topic),
+                                 ("camera_info", args.camera_info_topic),
+                                 ("keypoints", args.keypoints_topic),
+                                 ("ground_truth", args.ground_truth_topic)) if v}
+    replay(args.bag, args.out, _config(args), adapt=not args.no_adapt,
+           protocol=args.protocol, limit=args.limit, video=not args.no_video, topics=topics)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import demo
+
+    demo(args.out, seconds=args.seconds, seed=args.seed, domain=args.domain,
+         config=_config(args), video=not args.no_video)
+    return 0
+
+
 def _synth(args: argparse.Namespace) -> int:
     from .data.domain import load_domain
 
@@ -111,6 +172,11 @@ def _bench(args: argparse.Namespace) -> int:
         model.run(args.out or "bench/results/model_cpu.json", args.presets, args.repeats,
                   args.threads)
         return 0
+    if args.bench == "adapt":
+        from .bench import adapt
+
+        adapt.main(args)
+        return 0
     if args.bench == "infer":
         from .bench import infer
 
@@ -157,6 +223,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="render processes for --trainset")
     p.set_defaults(handler=_synth)
 
+    p = sub.add_parser("demo", help="frozen vs adapted regressor on a synthetic stream")
+    p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    p.add_argument("--seconds", type=float, default=8.0)
+    p.add_argument("--seed", type=int, default=2024)
+    p.add_argument("--domain", default="pw3d_like")
+    p.add_argument("--no-video", action="store_true", help="skip the overlay video")
+    _add_config_flags(p)
+    p.set_defaults(handler=_demo)
+
+    p = sub.add_parser("replay", help="run a recorded bag through the pipeline")
+    p.add_argument("bag", help="rosbag2 folder or .mcap/.db3 file")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--no-adapt", action="store_true", help="frozen regressor only")
+    p.add_argument("--protocol", choices=("async", "before", "after"), default="async",
+                   help="async: adaptation in the background as on the robot (default); "
+                        "before/after: lock-step, reproducible")
+    p.add_argument("--limit", type=int, default=None, help="at most this many images")
+    p.add_argument("--no-video", action="store_true", help="skip the overlay video")
+    p.add_argument("--image-topic", default="")
+    p.add_argument("--camera-info-topic", default="")
+    p.add_argument("--keypoints-topic", default="")
+    p.add_argument("--ground-truth-topic", default="")
+    _add_config_flags(p)
+    p.set_defaults(handler=_replay)
+
     p = sub.add_parser("train", help="pretrain a regressor on a synthetic training set")
     p.add_argument("--data", required=True, help="training set .npz (hmr-ros synth --trainset)")
     p.add_argument("--val", default=None, help="held-out .npz for PA-MPJPE during training")
@@ -189,6 +280,22 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--repeats", type=int, default=20)
     b.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     b.add_argument("--out", default=None, help="JSON path (default bench/results/...)")
+    b = bench.add_parser("adapt", help="BOA's ablation on synthetic target domains")
+    b.add_argument("--domains", nargs="+", default=["pw3d_like"])
+    b.add_argument("--seeds", type=int, nargs="+", default=[1000, 1001, 1002],
+                   help="stream seeds to report on (tune on others)")
+    b.add_argument("--duration", type=float, default=10.0, help="seconds per stream")
+    b.add_argument("--methods", nargs="*", default=None,
+                   help="none framewise joint two_stage boa_1st boa_2nd (default: all)")
+    b.add_argument("--protocol", choices=("before", "after"), default="before",
+                   help="before: predict each frame before adapting on it (default); "
+                        "after: BOA's protocol, adapt on the frame then predict it")
+    b.add_argument("--workers", type=int, default=2, help="parallel processes")
+    b.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
+    b.add_argument("--out-dir", default="bench/results")
+    b.add_argument("--tag", default="", help="suffix of the output file names")
+    _add_config_flags(b, method=False)
+
     b = bench.add_parser("infer", help="inference latency and throughput per backend")
     b.add_argument("--backends", nargs="*", default=None,
                    help="torch, onnxruntime, tensorrt (default: all available here)")

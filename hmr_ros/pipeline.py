@@ -117,7 +117,10 @@ class Pipeline:
             return box_from_xyxy(det.box)
         raise CropError("no keypoints and no box")
 
-    def process(self, frame: Frame, keep_crops: bool = False) -> FrameResult:
+    def process(self, frame: Frame, keep_crops: bool = False, submit: bool = True
+                ) -> FrameResult:
+        """Estimate everyone in `frame`. With `submit` (default) the people are also handed
+        to the adaptation worker, if any."""
         t0 = time.perf_counter()
         self.frames += 1
         if frame.image.ndim != 3 or frame.image.shape[2] != 3 or frame.image.dtype != np.uint8:
@@ -151,7 +154,7 @@ class Pipeline:
         transl = crop_cam_to_translation(out.cam, box_t, K)
         with torch.inference_mode():
             body = self.body.forward_rotmat(out.rotmat, out.betas, transl)
-        if self.adaptation is not None and self.adaptation.enabled:
+        if submit and self.adaptation is not None and self.adaptation.enabled:
             self.adaptation.submit([
                 AdaptSample(det.id, frame.index, frame.stamp_ns, crops[i], boxes[i], camera.K,
                             det.keypoints)

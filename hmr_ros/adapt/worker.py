@@ -211,6 +211,22 @@ class AdaptationWorker:
                 return index
         return None
 
+    def run_pending(self) -> int:
+        """Adapt on the pending frame in the CALLER's thread (lock-step evaluation and tests:
+        the same selection, steps and guard as the background thread). Returns the number of
+        steps run (0 when nothing is pending or adaptation is disabled)."""
+        with self._lock:
+            index = self._next_frame()
+            if index is None:
+                return 0
+            batch = self._batch(index)
+            self._last_done = index
+        if batch is None:
+            return 0
+        for _ in range(self.cfg.steps_per_frame):
+            self._step(batch)
+        return self.cfg.steps_per_frame
+
     def _run(self) -> None:
         torch.set_num_threads(self.cfg.threads)
         self.state = STATE_RUNNING

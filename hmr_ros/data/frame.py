@@ -24,7 +24,7 @@ class CameraModel:
     frame_id: str = "camera_optical_frame"
 
     def __post_init__(self) -> None:
-        k = np.asarray(self.K, dtype=np.float64)
+        k = np.array(self.K, dtype=np.float64)  # a private, writable copy
         if k.shape != (3, 3) or not np.all(np.isfinite(k)) or k[0, 0] <= 0 or k[1, 1] <= 0:
             raise ValueError(f"K must be a finite 3x3 matrix with positive focal, got {k}")
         if self.width <= 0 or self.height <= 0:

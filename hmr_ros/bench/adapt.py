@@ -1,0 +1,273 @@
+"""`hmr-ros bench adapt`: BOA's ablation on the synthetic target domains.
+
+Methods: frozen (none), B1 frame-wise L_F, B3 joint L_F + L_T, two-stage, BOA first order and
+BOA second order; MPJPE, PA-MPJPE, PVE (mm), ACCEL (mm/frame^2), adaptation steps per second;
+and the inference latency p50/p95 on a stream paced at camera rate, with and without the
+adaptation worker running in the background. Writes JSON, a markdown table and a plot.
+
+Streams are rendered once per (domain, seed) and cached under `runs/cache/`; every method
+then runs in lock-step (`hmr_ros.online`, protocol `before` by default: each frame is
+predicted before the model adapts on it), so results are reproducible. Tune with one set of
+seeds, report with another.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import multiprocessing as mp
+import os
+import pickle
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..config import PipelineConfig
+from .timing import machine_info, write_json
+
+ABLATION = ("none", "framewise", "joint", "two_stage", "boa_1st", "boa_2nd")
+LABELS = {"none": "frozen", "framewise": "B1: L_F", "joint": "B3: L_F + L_T",
+          "two_stage": "two-stage", "boa_1st": "BOA 1st order", "boa_2nd": "BOA 2nd order"}
+METRICS = ("mpjpe", "pa_mpjpe", "pve", "accel")
+
+
+def stream_frames(domain: str, seed: int, duration: float, cache: Path | None = None):
+    """The frames of one synthetic stream, rendered once and cached as a pickle."""
+    from ..data.domain import load_domain
+    from ..data.scene import SyntheticSequence
+
+    path = cache / f"{domain}_s{seed}_{duration:g}s.pkl" if cache else None
+    if path is not None and path.exists():
+        with open(path, "rb") as fh:
+            return pickle.load(fh)
+    seq = SyntheticSequence(load_domain(domain), seed=seed, duration_s=duration)
+    frames = [seq.frame(i).frame for i in range(len(seq))]
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as fh:
+            pickle.dump(frames, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        tmp.replace(path)
+    return frames
+
+
+def _job(args: tuple) -> dict:
+    domain, seed, duration, method, cfg, protocol, cache = args
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    from ..eval.evaluate import StreamEvaluator
+    from ..online import run_online
+    from ..pipeline import build_pipeline
+
+    torch.set_num_threads(1)
+    torch.manual_seed(seed)
+    frames = stream_frames(domain, seed, duration, Path(cache) if cache else None)
+    cfg = dataclasses.replace(cfg, adapt=dataclasses.replace(cfg.adapt, method=method))
+    pipeline = build_pipeline(cfg, adapt=method != "none", start=False)
+    ev = StreamEvaluator(pipeline.body)
+    step_time = 0.0
+    worker = pipeline.adaptation
+    if worker is not None:
+        real = worker.run_pending
+
+        def timed() -> int:
+            nonlocal step_time
+            t = time.perf_counter()
+            n = real()
+            step_time += time.perf_counter() - t
+            return n
+
+        worker.run_pending = timed
+    for frame, result in run_online(pipeline, frames, protocol):
+        ev.add(frame, result)
+    out = ev.summary()
+    out["steps"] = worker.steps if worker else 0
+    out["rollbacks"] = worker.rollbacks if worker else 0
+    out["steps_per_second"] = (worker.steps / step_time) if worker and step_time > 0 else 0.0
+    out["per_frame_pa_mpjpe"] = ev.report.values("pa_mpjpe").tolist()
+    pipeline.close()
+    return {"domain": domain, "seed": seed, "method": method, **out}
+
+
+def _aggregate(rows: list[dict]) -> dict:
+    agg = {}
+    for key in METRICS + ("detected", "steps_per_second"):
+        vals = [r[key] for r in rows if np.isfinite(r.get(key, np.nan))]
+        agg[key] = float(np.mean(vals)) if vals else float("nan")
+    # Pool frames for the headline errors (streams have equal length).
+    agg["rollbacks"] = int(sum(r["rollbacks"] for r in rows))
+    agg["steps"] = int(sum(r["steps"] for r in rows))
+    agg["seeds"] = [r["seed"] for r in rows]
+    return agg
+
+
+def latency_with_and_without_worker(domain: str, seed: int, duration: float,
+                                    cfg: PipelineConfig, method: str, cache: Path | None
+                                    ) -> dict:
+    """Inference latency on a stream paced at the domain's frame rate: frozen, then with the
+    adaptation worker adapting in the background (schedule 'latest')."""
+    import torch
+
+    from ..data.domain import load_domain
+    from ..pipeline import build_pipeline
+
+    torch.set_num_threads(1)
+    frames = stream_frames(domain, seed, duration, cache)
+    period = 1.0 / load_domain(domain).fps
+    out = {}
+    for label, adapt in (("without_worker", False), ("with_worker", True)):
+        c = dataclasses.replace(cfg, adapt=dataclasses.replace(cfg.adapt, method=method,
+                                                               schedule="latest"))
+        pipeline = build_pipeline(c, adapt=adapt, start=adapt)
+        lat = []
+        start = time.perf_counter()
+        for k, frame in enumerate(frames):
+            # Pace like a camera: never ahead of the stream's clock.
+            wait = start + k * period - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+            lat.append(pipeline.process(frame).latency_ms)
+        steps = pipeline.adaptation.steps if pipeline.adaptation else 0
+        pipeline.close()
+        lat = np.asarray(lat[5:])  # skip warm-up
+        out[label] = {"p50_ms": float(np.percentile(lat, 50)),
+                      "p95_ms": float(np.percentile(lat, 95)),
+                      "mean_ms": float(lat.mean()), "adaptation_steps": steps,
+                      "frames": len(frames)}
+    out["p95_ratio"] = out["with_worker"]["p95_ms"] / out["without_worker"]["p95_ms"]
+    out["p50_ratio"] = out["with_worker"]["p50_ms"] / out["without_worker"]["p50_ms"]
+    return out
+
+
+def run(domains: list[str], seeds: list[int], duration: float, methods: list[str],
+        cfg: PipelineConfig, protocol: str, out_dir: Path, workers: int = 2,
+        latency: bool = True, cache: Path | None = Path("runs/cache"),
+        tag: str = "") -> dict:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    for d in domains:  # render (and cache) every stream once, up front
+        for s in seeds:
+            stream_frames(d, s, duration, cache)
+    jobs = [(d, s, duration, m, cfg, protocol, str(cache) if cache else None)
+            for d in domains for m in methods for s in seeds]
+    rows: list[dict] = []
+    print(f"bench adapt: {len(jobs)} runs ({len(domains)} domains x {len(methods)} methods x "
+          f"{len(seeds)} seeds, {duration:g} s each, protocol {protocol})", flush=True)
+    if workers > 1:
+        with mp.get_context("spawn").Pool(workers) as pool:
+            for row in pool.imap_unordered(_job, jobs):
+                rows.append(row)
+                _say(row)
+    else:
+        for job in jobs:
+            rows.append(_job(job))
+            _say(rows[-1])
+    results: dict = {}
+    for d in domains:
+        results[d] = {m: _aggregate([r for r in rows if r["domain"] == d and r["method"] == m])
+                      for m in methods}
+    payload = {"benchmark": "adapt", "protocol": protocol, "seeds": seeds,
+               "duration_s": duration, "config": dataclasses.asdict(cfg.adapt),
+               "results": results, "runs": rows, "machine": machine_info()}
+    if latency:
+        method = "boa_2nd" if "boa_2nd" in methods else methods[-1]
+        payload["latency"] = latency_with_and_without_worker(domains[0], seeds[0], duration,
+                                                             cfg, method, cache)
+    payload["elapsed_s"] = time.perf_counter() - t0
+    suffix = f"_{tag}" if tag else ""
+    write_json(out_dir / f"adapt{suffix}.json", payload)
+    table = format_table(payload)
+    (out_dir / f"adapt{suffix}.md").write_text(table + "\n")
+    print(table)
+    _plot(payload, out_dir / f"adapt{suffix}.png")
+    return payload
+
+
+def _say(row: dict) -> None:
+    print(f"  {row['domain']:10s} seed {row['seed']:5d} {LABELS[row['method']]:16s} "
+          f"PA-MPJPE {row['pa_mpjpe']:6.1f}  MPJPE {row['mpjpe']:6.1f}  "
+          f"steps/s {row['steps_per_second']:5.1f}  rollbacks {row['rollbacks']}", flush=True)
+
+
+def format_table(payload: dict) -> str:
+    lines = []
+    for d, res in payload["results"].items():
+        base = res.get("none", {}).get("pa_mpjpe", float("nan"))
+        lines += [f"### {d} (seeds {payload['seeds']}, {payload['duration_s']:g} s streams, "
+                  f"protocol `{payload['protocol']}`)", "",
+                  "| method | MPJPE | PA-MPJPE | vs frozen | PVE | ACCEL | steps/s | "
+                  "rollbacks |", "|---|---|---|---|---|---|---|---|"]
+        for m, r in res.items():
+            rel = 100.0 * (r["pa_mpjpe"] / base - 1.0) if np.isfinite(base) else float("nan")
+            lines.append(f"| {LABELS[m]} | {r['mpjpe']:.1f} | {r['pa_mpjpe']:.1f} | "
+                         f"{rel:+.1f}% | {r['pve']:.1f} | {r['accel']:.1f} | "
+                         f"{r['steps_per_second']:.1f} | {r['rollbacks']} |")
+        lines.append("")
+    if "latency" in payload:
+        lat = payload["latency"]
+        lines += ["Inference latency on a stream paced at camera rate (ms):", "",
+                  "| | p50 | p95 |", "|---|---|---|",
+                  f"| without worker | {lat['without_worker']['p50_ms']:.1f} | "
+                  f"{lat['without_worker']['p95_ms']:.1f} |",
+                  f"| with worker adapting | {lat['with_worker']['p50_ms']:.1f} | "
+                  f"{lat['with_worker']['p95_ms']:.1f} |",
+                  f"| ratio | {lat['p50_ratio']:.2f} | {lat['p95_ratio']:.2f} |", ""]
+    return "\n".join(lines)
+
+
+def _plot(payload: dict, path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    domains = list(payload["results"])
+    fig, axes = plt.subplots(1, len(domains) + 1, figsize=(5 * (len(domains) + 1), 4))
+    axes = np.atleast_1d(axes)
+    for ax, d in zip(axes, domains):
+        res = payload["results"][d]
+        names = [LABELS[m] for m in res]
+        ax.bar(range(len(res)), [r["pa_mpjpe"] for r in res.values()], color="tab:blue")
+        ax.set_xticks(range(len(res)))
+        ax.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
+        ax.set_ylabel("PA-MPJPE (mm)")
+        ax.set_title(d)
+    ax = axes[-1]
+    for m in payload["results"][domains[0]]:
+        runs = [r for r in payload["runs"] if r["domain"] == domains[0] and r["method"] == m]
+        if not runs:
+            continue
+        per = np.nanmean([np.asarray(r["per_frame_pa_mpjpe"]) for r in runs
+                          if len(r["per_frame_pa_mpjpe"]) == len(runs[0]["per_frame_pa_mpjpe"])],
+                         axis=0)
+        k = max(1, len(per) // 20)
+        smooth = np.convolve(per, np.ones(k) / k, mode="valid")
+        ax.plot(smooth, label=LABELS[m])
+    ax.set_xlabel("frame")
+    ax.set_ylabel("PA-MPJPE (mm, running)")
+    ax.set_title(f"{domains[0]}: error over the stream")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def main(args) -> dict:
+    from ..cli import _config
+
+    cfg = _config(args)
+    methods = args.methods or list(ABLATION)
+    unknown = sorted(set(methods) - set(ABLATION))
+    if unknown:
+        raise SystemExit(f"unknown methods {unknown}; choose from {ABLATION}")
+    return run(args.domains, args.seeds, args.duration, methods, cfg, args.protocol,
+               Path(args.out_dir), workers=args.workers, latency=not args.no_latency,
+               tag=args.tag)
+
+
+def load(path: str | Path) -> dict:
+    return json.loads(Path(path).read_text())
