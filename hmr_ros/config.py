@@ -28,7 +28,10 @@ class InferenceConfig:
     fallback_focal: float = 525.0  # px, used (with a warning) when no CameraInfo is known
     max_people: int = 8  # the largest people first; others are skipped
     vertices: bool = True  # compute mesh vertices (needed for markers and PVE)
-    threads: int = 1  # CPU threads of the inference path
+    # torch's intra-op pool is process-wide: inference and adaptation each run their ops on
+    # their own Python thread, with this many pool threads per op. 1 suits 2 cores (one
+    # core per path); use about cores / 2 on larger machines.
+    threads: int = 1
     backend: str = "torch"  # torch | onnxruntime | tensorrt
     device: str = "cpu"  # cpu | cuda (torch, onnxruntime's CUDA provider; tensorrt is cuda)
     half: bool = False  # fp16 on CUDA (torch .half(), TensorRT fp16 engine)
@@ -69,7 +72,6 @@ class AdaptConfig:
     buffer_frames: int = 16  # recent frames kept per person (>= tau + 1)
     guard_loss_factor: float = 20.0  # roll back when a loss exceeds this times the median
     guard_disagreement: float = 0.25  # m, roll back when student and teacher drift apart
-    threads: int = 1  # torch threads of the adaptation thread
     save_path: str = ""  # where `save` writes adapted weights (empty: runs/adapted.pt)
 
 
@@ -86,8 +88,8 @@ class PipelineConfig:
             raise ConfigError(f"adapt.schedule must be one of {SCHEDULES}, got {a.schedule!r}")
         if a.tau < 1 or a.buffer_frames < a.tau + 1:
             raise ConfigError("adapt.tau must be >= 1 and adapt.buffer_frames >= tau + 1")
-        if min(a.every_n, a.steps_per_frame, a.batch_frames, a.threads) < 1:
-            raise ConfigError("adapt.every_n, steps_per_frame, batch_frames, threads must be >= 1")
+        if min(a.every_n, a.steps_per_frame, a.batch_frames) < 1:
+            raise ConfigError("adapt.every_n, steps_per_frame and batch_frames must be >= 1")
         if not 0.0 <= a.teacher_decay < 1.0:
             raise ConfigError("adapt.teacher_decay must be in [0, 1)")
         i = self.inference

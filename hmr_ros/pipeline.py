@@ -188,6 +188,7 @@ def build_pipeline(config: PipelineConfig | None = None, adapt: bool | None = No
 
     config = config or PipelineConfig()
     inf = config.inference
+    torch.set_num_threads(inf.threads)  # process-wide; see InferenceConfig.threads
     loaded = load_regressor(inf.weights or None)
     body = BodyModel(inf.body_model or None, gender=inf.gender)
     backend = make_backend(loaded.model, inf)

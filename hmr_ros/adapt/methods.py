@@ -179,22 +179,26 @@ class Adapter:
         total = c.w_teacher * terms["teacher"] + c.w_motion * terms["motion"]
         return total, terms
 
-    def _outputs(self, params: dict[str, Tensor] | None, batch: AdaptBatch
-                 ) -> tuple[RegressorOutput, RegressorOutput, RegressorOutput | None]:
+    def _outputs(self, params: dict[str, Tensor] | None, batch: AdaptBatch,
+                 previous: bool = True
+                 ) -> tuple[RegressorOutput, RegressorOutput | None, RegressorOutput | None]:
         """Current, previous (and replay) outputs from ONE forward over all images."""
-        parts = [batch.current.images, batch.previous.images]
+        parts = [batch.current.images]
+        if previous:
+            parts.append(batch.previous.images)
         if batch.replay is not None:
             parts.append(batch.replay["images"])
         out = self.predict(params, torch.cat(parts))
-        n = len(batch.current)
-        cuts = [0, n, 2 * n, out.cam.shape[0]]
-        pieces = [RegressorOutput(*(t[a:b] for t in (out.pose6d, out.rotmat, out.betas,
-                                                      out.cam)))
-                  for a, b in zip(cuts[:-1], cuts[1:])]
-        return pieces[0], pieces[1], pieces[2] if batch.replay is not None else None
+        sizes = [len(p) for p in parts]
+        pieces = [RegressorOutput(*chunk) for chunk in zip(
+            *(t.split(sizes) for t in (out.pose6d, out.rotmat, out.betas, out.cam)))]
+        now = pieces.pop(0)
+        prev = pieces.pop(0) if previous else None
+        rep = pieces.pop(0) if batch.replay is not None else None
+        return now, prev, rep
 
     def lower(self, params, batch: AdaptBatch) -> tuple[Tensor, dict[str, Tensor]]:
-        now, _, rep = self._outputs(params, batch)
+        now, _, rep = self._outputs(params, batch, previous=False)
         return self.frame_loss(now, batch.current, batch.replay, rep)
 
     def upper(self, params, batch: AdaptBatch) -> tuple[Tensor, dict[str, Tensor]]:

@@ -228,7 +228,6 @@ class AdaptationWorker:
         return self.cfg.steps_per_frame
 
     def _run(self) -> None:
-        torch.set_num_threads(self.cfg.threads)
         self.state = STATE_RUNNING
         while True:
             with self._lock:
