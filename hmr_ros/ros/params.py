@@ -1,0 +1,352 @@
+"""ROS parameters of the node -> the core's `PipelineConfig` and the node's `NodeConfig`.
+
+No rclpy here: `load_parameters` maps a plain {name: value} dict (what the node reads from its
+parameters, or a `ros__parameters` YAML section) in ONE place, so the mapping is tested without
+ROS. Names:
+
+- `inference.<field>` and `adapt.<field>`: the core config's flat `section.field` names
+  (`hmr_ros.config.to_flat_dict`); in a YAML file they may also be nested
+  (`inference: {weights: ...}`), which ROS flattens to the same dotted names;
+- everything else is a `NodeConfig` field (topics, QoS, frames, publish flags, rates).
+
+Unknown names are rejected with the closest known names, so a typo in a launch file or YAML
+fails loudly instead of being ignored. ROS' own per-node parameters (`use_sim_time`,
+`qos_overrides.*`, ...) are let through untouched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import io
+import tokenize
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config import ConfigError, PipelineConfig, replace_path, to_flat_dict
+
+QOS_CHOICES = ("sensor_data", "reliable", "best_effort")
+TRANSPORTS = ("raw", "compressed")
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Node-only parameters (everything that is not the core pipeline's configuration)."""
+
+    image_topic: str = "image"
+    image_transport: str = "raw"
+    camera_info_topic: str = "camera_info"
+    keypoints_topic: str = "keypoints"
+    image_qos: str = "sensor_data"
+    image_qos_depth: int = 5
+    keypoints_qos: str = "reliable"
+    keypoints_qos_depth: int = 10
+    keypoints_tolerance: float = 0.0
+    image_buffer: int = 8
+    camera_frame: str = ""
+    tf_prefix: str = ""
+    publish_tf: bool = True
+    publish_joint_tf: bool = True
+    publish_markers: bool = True
+    marker_rate: float = 5.0
+    marker_alpha: float = 0.8
+    publish_cloud: bool = False
+    publish_vertices: bool = False
+    status_rate: float = 1.0
+    diagnostics_rate: float = 1.0
+    model_name: str = ""
+
+    def __post_init__(self) -> None:
+        if self.image_transport not in TRANSPORTS:
+            raise ConfigError(f"image_transport must be one of {TRANSPORTS}, got "
+                              f"{self.image_transport!r}")
+        for name in ("image_qos", "keypoints_qos"):
+            if getattr(self, name) not in QOS_CHOICES:
+                raise ConfigError(f"{name} must be one of {QOS_CHOICES}, got "
+                                  f"{getattr(self, name)!r}")
+        for name in ("image_topic", "camera_info_topic"):
+            if not getattr(self, name).strip():
+                raise ConfigError(f"{name} must not be empty")
+        for name in ("image_qos_depth", "keypoints_qos_depth", "image_buffer"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.keypoints_tolerance < 0:
+            raise ConfigError(f"keypoints_tolerance must be >= 0 s, got "
+                              f"{self.keypoints_tolerance}")
+        for name in ("marker_rate", "status_rate", "diagnostics_rate"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be > 0 Hz, got {getattr(self, name)}")
+        if not 0.0 <= self.marker_alpha <= 1.0:
+            raise ConfigError(f"marker_alpha must be in [0, 1], got {self.marker_alpha}")
+
+    @property
+    def image_subscription_topic(self) -> str:
+        """The topic actually subscribed: `<image_topic>/compressed` for compressed images
+        (image_transport's naming)."""
+        if self.image_transport == "compressed":
+            return self.image_topic.rstrip("/") + "/compressed"
+        return self.image_topic
+
+
+NODE_DESCRIPTIONS: dict[str, str] = {
+    "image_topic": "sensor_msgs/Image input (with image_transport=compressed, "
+                   "<image_topic>/compressed carries sensor_msgs/CompressedImage)",
+    "image_transport": "raw | compressed",
+    "camera_info_topic": "sensor_msgs/CameraInfo input; without it inference.fallback_focal "
+                         "is used (warned once)",
+    "keypoints_topic": "hmr_ros/Keypoints2DArray input, matched to images by header stamp; "
+                       "empty = none, and then no bodies are estimated",
+    "image_qos": "QoS of the image and camera_info subscriptions: sensor_data (best effort, "
+                 "volatile) | reliable | best_effort",
+    "image_qos_depth": "history depth of the image and camera_info subscriptions",
+    "keypoints_qos": "QoS of the keypoints subscription: sensor_data | reliable | best_effort",
+    "keypoints_qos_depth": "history depth of the keypoints subscription",
+    "keypoints_tolerance": "s; a keypoints message matches an image whose stamp is within this "
+                           "(0 = exact stamps)",
+    "image_buffer": "newest images kept while waiting for their keypoints",
+    "camera_frame": "frame_id of all outputs; empty = the image header's frame_id",
+    "tf_prefix": "prepended to every TF child frame (body_<id>, <joint>_<id>)",
+    "publish_tf": "broadcast body_<id> (REP-155) under the camera frame",
+    "publish_joint_tf": "also broadcast the 24 joint frames <joint>_<id> under body_<id>",
+    "publish_markers": "publish ~/markers (MarkerArray, one TRIANGLE_LIST per body)",
+    "marker_rate": "Hz, the most often ~/markers and ~/vertices are published",
+    "marker_alpha": "opacity of the body markers, 0..1",
+    "publish_cloud": "publish ~/vertices (PointCloud2 of all bodies' vertices)",
+    "publish_vertices": "fill SMPLBody.vertices in ~/bodies",
+    "status_rate": "Hz of ~/adaptation_status",
+    "diagnostics_rate": "Hz of /diagnostics",
+    "model_name": "SMPLBodyArray.model_name; empty = the weights file name",
+}
+
+# Core fields whose config.py line carries no comment.
+_CORE_EXTRA = {
+    "inference.gender": "SMPL model gender: neutral | male | female",
+    "adapt.enabled": "adapt online from the start (switch with ~/set_adaptation or this "
+                     "parameter at run time)",
+    "adapt.adam_beta1": "Adam beta1",
+    "adapt.adam_beta2": "Adam beta2",
+}
+
+#: Parameters that can be changed while the node runs (`ros2 param set`); all others are read
+#: at start and a change is refused with the reason.
+DYNAMIC = frozenset({"adapt.enabled", "publish_tf", "publish_joint_tf", "publish_markers",
+                     "marker_rate", "marker_alpha", "publish_cloud", "publish_vertices"})
+
+#: Parameters every rclpy node may carry that are not ours.
+ROS_BUILTIN = frozenset({"use_sim_time", "start_type_description_service"})
+ROS_BUILTIN_PREFIXES = ("qos_overrides.",)
+
+
+def is_ros_builtin(name: str) -> bool:
+    return name in ROS_BUILTIN or name.startswith(ROS_BUILTIN_PREFIXES)
+
+
+def core_defaults() -> dict[str, Any]:
+    return to_flat_dict(PipelineConfig())
+
+
+def node_defaults() -> dict[str, Any]:
+    return {f.name: f.default for f in dataclasses.fields(NodeConfig)}
+
+
+def parameter_defaults() -> dict[str, Any]:
+    """Every parameter of the node (core then node-only) with its default."""
+    return {**core_defaults(), **node_defaults()}
+
+
+def _config_comments() -> dict[str, str]:
+    """`section.field` -> the comment of its line in hmr_ros/config.py: the trailing one, or
+    else the block of comment lines right above the field."""
+    from .. import config
+
+    sections = {"InferenceConfig": "inference", "AdaptConfig": "adapt"}
+    try:
+        source = Path(config.__file__).read_text(encoding="utf-8")
+    except OSError:
+        return {}
+    lines = source.splitlines()
+    section = None
+    line_names: dict[int, str] = {}
+    for line_no, line in enumerate(lines, 1):
+        stripped = line.strip()
+        if stripped.startswith("class "):
+            section = sections.get(stripped[6:].split("(")[0].split(":")[0])
+        elif section and line.startswith("    ") and not line.startswith("     ") and \
+                ":" in stripped and not stripped.startswith(("#", '"', "def ", "@")):
+            line_names[line_no] = f"{section}.{stripped.split(':')[0].strip()}"
+    out: dict[str, str] = {}
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type == tokenize.COMMENT and tok.start[0] in line_names:
+            out[line_names[tok.start[0]]] = tok.string.lstrip("#").strip()
+    for line_no, name in line_names.items():
+        if name in out:
+            continue
+        block: list[str] = []
+        k = line_no - 2
+        while k >= 0 and lines[k].strip().startswith("#"):
+            block.insert(0, lines[k].strip().lstrip("#").strip())
+            k -= 1
+        if block:
+            out[name] = " ".join(block)
+    return out
+
+
+def parameter_descriptions() -> dict[str, str]:
+    """A one-line description of every parameter (used for ROS parameter descriptors)."""
+    comments = _config_comments()
+    out = {}
+    for name in core_defaults():
+        out[name] = _CORE_EXTRA.get(name) or comments.get(name, "")
+    out.update(NODE_DESCRIPTIONS)
+    return out
+
+
+def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts (as in a YAML file) -> dotted names (as ROS gives them to the node)."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def _coerce_node(name: str, default: Any, value: Any) -> Any:
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name}: expected true/false, got {value!r}")
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name}: expected an integer, got {value!r}")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{name}: expected a number, got {value!r}")
+        return float(value)
+    if not isinstance(value, str):
+        raise ConfigError(f"{name}: expected a string, got {value!r}")
+    return value
+
+
+def unknown_names(names: Any) -> list[str]:
+    known = parameter_defaults()
+    return sorted(n for n in names if n not in known and not is_ros_builtin(n))
+
+
+def _unknown_error(unknown: list[str]) -> ConfigError:
+    known = sorted(parameter_defaults())
+    hints = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, known, n=2, cutoff=0.6)
+        hints.append(f"{name!r}" + (f" (did you mean {' or '.join(map(repr, close))}?)"
+                                    if close else ""))
+    return ConfigError(f"unknown parameter(s) {', '.join(hints)}; hmr_ros parameters are the "
+                       "core config's inference.* / adapt.* fields and the node's own (see "
+                       "docs/ros.md)")
+
+
+def core_config(values: Mapping[str, Any], base: PipelineConfig | None = None
+                ) -> PipelineConfig:
+    """{'section.field': value} -> PipelineConfig, every value type-checked by the core's
+    `replace_path` and the whole config validated ONCE at the end (so related values such as
+    adapt.tau and adapt.buffer_frames can be given in any order)."""
+    base = base if base is not None else PipelineConfig()
+    sections = {f.name: getattr(base, f.name) for f in dataclasses.fields(base)}
+    for key, value in values.items():
+        head, _, rest = key.partition(".")
+        if head not in sections or not rest:
+            raise _unknown_error([key])
+        try:
+            sections[head] = replace_path(sections[head], rest, value)
+        except ConfigError as err:
+            text = str(err)
+            text = key + text[len(rest):] if text.startswith(rest + ":") else f"{key}: {text}"
+            raise ConfigError(text) from None
+    return dataclasses.replace(base, **sections)
+
+
+def load_parameters(values: Mapping[str, Any], base: PipelineConfig | None = None
+                    ) -> tuple[PipelineConfig, NodeConfig]:
+    """THE mapping from ROS parameter values to the typed configs.
+
+    `values`: {name: value}, flat dotted names or nested dicts; ROS' built-in node parameters
+    are ignored. Raises ConfigError naming the parameter for unknown names, wrong types
+    (integers are accepted for floating-point parameters, nothing else is converted) and
+    invalid values.
+    """
+    flat = flatten(values)
+    unknown = unknown_names(flat)
+    if unknown:
+        raise _unknown_error(unknown)
+    core_keys = core_defaults()
+    node_def = node_defaults()
+    core = {k: v for k, v in flat.items() if k in core_keys}
+    node = {k: _coerce_node(k, node_def[k], v) for k, v in flat.items() if k in node_def}
+    pipeline = core_config(core, base)
+    try:
+        node_cfg = NodeConfig(**node)
+    except TypeError as err:  # pragma: no cover - names were checked above
+        raise ConfigError(str(err)) from None
+    return pipeline, node_cfg
+
+
+def check_update(name: str, value: Any, pipeline: PipelineConfig, node: NodeConfig
+                 ) -> tuple[PipelineConfig, NodeConfig]:
+    """Validate a run-time change of one parameter: the new configs, or ConfigError saying
+    why not (unknown, read only at start, wrong type or value)."""
+    if is_ros_builtin(name):
+        return pipeline, node
+    if name not in parameter_defaults():
+        raise _unknown_error([name])
+    if name not in DYNAMIC:
+        raise ConfigError(f"{name} is read at start only; restart the node to change it "
+                          f"(run-time parameters: {', '.join(sorted(DYNAMIC))})")
+    if name in node_defaults():
+        return pipeline, dataclasses.replace(
+            node, **{name: _coerce_node(name, node_defaults()[name], value)})
+    return core_config({name: value}, pipeline), node
+
+
+def read_params_file(path: str | Path, node_name: str = "hmr_ros") -> dict[str, Any]:
+    """The flat parameters a ROS params YAML gives to node `node_name`: the `ros__parameters`
+    of the `/**` entry and of entries naming the node (`hmr_ros`, `/hmr_ros`, `/ns/hmr_ros`),
+    in file order. ConfigError if the file has no `ros__parameters` section."""
+    import yaml
+
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path}: expected a mapping of node names to ros__parameters")
+    out: dict[str, Any] = {}
+    found = False
+    for key, section in data.items():
+        key = str(key)
+        if not (key == "/**" or key.rstrip("/").split("/")[-1] == node_name):
+            continue
+        if not isinstance(section, Mapping) or "ros__parameters" not in section:
+            raise ConfigError(f"{path}: entry {key!r} has no ros__parameters")
+        found = True
+        out.update(flatten(section["ros__parameters"] or {}))
+    if not found:
+        raise ConfigError(f"{path}: no '/**' or {node_name!r} entry with ros__parameters")
+    return out
+
+
+def markdown_table() -> str:
+    """The parameter table of docs/ros.md (name, default, run-time changeable, meaning)."""
+    desc = parameter_descriptions()
+    rows = ["| parameter | default | run time | meaning |", "|---|---|---|---|"]
+    for name, default in parameter_defaults().items():
+        shown = f"`{default!r}`" if isinstance(default, str) else \
+            f"`{str(default).lower() if isinstance(default, bool) else default}`"
+        text = desc.get(name, "").replace("|", "\\|")
+        rows.append(f"| `{name}` | {shown} | {'yes' if name in DYNAMIC else ''} | {text} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":  # python -m hmr_ros.ros.params: print the docs table
+    print(markdown_table())
