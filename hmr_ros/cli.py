@@ -148,6 +148,15 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _score(args: argparse.Namespace) -> int:
+    from .ros.bag_eval import main as score
+
+    argv = [args.bag] + (["--bodies", args.bodies] if args.bodies else []) \
+        + (["--ground-truth", args.ground_truth] if args.ground_truth else []) \
+        + (["--out", args.out] if args.out else [])
+    return score(argv)
+
+
 def _train(args: argparse.Namespace) -> int:
     from .train import TrainConfig, config_with, train
 
@@ -272,6 +281,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="at most this many bag frames")
     p.add_argument("--out", default=None, help="JSON results path")
     p.set_defaults(handler=_eval)
+
+    p = sub.add_parser("score", help="score a recording of the ROS node's ~/bodies against "
+                                     "ground truth in the same bag (docs/ros.md)")
+    p.add_argument("bag", help="bag recorded with ros2 bag record")
+    p.add_argument("--bodies", default="", help="estimate topic (default: auto)")
+    p.add_argument("--ground-truth", default="", help="ground-truth topic (default: auto)")
+    p.add_argument("--out", default=None, help="write the metrics as JSON here")
+    p.set_defaults(handler=_score)
 
     p = sub.add_parser("bench", help="benchmarks; each writes JSON under bench/results/")
     bench = p.add_subparsers(dest="bench", metavar="BENCH", required=True)

@@ -73,6 +73,8 @@ class Pipeline:
         self.body = body
         self.config = config or PipelineConfig()
         self.adaptation = adaptation
+        # Callers that warn about a missing CameraInfo themselves (the ROS node) turn this off.
+        self.warn_missing_camera = True
         self._warned_no_camera = False
         self.frames = 0
 
@@ -94,7 +96,7 @@ class Pipeline:
     def camera_for(self, frame: Frame) -> CameraModel:
         if frame.camera is not None:
             return frame.camera
-        if not self._warned_no_camera:
+        if self.warn_missing_camera and not self._warned_no_camera:
             log.warning("no CameraInfo for the images: using the fallback focal length %.1f px "
                         "with the principal point at the image centre; metric depth and "
                         "translation will be off by the focal's error",

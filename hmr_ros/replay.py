@@ -25,7 +25,7 @@ from .eval.overlay import FrameSink, draw_people
 from .online import run_online
 from .pipeline import build_pipeline
 from .progress import Progress
-from .ros.convert import bodies_to_msg
+from .ros.convert import adaptation_status_to_msg, bodies_to_msg
 
 log = logging.getLogger("hmr_ros")
 
@@ -67,9 +67,10 @@ def replay(bag: str | Path, out_dir: str | Path, config: PipelineConfig | None =
                     f, result.people, frame.stamp_ns, frame_id, result.model_version,
                     "hmr_ros"), frame.stamp_ns)
                 if pipeline.adaptation is not None:
-                    writer.write(TOPIC_STATUS, STATUS, _status_msg(
-                        f, pipeline.adaptation.status(), frame.stamp_ns, frame_id),
-                        frame.stamp_ns)
+                    msg = adaptation_status_to_msg(f, pipeline.adaptation.status(),
+                                                   frame.stamp_ns)
+                    msg.header.frame_id = frame_id
+                    writer.write(TOPIC_STATUS, STATUS, msg, frame.stamp_ns)
                 latencies.append(result.latency_ms)
                 n_people += len(result.people)
                 skipped += len(result.skipped)
@@ -110,16 +111,3 @@ def replay(bag: str | Path, out_dir: str | Path, config: PipelineConfig | None =
     print(f"wrote {out / 'estimates'}, {out / 'metrics.json'}"
           + (f", {video_path}" if video_path else ""))
     return summary
-
-
-def _status_msg(factory, st, stamp_ns: int, frame_id: str):
-    from .ros.convert import make_header
-
-    states = {"idle": 0, "running": 1, "paused": 2, "error": 3, "stopped": 0}
-    return factory.new(
-        STATUS, header=make_header(factory, stamp_ns, frame_id), state=states.get(st.state, 0),
-        enabled=bool(st.enabled), method=st.method, model_version=int(st.version),
-        steps=int(st.steps), rollbacks=int(st.rollbacks),
-        steps_per_second=float(st.steps_per_second),
-        last_loss=float(st.last_loss) if np.isfinite(st.last_loss) else 0.0,
-        buffered_frames=int(st.buffered), message=st.message)

@@ -120,6 +120,7 @@ class NodeEngine:
                  factory: MessageFactory, outputs: Outputs, log: Log | None = None,
                  clock: Callable[[], float] = time.monotonic, name: str = "hmr_ros") -> None:
         self.pipeline = pipeline
+        pipeline.warn_missing_camera = False  # the engine warns itself, naming the topic
         self.config = config
         self.node = node
         self.factory = factory
