@@ -181,6 +181,11 @@ def _bench(args: argparse.Namespace) -> int:
         model.run(args.out or "bench/results/model_cpu.json", args.presets, args.repeats,
                   args.threads)
         return 0
+    if args.bench == "render":
+        from .bench import render
+
+        render.run(args.out or "bench/results/render_cpu.json", repeats=args.repeats)
+        return 0
     if args.bench == "adapt":
         from .bench import adapt
 
@@ -297,6 +302,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--repeats", type=int, default=20)
     b.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     b.add_argument("--out", default=None, help="JSON path (default bench/results/...)")
+    b = bench.add_parser("render", help="synthetic-world rendering speed on one core")
+    b.add_argument("--repeats", type=int, default=20)
+    b.add_argument("--out", default=None, help="JSON path (default bench/results/...)")
+
     b = bench.add_parser("adapt", help="BOA's ablation on synthetic target domains")
     b.add_argument("--domains", nargs="+", default=["pw3d_like"])
     b.add_argument("--seeds", type=int, nargs="+", default=[1000, 1001, 1002],
