@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..body import BodyModel, map_points
+from ..body import BodyModel, BodyOutput, map_points
 from ..data.frame import BodyParams, Frame
 from ..pipeline import FrameResult, PersonEstimate
 from .metrics import MetricReport, accel_error, mpjpe, pa_mpjpe, pve
@@ -32,15 +32,22 @@ class Truth:
     vertices: np.ndarray
 
 
-def truth_from_params(body: BodyModel, params: dict[int, BodyParams]) -> dict[int, Truth]:
+def pose_bodies(body: BodyModel, params: dict[int, BodyParams]
+                ) -> tuple[list[int], BodyOutput | None]:
+    """Everyone's SMPL parameters through the body model in one batch: (sorted ids, output)."""
     if not params:
-        return {}
+        return [], None
     ids = sorted(params)
     pose = torch.from_numpy(np.stack([params[i].full_pose() for i in ids]).astype(np.float32))
     betas = torch.from_numpy(np.stack([params[i].betas for i in ids]).astype(np.float32))
     transl = torch.from_numpy(np.stack([params[i].transl for i in ids]).astype(np.float32))
     with torch.inference_mode():
         out = body.forward_axis_angle(pose.reshape(len(ids), 72), betas, transl)
+    return ids, out
+
+
+def truth_from_params(body: BodyModel, params: dict[int, BodyParams]) -> dict[int, Truth]:
+    ids, out = pose_bodies(body, params)
     return {i: Truth(out.points[k].numpy(), out.vertices[k].numpy())
             for k, i in enumerate(ids)}
 

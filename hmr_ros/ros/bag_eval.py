@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from ..data.bag import BODIES, BagError, BagReader
 from ..data.frame import Frame
+from ..eval.evaluate import pose_bodies
 from ..pipeline import FrameResult, PersonEstimate
 from .convert import ConversionError, msg_to_bodies, stamp_to_ns
 
@@ -54,12 +54,7 @@ def _estimates(body: Any, msg: Any) -> tuple[tuple[PersonEstimate, ...], int]:
     params = msg_to_bodies(msg)
     if not params:
         return (), int(msg.model_version)
-    ids = sorted(params)
-    pose = torch.from_numpy(np.stack([params[i].full_pose() for i in ids]).astype(np.float32))
-    betas = torch.from_numpy(np.stack([params[i].betas for i in ids]).astype(np.float32))
-    transl = torch.from_numpy(np.stack([params[i].transl for i in ids]).astype(np.float32))
-    with torch.inference_mode():
-        out = body.forward_axis_angle(pose.reshape(len(ids), 72), betas, transl)
+    ids, out = pose_bodies(body, params)
     people = tuple(PersonEstimate(
         id=i, box=np.zeros(3, np.float32), cam=np.zeros(3, np.float32), params=params[i],
         joints=out.joints[k].numpy(), points=out.points[k].numpy(),
