@@ -16,9 +16,11 @@ from hmr_ros.adapt.methods import Adapter, StepReport
 from hmr_ros.adapt.prior import MaxMixturePrior, load_prior, motion_library_poses
 from hmr_ros.adapt.worker import AdaptationWorker, AdaptSample
 from hmr_ros.body import BodyModel
+from hmr_ros.body.joints import get_joint_set
 from hmr_ros.config import AdaptConfig, PipelineConfig
 from hmr_ros.data.crop import crop_image
 from hmr_ros.data.domain import load_domain
+from hmr_ros.data.frame import Keypoints
 from hmr_ros.data.scene import SyntheticSequence
 from hmr_ros.geometry import perspective_project
 from hmr_ros.model import HMR, ModelConfig, load_checkpoint
@@ -402,3 +404,22 @@ def test_save_reset_and_resume(body, frames, tmp_path):
     assert version == 2 and backend.version == 2
     for k, v in backend.model.state_dict().items():
         assert torch.equal(v, source[k])
+
+
+def test_a_track_changing_keypoint_layout_is_not_mixed(body, frames):
+    """Partners tau frames back must share the current keypoints' layout."""
+    worker, _ = _worker(HMR(MICRO), body, (), method="joint", schedule="latest")
+    samples = _samples(frames[:5])
+    coco = get_joint_set("coco17")
+    body25 = get_joint_set("body25")
+    # The same person: first in BODY_25, then in COCO-17 (another detector took over).
+    for s in samples[:3]:
+        worker.submit([s])
+    for s in samples[3:]:
+        idx = [body25.joint_names.index(n) if n in body25.joint_names else 0
+               for n in coco.joint_names]
+        kp = Keypoints("coco17", s.keypoints.xy[idx], s.keypoints.confidence[idx])
+        worker.submit([dataclasses.replace(s, keypoints=kp)])
+    batch = _next_batch(worker)
+    assert batch.current.keypoints.shape[1] == batch.previous.keypoints.shape[1] == 17
+    worker.adapter.step(batch)  # runs without a shape error

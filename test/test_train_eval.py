@@ -123,3 +123,20 @@ def test_evaluator_matches_a_direct_computation():
                       map_points(torch.from_numpy(truth.points), "lsp14")[None].numpy())[0]
     assert vals["pa_mpjpe"] == pytest.approx(direct)
     assert 5.0 < vals["pa_mpjpe"] < 40.0 and "pve" not in vals
+
+
+def test_eval_command_scores_the_frozen_model(tmp_path, capsys):
+    from hmr_ros.cli import main
+    from hmr_ros.model import HMR, ModelConfig, save_checkpoint
+
+    torch.manual_seed(0)
+    micro = ModelConfig(name="micro", block="basic", layers=(1, 1, 1, 1), width=8,
+                        norm="group", gn_groups=4, head_hidden=32, n_iter=2, input_size=32,
+                        dropout=0.0)
+    save_checkpoint(tmp_path / "m.pt", HMR(micro))
+    out = tmp_path / "eval.json"
+    assert main(["eval", "--domain", "h36m_like", "--seeds", "5", "--duration", "0.2",
+                 "--weights", str(tmp_path / "m.pt"), "--out", str(out)]) == 0
+    row = json.loads(out.read_text())["results"]["h36m_like"]
+    assert row["frames"] == 5 and row["model_versions"] == 1 and row["detected"] == 1.0
+    assert np.isfinite(row["pa_mpjpe"]) and "PA-MPJPE" in capsys.readouterr().out

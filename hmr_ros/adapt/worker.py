@@ -317,7 +317,8 @@ class AdaptationWorker:
                     fmt = s.keypoints.format
                 if s.keypoints.format != fmt:
                     continue
-                earlier = [p for p in dq if p.index <= s.index - self.cfg.tau]
+                earlier = [p for p in dq if p.index <= s.index - self.cfg.tau
+                           and p.keypoints.format == fmt]
                 cur.append(s)
                 prev.append(earlier[-1] if earlier else s)
         if not cur:

@@ -37,13 +37,17 @@ def run_eval(pipeline: Pipeline, frames: Iterator[Frame], total: int | None, lab
              progress: bool = True) -> dict[str, float]:
     ev = StreamEvaluator(pipeline.body)
     n = 0
+    versions = set()
     with Progress(total, f"eval {label}", enabled=progress) as bar:
         for frame in frames:
-            ev.add(frame, pipeline.process(frame))
+            result = pipeline.process(frame)
+            versions.add(result.model_version)
+            ev.add(frame, result)
             n += 1
             bar.update(1)
     out = ev.summary()
     out["frames"] = float(n)
+    out["model_versions"] = float(len(versions))  # 1: the same weights throughout
     return out
 
 
@@ -66,7 +70,7 @@ def main(bags: Sequence[str], domains: Sequence[str], seeds: Sequence[int], dura
     cfg = PipelineConfig()
     if weights:
         cfg = replace_path(cfg, "inference.weights", weights)
-    pipeline = build_pipeline(cfg)
+    pipeline = build_pipeline(cfg, adapt=False)  # the frozen regressor
     rows: dict[str, dict[str, float]] = {}
     for d in domains:
         from ..data.domain import load_domain
