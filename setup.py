@@ -40,6 +40,11 @@ setup(
         # ONNX export and the ONNX Runtime backend (CPU; use onnxruntime-gpu for CUDA).
         "onnx": ["onnx>=1.16", "onnxruntime>=1.18", "onnxscript>=0.1"],
         "plot": ["matplotlib>=3.7"],
+        # In-process 2D keypoints (hmr_ros/detect/mediapipe_pose.py): 0.10.14 ships the legacy
+        # Pose graph with its BlazePose models inside the wheel and runs with numpy 2; later
+        # releases pin numpy<2 (0.10.21) or need a downloaded model file (0.10.35, 1.x). It
+        # pins protobuf<5 and brings opencv-contrib-python (OpenCV 5's HOG people detector).
+        "mediapipe": ["mediapipe==0.10.14"],
         "dev": ["pytest>=8", "ruff>=0.5", "onnx>=1.16", "onnxruntime>=1.18",
                 "onnxscript>=0.1", "matplotlib>=3.7"],
     },

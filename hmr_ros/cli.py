@@ -75,6 +75,10 @@ def _config(args: argparse.Namespace):
         cfg = replace_path(cfg, "inference.weights", args.weights)
     if getattr(args, "method", None):
         cfg = replace_path(cfg, "adapt.method", args.method)
+    if getattr(args, "detector", None):
+        cfg = replace_path(cfg, "detector.kind", args.detector)
+    if getattr(args, "focal", None) is not None:
+        cfg = replace_path(cfg, "detector.focal", float(args.focal))
     for item in getattr(args, "set", None) or []:
         key, sep, value = item.partition("=")
         if not sep:
@@ -102,8 +106,30 @@ def _replay(args: argparse.Namespace) -> int:
                                  ("keypoints", args.keypoints_topic),
                                  ("ground_truth", args.ground_truth_topic)) if v}
     replay(args.bag, args.out, _config(args), adapt=not args.no_adapt,
-           protocol=args.protocol, limit=args.limit, video=not args.no_video, topics=topics)
+           protocol=args.protocol, limit=args.limit, video=not args.no_video, topics=topics,
+           baseline=not args.no_baseline, fps=args.fps)
     return 0
+
+
+def _live(args: argparse.Namespace) -> int:
+    from .replay import live
+
+    live(args.camera, args.out, _config(args), adapt=not args.no_adapt, frames=args.frames,
+         show=args.show)
+    return 0
+
+
+def _add_input_flags(p: argparse.ArgumentParser) -> None:
+    """Detector and intrinsics for inputs without keypoints or CameraInfo."""
+    p.add_argument("--detector", default=None,
+                   choices=("auto", "none", "mediapipe", "mediapipe_hog"),
+                   help="2D keypoints for inputs without them: auto (default: mediapipe_hog "
+                        "where OpenCV has HOG, else mediapipe; none for bags with keypoints), "
+                        "mediapipe (BlazePose, one person), mediapipe_hog (HOG person boxes + "
+                        "tracks, BlazePose per box: several people), none")
+    p.add_argument("--focal", type=float, default=None, metavar="PX",
+                   help="focal length in px for inputs without CameraInfo (default: a "
+                        "60 deg horizontal field of view, detector.default_hfov_deg)")
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -246,8 +272,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(p)
     p.set_defaults(handler=_demo)
 
-    p = sub.add_parser("replay", help="run a recorded bag through the pipeline")
-    p.add_argument("bag", help="rosbag2 folder or .mcap/.db3 file")
+    p = sub.add_parser("replay", help="run a bag, a video file or a folder of images through "
+                                      "the pipeline")
+    p.add_argument("bag", metavar="INPUT",
+                   help="rosbag2 folder or .mcap/.db3 file, a video file, or a folder of images")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--no-adapt", action="store_true", help="frozen regressor only")
     p.add_argument("--protocol", choices=("async", "before", "after"), default="async",
@@ -259,8 +287,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--camera-info-topic", default="")
     p.add_argument("--keypoints-topic", default="")
     p.add_argument("--ground-truth-topic", default="")
+    p.add_argument("--fps", type=float, default=None,
+                   help="frame rate of a folder of images (default 30) or override of a video's")
+    p.add_argument("--no-baseline", action="store_true",
+                   help="with adaptation, skip the frozen regressor run on the same crops that "
+                        "the 2D keypoint error report compares against")
+    _add_input_flags(p)
     _add_config_flags(p)
     p.set_defaults(handler=_replay)
+
+    p = sub.add_parser("live", help="a webcam through the pipeline, adapting in the background")
+    p.add_argument("--camera", default="0",
+                   help="OpenCV camera index (default 0); a video file or stream URL also works")
+    p.add_argument("--out", default=None,
+                   help="write overlay.mp4, estimates/ and metrics.json here (default: nothing)")
+    p.add_argument("--frames", type=int, default=None, help="stop after this many images")
+    p.add_argument("--no-adapt", action="store_true", help="frozen regressor only")
+    p.add_argument("--show", action="store_true",
+                   help="show the overlay in a window (needs an OpenCV build with a GUI; q quits)")
+    _add_input_flags(p)
+    _add_config_flags(p)
+    p.set_defaults(handler=_live)
 
     p = sub.add_parser("train", help="pretrain a regressor on a synthetic training set")
     p.add_argument("--data", required=True, help="training set .npz (hmr-ros synth --trainset)")

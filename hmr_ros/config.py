@@ -75,10 +75,49 @@ class AdaptConfig:
     save_path: str = ""  # where `save` writes adapted weights (empty: runs/adapted.pt)
 
 
+DETECTORS = ("auto", "none", "mediapipe", "mediapipe_hog")
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """2D keypoints and person tracking for inputs that bring no keypoints (video files,
+    folders of images, webcams, bags without a keypoint topic); see `hmr_ros/detect/`."""
+
+    # auto: mediapipe_hog where OpenCV has its HOG people detector, else mediapipe, and only
+    # for inputs without keypoints; none: no detector; mediapipe: BlazePose on the whole image
+    # (one person); mediapipe_hog: HOG person boxes plus the tracks' predicted boxes, BlazePose
+    # in each box (several people).
+    kind: str = "auto"
+    model_complexity: int = 1  # BlazePose landmark model: 0 lite, 1 full, 2 heavy (bundled: 1)
+    min_detection_confidence: float = 0.5  # BlazePose's person detector in each image or box
+    min_visible: int = 8  # landmarks with visibility > 0.5 needed to keep a detected pose
+    crop_size: int = 256  # px, person boxes are resampled to this square before BlazePose
+    box_scale: float = 1.25  # enlargement of a person box to the square BlazePose sees
+    hog_every: int = 5  # run the HOG people detector on every n-th frame (tracks fill gaps)
+    hog_upscale: float = 1.5  # HOG's window is 64x128 px: upscale to find smaller people
+    hog_threshold: float = 1.0  # minimum HOG SVM score of a person box
+    max_people: int = 8  # detections per image, the largest first
+    # Two poses are one person when their keypoint boxes overlap more than this (or their
+    # landmarks agree): the duplicate from a second box around the same person is dropped.
+    nms_iou: float = 0.5
+    # Tracker: greedy matching of detections to tracks by predicted box and keypoints.
+    match_threshold: float = 0.2  # lowest match score (IoU / keypoint similarity) accepted
+    # Detections a new track needs before it gets an id and is output: one-frame false
+    # detections never get an id (a person's first frame is not estimated).
+    min_hits: int = 2
+    timeout_s: float = 1.0  # a track unseen this long is lost (its id is never reused)
+    retrack: bool = False  # replace ids that came with the input (e.g. an upstream topic)
+    # Intrinsics of inputs without CameraInfo (video files, folders, webcams): the focal in
+    # px, or 0 for that of a camera with default_hfov_deg horizontal field of view.
+    focal: float = 0.0
+    default_hfov_deg: float = 60.0  # assumed field of view when focal is 0 (a typical webcam)
+
+
 @dataclass(frozen=True)
 class PipelineConfig:
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     adapt: AdaptConfig = field(default_factory=AdaptConfig)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
 
     def __post_init__(self) -> None:
         a = self.adapt
@@ -98,6 +137,23 @@ class PipelineConfig:
         if i.fallback_focal <= 0 or i.box_scale <= 0 or i.max_people < 1 or i.threads < 1:
             raise ConfigError("inference: fallback_focal, box_scale, max_people and threads "
                               "must be positive")
+        d = self.detector
+        if d.kind not in DETECTORS:
+            raise ConfigError(f"detector.kind must be one of {DETECTORS}, got {d.kind!r}")
+        if d.model_complexity not in (0, 1, 2):
+            raise ConfigError("detector.model_complexity must be 0, 1 or 2")
+        if not (0.0 <= d.min_detection_confidence <= 1.0 and 0.0 <= d.match_threshold <= 1.0
+                and 0.0 < d.nms_iou <= 1.0):
+            raise ConfigError("detector: min_detection_confidence and match_threshold must be "
+                              "in [0, 1], nms_iou in (0, 1]")
+        if min(d.hog_every, d.min_hits, d.max_people, d.crop_size) < 1 or d.min_visible < 0:
+            raise ConfigError("detector: hog_every, min_hits, max_people and crop_size must be "
+                              ">= 1, min_visible >= 0")
+        if d.box_scale <= 0 or d.hog_upscale <= 0 or d.timeout_s <= 0 or d.focal < 0:
+            raise ConfigError("detector: box_scale, hog_upscale and timeout_s must be positive, "
+                              "focal >= 0 (0 = from default_hfov_deg)")
+        if not 1.0 <= d.default_hfov_deg <= 179.0:
+            raise ConfigError("detector.default_hfov_deg must be in [1, 179] degrees")
 
 
 def _section_fields(obj: Any, prefix: str = "") -> dict[str, Any]:

@@ -1,29 +1,47 @@
-"""`hmr-ros replay`: a recorded bag through the same pipeline as the live node.
+"""`hmr-ros replay` (a bag, a video file or a folder of images) and `hmr-ros live` (a webcam):
+recorded or live images through the same pipeline as the ROS node.
 
-Reads Image (+ CameraInfo + keypoints) topics, runs the pipeline with or without
-adaptation, and writes into the output folder:
+Inputs: a rosbag2 (Image + CameraInfo + keypoint topics, as the node subscribes), or a video
+file / image folder / webcam read with OpenCV (`data/video.py`; no intrinsics: a documented
+default focal, or `--focal`). People come from the input's keypoints or, where there are none,
+from the configured detector (`detector.kind`, MediaPipe BlazePose); the `DetectionStage`
+(detect/stage.py) gives them stable ids, which become the body ids, and tracks that time out
+are dropped from the adaptation worker's buffers.
+
+Outputs in the output folder:
 - `estimates/` an mcap bag with `/hmr/bodies` (hmr_ros/SMPLBodyArray, stamped like the
   images, in their camera frame) and `/hmr/adaptation_status` (hmr_ros/AdaptationStatus);
-- `metrics.json` with timing, adaptation status and, when the bag holds ground truth
-  (`/ground_truth/bodies`), MPJPE / PA-MPJPE / PVE / ACCEL;
-- `overlay.mp4` (and `overlay.png`, a strip of frames) with the meshes drawn over the images.
+- `metrics.json` with timing, adaptation status, the 2D keypoint error of the predictions
+  (adapted, and a frozen copy of the regressor on the same crops), and, when the bag holds
+  ground truth (`/ground_truth/bodies`), MPJPE / PA-MPJPE / PVE / ACCEL;
+- `overlay.mp4` (and `overlay.png`, a strip of frames) with each person's mesh in its colour,
+  its id and its detected keypoints drawn over the images.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from .bench.timing import machine_info, write_json
 from .config import PipelineConfig
 from .data.bag import BODIES, BagReader, BagWriter, detect_topics, read_frames
+from .data.frame import Frame
+from .data.video import VideoReader, input_kind
+from .detect.base import KeypointSource
+from .detect.reprojection import KeypointErrorMeter
+from .detect.stage import DetectionStage, build_stage
 from .eval.evaluate import StreamEvaluator
-from .eval.overlay import FrameSink, draw_people
+from .eval.overlay import FrameSink, colour_for, draw_people
 from .online import run_online
-from .pipeline import build_pipeline
+from .pipeline import FrameResult, Pipeline, build_pipeline
 from .progress import Progress
 from .ros.convert import adaptation_status_to_msg, bodies_to_msg
 
@@ -32,82 +50,315 @@ log = logging.getLogger("hmr_ros")
 TOPIC_BODIES = "/hmr/bodies"
 TOPIC_STATUS = "/hmr/adaptation_status"
 STATUS = "hmr_ros/msg/AdaptationStatus"
+BAG_OVERLAY_FPS = 25.0
+
+
+def draw_keypoints(image: np.ndarray, people, threshold: float = 0.2) -> np.ndarray:
+    """Dots (in each person's colour) on the keypoints the estimates were made from."""
+    out = image
+    for p in people:
+        if p.keypoints is None:
+            continue
+        c = tuple(int(v) for v in colour_for(p.id) * 255)
+        for (x, y), conf in zip(p.keypoints.xy, p.keypoints.confidence):
+            if conf > threshold:
+                cv2.circle(out, (int(round(x)), int(round(y))), 2, c, -1, cv2.LINE_AA)
+    return out
+
+
+def frozen_twin(pipeline: Pipeline, config: PipelineConfig) -> Pipeline:
+    """A second pipeline with the unadapted regressor, sharing the body model: the baseline
+    that sees exactly the same crops as the adapted one."""
+    from .model.backend import make_backend
+    from .model.weights import load_regressor
+
+    loaded = load_regressor(config.inference.weights or None)
+    twin = Pipeline(make_backend(loaded.model, config.inference), pipeline.body, config, None)
+    twin.warn_missing_camera = False
+    return twin
+
+
+def _staged(frames: Iterable[Frame], stage: DetectionStage, pipeline: Pipeline,
+            strip: bool) -> Iterator[Frame]:
+    """Frames through the detection stage; tracks that timed out leave the worker."""
+    for frame in frames:
+        if strip:  # an explicitly chosen detector replaces the input's keypoints
+            frame = dataclasses.replace(frame, detections=())
+        frame = stage.process(frame)
+        for track in stage.pop_lost():
+            if pipeline.adaptation is not None:
+                pipeline.adaptation.forget(track)
+        yield frame
+
+
+class _Outputs:
+    """The estimates bag, the overlay video and the per-frame bookkeeping of one run."""
+
+    def __init__(self, out: Path | None, pipeline: Pipeline, frozen: Pipeline | None,
+                 video: bool, fps: float, with_truth: bool, threshold: float) -> None:
+        self.out = out
+        self.pipeline = pipeline
+        self.frozen = frozen
+        self.writer = BagWriter(out / "estimates") if out is not None else None
+        self.sink = FrameSink(out / "overlay.mp4", fps=fps) if video and out else None
+        self.ev = StreamEvaluator(pipeline.body) if with_truth else None
+        self.err = KeypointErrorMeter(threshold)
+        self.err_frozen = KeypointErrorMeter(threshold) if frozen is not None else None
+        self.threshold = threshold
+        self.latencies: list[float] = []
+        self.people = 0
+        self.skipped = 0
+        self.ids: set[int] = set()
+
+    def add(self, frame: Frame, result: FrameResult) -> dict:
+        frame_id = frame.camera.frame_id if frame.camera else "camera_optical_frame"
+        if self.writer is not None:
+            f = self.writer.factory
+            self.writer.write(TOPIC_BODIES, BODIES, bodies_to_msg(
+                f, result.people, frame.stamp_ns, frame_id, result.model_version, "hmr_ros"),
+                frame.stamp_ns)
+            if self.pipeline.adaptation is not None:
+                msg = adaptation_status_to_msg(f, self.pipeline.adaptation.status(),
+                                               frame.stamp_ns)
+                msg.header.frame_id = frame_id
+                self.writer.write(TOPIC_STATUS, STATUS, msg, frame.stamp_ns)
+        self.latencies.append(result.latency_ms)
+        self.people += len(result.people)
+        self.skipped += len(result.skipped)
+        self.ids.update(p.id for p in result.people)
+        vals = self.ev.add(frame, result) if self.ev is not None else {}
+        camera = self.pipeline.camera_for(frame)
+        px = self.err.add(frame.index, result.people, camera)
+        if px is not None:
+            vals["kp_px"] = px
+        if self.frozen is not None and self.err_frozen is not None:
+            base = self.frozen.process(frame, submit=False)
+            self.err_frozen.add(frame.index, base.people, camera)
+        if self.sink is not None:
+            img = draw_people(frame.image, result.people, self.pipeline.body.faces, camera,
+                              label=f"v{result.model_version}")
+            self.sink.add(draw_keypoints(img, result.people, self.threshold))
+        return vals
+
+    def close(self) -> Path | None:
+        if self.writer is not None:
+            self.writer.close()
+        return self.sink.close() if self.sink is not None else None
+
+    def keypoint_report(self, adapt: bool, protocol: str) -> dict:
+        adapted = self.err.summary()
+        report = {
+            "threshold": self.threshold,
+            "normalised_by": "side of the square crop box",
+            # Under `after` each frame is predicted after adapting on its own keypoints.
+            "held_out": not (adapt and protocol == "after"),
+            "protocol": protocol if adapt else "none",
+        }
+        if self.err_frozen is not None:
+            report["frozen"] = self.err_frozen.summary()
+            report["adapted"] = adapted
+        elif adapt:
+            report["adapted"] = adapted
+        else:
+            report["frozen"] = adapted
+        return report
+
+
+def _print_keypoint_report(rep: dict) -> None:
+    def part(name: str) -> str:
+        s = rep.get(name)
+        if not s or s["mean_px"] is None:
+            return f"{name} -"
+        return f"{name} {s['mean_px']:.2f} px ({s['mean_normalised']:.4f} of the box)"
+
+    held = ("held out: each frame predicted before adapting on it" if rep["held_out"]
+            else "NOT held out: protocol after")
+    names = [n for n in ("frozen", "adapted") if n in rep]
+    print(f"2D keypoint error over {rep[names[0]]['frames']} frames ({held}): "
+          + ", ".join(part(n) for n in names))
 
 
 def replay(bag: str | Path, out_dir: str | Path, config: PipelineConfig | None = None,
            adapt: bool = True, protocol: str = "async", limit: int | None = None,
            video: bool = True, topics: dict[str, str] | None = None,
-           progress: bool = True) -> dict:
+           progress: bool = True, keypoint_source: KeypointSource | None = None,
+           baseline: bool = True, fps: float | None = None) -> dict:
+    """Replay `bag` (a rosbag2, a video file or a folder of images) into `out_dir`.
+
+    keypoint_source: overrides the configured detector (e.g. `GroundTruthSource`); baseline:
+    with adaptation, also run the frozen regressor on the same crops for the 2D error report;
+    fps: frame rate of an image folder (default 30) or override of a video's.
+    """
     config = config or PipelineConfig()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    with BagReader(bag) as reader:
-        chosen = detect_topics(reader, **(topics or {}))
-        total = next((t.count for t in reader.topics() if t.name == chosen.image), None)
-        if limit is not None and total is not None:
-            total = min(total, limit)
-        print(f"replaying {reader.path}: images {chosen.image}, camera_info "
-              f"{chosen.camera_info or '-'}, keypoints {chosen.keypoints or '-'}, ground truth "
-              f"{chosen.ground_truth or '-'}")
-        if not chosen.keypoints:
+    kind = input_kind(bag)
+    det_cfg = config.detector
+    explicit = det_cfg.kind not in ("auto", "none")
+    with contextlib.ExitStack() as stack:
+        if kind == "bag":
+            reader = stack.enter_context(BagReader(bag))
+            chosen = detect_topics(reader, **(topics or {}))
+            total = next((t.count for t in reader.topics() if t.name == chosen.image), None)
+            if limit is not None and total is not None:
+                total = min(total, limit)
+            print(f"replaying {reader.path}: images {chosen.image}, camera_info "
+                  f"{chosen.camera_info or '-'}, keypoints {chosen.keypoints or '-'}, ground "
+                  f"truth {chosen.ground_truth or '-'}")
+            has_kp, has_truth = bool(chosen.keypoints), bool(chosen.ground_truth)
+            frames: Iterable[Frame] = read_frames(reader, chosen, limit)
+            overlay_fps, topics_used = BAG_OVERLAY_FPS, chosen.__dict__
+        else:
+            if topics:
+                log.warning("topic options are ignored for a %s input", kind)
+            vr = stack.enter_context(VideoReader(bag, det_cfg.focal, det_cfg.default_hfov_deg,
+                                                 fps, limit))
+            info = vr.info
+            print(f"replaying {bag}: {kind}, {info.width}x{info.height} at {info.fps:g} fps, "
+                  f"{info.frames if info.frames is not None else '?'} frames")
+            print(info.focal_note)
+            has_kp = has_truth = False
+            frames, overlay_fps, topics_used, total = iter(vr), info.fps, None, info.frames
+            if info.frames == 1:  # one photo: no second frame can confirm a track
+                det_cfg = dataclasses.replace(det_cfg, min_hits=1)
+        stage, what = build_stage(det_cfg, has_kp and not explicit, required=kind != "bag",
+                                  source=keypoint_source)
+        stack.callback(stage.close)
+        if kind == "bag" and not has_kp and stage.source is None:
             log.warning("the bag has no hmr_ros/msg/Keypoints2DArray topic: without 2D "
                         "keypoints (or an in-process detector) no person can be cropped")
+        print(f"people: {what}")
         pipeline = build_pipeline(config, adapt=adapt, start=False)
-        ev = StreamEvaluator(pipeline.body) if chosen.ground_truth else None
-        sink = FrameSink(out / "overlay.mp4", fps=25.0) if video else None
-        latencies, n_people, skipped = [], 0, 0
+        stack.callback(pipeline.close)
+        frozen = (frozen_twin(pipeline, config)
+                  if adapt and baseline and pipeline.adaptation is not None else None)
+        outputs = _Outputs(out, pipeline, frozen, video, overlay_fps, has_truth,
+                           config.adapt.keypoint_threshold)
         t0 = time.perf_counter()
-        with BagWriter(out / "estimates") as writer, Progress(total, "replay",
-                                                              enabled=progress) as bar:
-            f = writer.factory
-            frames = read_frames(reader, chosen, limit)
-            for frame, result in run_online(pipeline, frames, protocol if adapt else "async"):
-                frame_id = frame.camera.frame_id if frame.camera else "camera_optical_frame"
-                writer.write(TOPIC_BODIES, BODIES, bodies_to_msg(
-                    f, result.people, frame.stamp_ns, frame_id, result.model_version,
-                    "hmr_ros"), frame.stamp_ns)
-                if pipeline.adaptation is not None:
-                    msg = adaptation_status_to_msg(f, pipeline.adaptation.status(),
-                                                   frame.stamp_ns)
-                    msg.header.frame_id = frame_id
-                    writer.write(TOPIC_STATUS, STATUS, msg, frame.stamp_ns)
-                latencies.append(result.latency_ms)
-                n_people += len(result.people)
-                skipped += len(result.skipped)
-                vals = ev.add(frame, result) if ev is not None else {}
-                if sink is not None:
-                    camera = pipeline.camera_for(frame)
-                    sink.add(draw_people(frame.image, result.people, pipeline.body.faces,
-                                         camera, label=f"v{result.model_version}"))
-                bar.update(1, **({"pa_mpjpe": vals["pa_mpjpe"]} if "pa_mpjpe" in vals else {}))
+        strip = explicit and has_kp and keypoint_source is None
+        with Progress(total, "replay", enabled=progress) as bar:
+            staged = _staged(frames, stage, pipeline, strip)
+            for frame, result in run_online(pipeline, staged, protocol if adapt else "async"):
+                vals = outputs.add(frame, result)
+                bar.update(1, **{k: vals[k] for k in ("pa_mpjpe", "kp_px") if k in vals})
         elapsed = time.perf_counter() - t0
         status = pipeline.adaptation.status() if pipeline.adaptation is not None else None
-        pipeline.close()
-    video_path = sink.close() if sink is not None else None
-    lat = np.asarray(latencies) if latencies else np.zeros(1)
+    video_path = outputs.close()
+    n = len(outputs.latencies)
+    lat = np.asarray(outputs.latencies) if n else np.zeros(1)
+    kp_report = outputs.keypoint_report(adapt, protocol)
     summary = {
-        "bag": str(bag), "topics": chosen.__dict__, "frames": len(latencies),
-        "people": n_people, "skipped_people": skipped, "adapt": adapt,
-        "protocol": protocol if adapt else "none", "method": config.adapt.method,
-        "elapsed_s": elapsed, "fps": len(latencies) / elapsed if elapsed > 0 else 0.0,
+        "bag": str(bag), "input": str(bag), "input_kind": kind, "topics": topics_used,
+        "frames": n, "people": outputs.people, "skipped_people": outputs.skipped,
+        "adapt": adapt, "protocol": protocol if adapt else "none",
+        "method": config.adapt.method,
+        "elapsed_s": elapsed, "fps": n / elapsed if elapsed > 0 else 0.0,
         "latency_ms": {"p50": float(np.percentile(lat, 50)),
                        "p95": float(np.percentile(lat, 95))},
         "adaptation": None if status is None else status.__dict__,
-        "metrics": ev.summary() if ev is not None else None,
+        "detection": {"people_from": what, "frames_detected": stage.detected,
+                      "ids": sorted(outputs.ids)},
+        "keypoint_error": kp_report,
+        "metrics": outputs.ev.summary() if outputs.ev is not None else None,
         "outputs": {"bag": str(out / "estimates"),
                     "video": str(video_path) if video_path else None},
         "machine": machine_info(),
     }
     write_json(out / "metrics.json", summary)
-    print(f"{len(latencies)} frames, {n_people} body estimates in {elapsed:.1f} s "
+    print(f"{n} frames, {outputs.people} body estimates in {elapsed:.1f} s "
           f"({summary['fps']:.1f} fps), inference p50 {summary['latency_ms']['p50']:.1f} ms")
+    if outputs.ids:
+        print(f"people ids: {', '.join(str(i) for i in sorted(outputs.ids))}")
     if status is not None:
         print(f"adaptation {status.method}: {status.steps} steps, version {status.version}, "
               f"{status.rollbacks} rollbacks")
-    if ev is not None:
+    if outputs.err.frames:
+        _print_keypoint_report(kp_report)
+    if outputs.ev is not None:
         m = summary["metrics"]
         print(f"MPJPE {m['mpjpe']:.1f} mm, PA-MPJPE {m['pa_mpjpe']:.1f} mm, PVE "
               f"{m.get('pve', float('nan')):.1f} mm, ACCEL {m['accel']:.1f} mm/frame^2")
     print(f"wrote {out / 'estimates'}, {out / 'metrics.json'}"
           + (f", {video_path}" if video_path else ""))
     return summary
+
+
+def live(camera: int | str, out_dir: str | Path | None = None,
+         config: PipelineConfig | None = None, adapt: bool = True, frames: int | None = None,
+         show: bool = False, keypoint_source: KeypointSource | None = None) -> dict:
+    """A webcam (device index; a video path or stream URL works too) through the pipeline
+    with adaptation in the background, as on the robot. Prints a status line every second;
+    stops after `frames` images, at the end of a file, on Ctrl-C, or on `q` with `show`.
+    With `out_dir`, writes the same outputs as `replay`."""
+    config = config or PipelineConfig()
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    det_cfg = config.detector
+    source = int(camera) if isinstance(camera, str) and camera.isdigit() else camera
+    with contextlib.ExitStack() as stack:
+        vr = stack.enter_context(VideoReader(source, det_cfg.focal, det_cfg.default_hfov_deg,
+                                             limit=frames))
+        info = vr.info
+        print(f"live from {info.kind} {camera}: {info.width}x{info.height} at {info.fps:g} fps")
+        print(info.focal_note)
+        stage, what = build_stage(det_cfg, False, required=True, source=keypoint_source)
+        stack.callback(stage.close)
+        print(f"people: {what}")
+        pipeline = build_pipeline(config, adapt=adapt, start=False)
+        stack.callback(pipeline.close)
+        outputs = _Outputs(out, pipeline, None, out is not None, info.fps, False,
+                           config.adapt.keypoint_threshold)
+        t0 = last = time.perf_counter()
+        shown = show
+        try:
+            staged = _staged(vr, stage, pipeline, False)
+            for frame, result in run_online(pipeline, staged, "async"):
+                outputs.add(frame, result)
+                now = time.perf_counter()
+                if now - last >= 1.0:
+                    last = now
+                    st = pipeline.adaptation.status() if pipeline.adaptation else None
+                    ids = ", ".join(str(p.id) for p in result.people) or "-"
+                    print(f"{now - t0:6.1f} s  {len(outputs.latencies) / (now - t0):5.1f} fps  "
+                          f"people {ids}  model v{result.model_version}"
+                          + (f"  adaptation steps {st.steps}" if st else ""), flush=True)
+                if shown:
+                    shown = _show(frame, result, pipeline)
+                    if shown is None:
+                        break
+        except KeyboardInterrupt:
+            print("stopped")
+        elapsed = time.perf_counter() - t0
+        status = pipeline.adaptation.status() if pipeline.adaptation is not None else None
+    video_path = outputs.close()
+    n = len(outputs.latencies)
+    summary = {
+        "input": str(camera), "input_kind": info.kind, "frames": n, "people": outputs.people,
+        "elapsed_s": elapsed, "fps": n / elapsed if elapsed > 0 else 0.0, "adapt": adapt,
+        "adaptation": None if status is None else status.__dict__,
+        "detection": {"people_from": what, "ids": sorted(outputs.ids)},
+        "keypoint_error": outputs.keypoint_report(adapt, "async"),
+        "outputs": {"video": str(video_path) if video_path else None},
+    }
+    print(f"{n} frames in {elapsed:.1f} s ({summary['fps']:.1f} fps), ids "
+          f"{sorted(outputs.ids) or '-'}"
+          + (f", adaptation {status.steps} steps, version {status.version}" if status else ""))
+    if out is not None:
+        write_json(out / "metrics.json", summary)
+        print(f"wrote {out / 'metrics.json'}" + (f", {video_path}" if video_path else ""))
+    return summary
+
+
+def _show(frame: Frame, result: FrameResult, pipeline: Pipeline) -> bool | None:
+    """Draw into a window; False when this OpenCV has no GUI, None when `q` was pressed."""
+    img = draw_people(frame.image, result.people, pipeline.body.faces,
+                      pipeline.camera_for(frame), label=f"v{result.model_version}")
+    try:
+        cv2.imshow("hmr-ros live", np.ascontiguousarray(img[:, :, ::-1]))
+        if cv2.waitKey(1) & 0xFF == ord("q"):
+            return None
+    except cv2.error as err:
+        log.warning("cannot show a window (%s); use --out DIR to write the video", err)
+        return False
+    return True

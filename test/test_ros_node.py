@@ -264,6 +264,28 @@ def test_engine_end_to_end_outputs(body, model, ts, coco):
     assert not log.warnings("CameraInfo")
 
 
+def test_engine_gives_anonymous_upstream_people_stable_distinct_ids(body, model, ts, coco):
+    """Upstream detectors without a tracker send id 0 for everyone: the engine's tracker
+    assigns distinct ids, kept while the people move a little from frame to frame."""
+    eng, rec, _ = engine_for(body, model, ts)
+    eng.on_camera_info(info_msg(ts))
+    ids_seen = []
+    for k in range(4):
+        stamp = 1_700_000_000_000_000_000 + k * 33_000_000
+        shift = np.array([2.0 * k, 0.0], np.float32)
+        people = [Detection(0, Keypoints("coco17", coco + shift, np.ones(17, np.float32))),
+                  Detection(0, Keypoints("coco17", coco + shift + np.array([120.0, 0.0]),
+                                         np.ones(17, np.float32)))]
+        eng.on_keypoints(cv.detections_to_msg(RosbagsFactory(ts), people, stamp, "cam"))
+        eng.on_image(image_msg(ts, stamp))
+        assert eng.step() is True
+        ids_seen.append([b.id for b in rec.msgs[BODIES][-1].bodies])
+    # A track is confirmed after detector.min_hits detections; then both keep their ids.
+    confirmed = [ids for ids in ids_seen if ids]
+    assert confirmed and all(len(set(ids)) == 2 for ids in confirmed)
+    assert all(ids == confirmed[0] for ids in confirmed)
+
+
 def test_engine_keypoints_after_image_and_tolerance(body, model, ts, coco):
     eng, rec, _ = engine_for(body, model, ts, keypoints_tolerance=0.005)
     eng.on_camera_info(info_msg(ts))

@@ -220,8 +220,64 @@ LSP14 = JointSet(
     note="SMPL joint centres standing in for LSP's surface annotations.",
 )
 
+# MediaPipe BlazePose's 33 landmarks in MediaPipe's order (PoseLandmark 0..32). MediaPipe
+# names the mouth corners MOUTH_LEFT / MOUTH_RIGHT; they are called left_mouth / right_mouth
+# here so that `flip_permutation` swaps them like every other left/right pair. Rows may hold
+# negative weights: an affine combination (weights summing to 1) extrapolates a point, e.g. an
+# outer eye corner beyond the eye centre, and stays consistent under any rigid motion.
+BLAZEPOSE33 = JointSet(
+    "blazepose33",
+    (
+        "nose", "left_eye_inner", "left_eye", "left_eye_outer",
+        "right_eye_inner", "right_eye", "right_eye_outer", "left_ear", "right_ear",
+        "left_mouth", "right_mouth", "left_shoulder", "right_shoulder",
+        "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+        "left_pinky", "right_pinky", "left_index", "right_index", "left_thumb", "right_thumb",
+        "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle",
+        "left_heel", "right_heel", "left_foot_index", "right_foot_index",
+    ),
+    (
+        (("nose", 1.0),),
+        # Eye corners: a quarter of the inter-eye distance from the eye centre, inwards or
+        # outwards (SMPL has only the eye centres).
+        (("left_eye", 0.75), ("right_eye", 0.25)),
+        (("left_eye", 1.0),),
+        (("left_eye", 1.25), ("right_eye", -0.25)),
+        (("right_eye", 0.75), ("left_eye", 0.25)),
+        (("right_eye", 1.0),),
+        (("right_eye", 1.25), ("left_eye", -0.25)),
+        *_one("left_ear", "right_ear"),
+        # Mouth corners: a quarter of the way from the nose tip down to the neck joint, then
+        # a third of the inter-eye distance sideways.
+        (("nose", 0.75), ("neck", 0.25), ("left_eye", 0.35), ("right_eye", -0.35)),
+        (("nose", 0.75), ("neck", 0.25), ("right_eye", 0.35), ("left_eye", -0.35)),
+        *_one("left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
+              "left_wrist", "right_wrist"),
+        # BlazePose's hand points are knuckles (pinky and index: first knuckle; thumb: second
+        # knuckle), between SMPL's hand joint and the finger-tip landmarks.
+        (("left_hand", 0.7), ("left_pinky", 0.3)),
+        (("right_hand", 0.7), ("right_pinky", 0.3)),
+        (("left_hand", 0.7), ("left_index", 0.3)),
+        (("right_hand", 0.7), ("right_index", 0.3)),
+        (("left_hand", 0.375), ("left_thumb", 0.625)),
+        (("right_hand", 0.375), ("right_thumb", 0.625)),
+        *_one("left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle",
+              "left_heel", "right_heel", "left_big_toe", "right_big_toe"),
+    ),
+    approximate=(
+        "left_eye_inner", "left_eye_outer", "right_eye_inner", "right_eye_outer",
+        "left_mouth", "right_mouth", "left_shoulder", "right_shoulder",
+        "left_pinky", "right_pinky", "left_index", "right_index", "left_thumb", "right_thumb",
+        "left_hip", "right_hip", "left_foot_index", "right_foot_index",
+    ),
+    note="MediaPipe BlazePose (33 landmarks). Eye corners are extrapolated from the eye "
+    "centres, mouth corners from nose, neck and eyes; the hand points are knuckles blended "
+    "from SMPL's hand joint and the finger tips; foot_index is the big toe tip; shoulders and "
+    "hips are SMPL joint centres.",
+)
+
 JOINT_SETS: dict[str, JointSet] = {
-    s.name: s for s in (SMPL24, COCO17, BODY25, REP155_18, H36M17, LSP14)
+    s.name: s for s in (SMPL24, COCO17, BODY25, REP155_18, H36M17, LSP14, BLAZEPOSE33)
 }
 
 

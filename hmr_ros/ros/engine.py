@@ -28,6 +28,7 @@ import numpy as np
 from ..adapt.worker import AdaptStatus
 from ..config import ConfigError, PipelineConfig
 from ..data.frame import CameraModel, Frame
+from ..detect.stage import DetectionStage
 from .convert import (
     DIAG_ERROR,
     DIAG_OK,
@@ -121,6 +122,7 @@ class NodeEngine:
                  clock: Callable[[], float] = time.monotonic, name: str = "hmr_ros") -> None:
         self.pipeline = pipeline
         pipeline.warn_missing_camera = False  # the engine warns itself, naming the topic
+        self.stage = DetectionStage.from_config(config.detector, source=None)
         self.config = config
         self.node = node
         self.factory = factory
@@ -307,6 +309,13 @@ class NodeEngine:
         self.frame_id = frame_id
         frame = Frame(image=image, stamp_ns=match.stamp_ns, camera=camera,
                       detections=detections, index=self.frames)
+        # Stable ids: upstream ids are kept when they are distinct, otherwise the tracker
+        # assigns them; people gone for detector.timeout_s leave the adaptation buffers.
+        frame = self.stage.process(frame)
+        worker = getattr(self.pipeline, "adaptation", None)
+        for lost in self.stage.pop_lost():
+            if worker is not None:
+                worker.forget(lost)
         result = self.pipeline.process(frame)
         self.frames += 1
         self.publish_result(result, frame_id, match.received)

@@ -161,7 +161,9 @@ def _config_comments() -> dict[str, str]:
     else the block of comment lines right above the field."""
     from .. import config
 
-    sections = {"InferenceConfig": "inference", "AdaptConfig": "adapt"}
+    # Section classes of PipelineConfig -> their field names (InferenceConfig -> inference).
+    sections = {type(getattr(config.PipelineConfig(), f.name)).__name__: f.name
+                for f in dataclasses.fields(config.PipelineConfig)}
     try:
         source = Path(config.__file__).read_text(encoding="utf-8")
     except OSError:
