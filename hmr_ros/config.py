@@ -198,6 +198,12 @@ def _coerce(path: str, current: Any, value: Any) -> Any:
             raise ConfigError(f"{path}: expected an integer, got {value!r}")
         return value
     if isinstance(current, float):
+        if isinstance(value, str):
+            # YAML 1.1 reads "1e-5" (no dot) as a string; accept numbers written that way.
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{path}: expected a number, got {value!r}")
         return float(value)

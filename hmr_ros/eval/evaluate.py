@@ -58,13 +58,16 @@ class StreamEvaluator:
 
     body: BodyModel
     report: MetricReport = field(default_factory=MetricReport)
-    tracks: dict[int, list[tuple[int, np.ndarray | None, np.ndarray]]] = field(
+    tracks: dict[tuple[int, int], list[tuple[int, np.ndarray | None, np.ndarray]]] = field(
         default_factory=dict)
     people: int = 0
     found: int = 0
 
-    def add(self, frame: Frame, result: FrameResult) -> dict[str, float]:
-        """Score one frame; returns that frame's mean errors (empty dict if no truth)."""
+    def add(self, frame: Frame, result: FrameResult, stream: int = 0) -> dict[str, float]:
+        """Score one frame; returns that frame's mean errors (empty dict if no truth).
+
+        `stream` keeps tracks of different streams apart (ids and frame indices restart in
+        each), so ACCEL never differences frames of two streams."""
         truth = truth_from_params(self.body, frame.ground_truth)
         by_id: dict[int, PersonEstimate] = {p.id: p for p in result.people}
         frame_vals: dict[str, list[float]] = {"mpjpe": [], "pa_mpjpe": [], "pve": []}
@@ -73,7 +76,7 @@ class StreamEvaluator:
             est = by_id.get(pid)
             gt_j = map_points(torch.from_numpy(gt.points), JOINT_SET).numpy()
             if est is None:
-                self.tracks.setdefault(pid, []).append((frame.index, None, gt_j))
+                self.tracks.setdefault((stream, pid), []).append((frame.index, None, gt_j))
                 continue
             self.found += 1
             pr_j = map_points(torch.from_numpy(est.points), JOINT_SET).numpy()
@@ -88,7 +91,7 @@ class StreamEvaluator:
             for k, v in vals.items():
                 self.report.add(k, v)
                 frame_vals[k].append(v)
-            self.tracks.setdefault(pid, []).append((frame.index, pr_j, gt_j))
+            self.tracks.setdefault((stream, pid), []).append((frame.index, pr_j, gt_j))
         return {k: float(np.mean(v)) for k, v in frame_vals.items() if v}
 
     def accel(self) -> np.ndarray:

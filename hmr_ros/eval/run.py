@@ -15,7 +15,9 @@ from .evaluate import StreamEvaluator
 COLUMNS = ("frames", "detected", "mpjpe", "pa_mpjpe", "pve", "accel")
 
 
-def domain_frames(domain: str, seeds: Sequence[int], duration: float) -> Iterator[Frame]:
+def domain_frames(domain: str, seeds: Sequence[int], duration: float
+                  ) -> Iterator[tuple[int, Frame]]:
+    """(stream key, frame) of every stream: the key is the seed."""
     from ..data.domain import load_domain
     from ..data.scene import SyntheticSequence
 
@@ -23,26 +25,28 @@ def domain_frames(domain: str, seeds: Sequence[int], duration: float) -> Iterato
     for seed in seeds:
         seq = SyntheticSequence(d, seed=seed, duration_s=duration)
         for i in range(len(seq)):
-            yield seq.frame(i).frame
+            yield seed, seq.frame(i).frame
 
 
-def bag_frames(path: str, limit: int | None = None, **topics: str) -> Iterator[Frame]:
+def bag_frames(path: str, limit: int | None = None, **topics: str
+               ) -> Iterator[tuple[int, Frame]]:
     from ..data.bag import BagReader, detect_topics, read_frames
 
     with BagReader(path) as reader:
-        yield from read_frames(reader, detect_topics(reader, **topics), limit)
+        for frame in read_frames(reader, detect_topics(reader, **topics), limit):
+            yield 0, frame
 
 
-def run_eval(pipeline: Pipeline, frames: Iterator[Frame], total: int | None, label: str,
-             progress: bool = True) -> dict[str, float]:
+def run_eval(pipeline: Pipeline, frames: Iterator[tuple[int, Frame]], total: int | None,
+             label: str, progress: bool = True) -> dict[str, float]:
     ev = StreamEvaluator(pipeline.body)
     n = 0
     versions = set()
     with Progress(total, f"eval {label}", enabled=progress) as bar:
-        for frame in frames:
+        for stream, frame in frames:
             result = pipeline.process(frame)
             versions.add(result.model_version)
-            ev.add(frame, result)
+            ev.add(frame, result, stream)
             n += 1
             bar.update(1)
     out = ev.summary()
