@@ -367,6 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
     b.add_argument("--out-dir", default="bench/results")
     b.add_argument("--tag", default="", help="suffix of the output file names")
+    b.add_argument("--cache", default="runs/cache", help="where rendered streams are kept")
     _add_config_flags(b, method=False)
 
     b = bench.add_parser("infer", help="inference latency and throughput per backend")

@@ -54,7 +54,8 @@ class AdaptConfig:
     every_n: int = 2  # with schedule every_n: adapt on every n-th frame
     steps_per_frame: int = 1  # adaptation steps on one frame before taking the next
     batch_frames: int = 1  # frames per step: the newest plus recent ones of the same people
-    inner_lr: float = 8e-6  # lower-level SGD step (BOA's weight probe)
+    inner_lr: float = 8e-6  # lower-level step (BOA's weight probe)
+    inner_mode: str = "sgd"  # sgd (BOA) | adam: probe preconditioned like the outer Adam
     outer_lr: float = 3e-6  # Adam on the upper level (and on every baseline)
     adam_beta1: float = 0.5
     adam_beta2: float = 0.999
@@ -123,6 +124,8 @@ class PipelineConfig:
         a = self.adapt
         if a.method not in METHODS:
             raise ConfigError(f"adapt.method must be one of {METHODS}, got {a.method!r}")
+        if a.inner_mode not in ("sgd", "adam"):
+            raise ConfigError(f"adapt.inner_mode must be sgd or adam, got {a.inner_mode!r}")
         if a.schedule not in SCHEDULES:
             raise ConfigError(f"adapt.schedule must be one of {SCHEDULES}, got {a.schedule!r}")
         if a.tau < 1 or a.buffer_frames < a.tau + 1:

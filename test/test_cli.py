@@ -28,3 +28,35 @@ def test_bench_model_writes_json(tmp_path, capsys):
 def test_no_command_prints_help(capsys):
     assert main([]) == 2
     assert "usage" in capsys.readouterr().out
+
+
+def test_bench_render_writes_fps(tmp_path):
+    out = tmp_path / "render.json"
+    assert main(["bench", "render", "--repeats", "1", "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    sizes = {(r["width"], r["height"]) for r in data["results"]}
+    assert sizes == {(256, 256), (640, 480)}
+    assert all(r["fps"] > 0 for r in data["results"])
+
+
+def test_bench_adapt_runs_the_ablation_and_writes_tables(tmp_path):
+    import torch
+
+    from hmr_ros.model import HMR, ModelConfig, save_checkpoint
+
+    torch.manual_seed(0)
+    micro = ModelConfig(name="micro", block="basic", layers=(1, 1, 1, 1), width=8,
+                        norm="group", gn_groups=4, head_hidden=32, n_iter=2, input_size=32,
+                        dropout=0.0)
+    save_checkpoint(tmp_path / "m.pt", HMR(micro))
+    assert main(["bench", "adapt", "--domains", "robot_cam", "--seeds", "3", "--duration",
+                 "0.3", "--methods", "none", "framewise", "--workers", "1",
+                 "--out-dir", str(tmp_path), "--tag", "t", "--weights", str(tmp_path / "m.pt"),
+                 "--cache", str(tmp_path / "cache"),
+                 "--set", "adapt.min_keypoints=4"]) == 0
+    data = json.loads((tmp_path / "adapt_t.json").read_text())
+    res = data["results"]["robot_cam"]
+    assert res["none"]["steps"] == 0 and res["framewise"]["steps"] == 9
+    assert data["latency"]["with_worker"]["frames"] == 9
+    table = (tmp_path / "adapt_t.md").read_text()
+    assert "| frozen |" in table and "| B1: L_F |" in table and "ratio" in table

@@ -254,14 +254,15 @@ class Adapter:
         lower, _ = self.lower(params, batch)
         grads = torch.autograd.grad(lower, [params[n] for n in names],
                                     create_graph=second_order, allow_unused=True)
+        scale = self._inner_scale(names, grads)
         probe = {}
         for n, g in zip(names, grads):
+            step = None if g is None else self.cfg.inner_lr * scale[n] * g
             if second_order:
-                probe[n] = params[n] if g is None else params[n] - self.cfg.inner_lr * g
+                probe[n] = params[n] if step is None else params[n] - step
             else:
                 base = params[n].detach()
-                probe[n] = (base if g is None else base - self.cfg.inner_lr * g.detach()
-                            ).requires_grad_(True)
+                probe[n] = (base if step is None else base - step.detach()).requires_grad_(True)
         upper, terms = self.upper(probe, batch)
         wrt = [params[n] for n in names] if second_order else [probe[n] for n in names]
         g_up = torch.autograd.grad(upper, wrt, allow_unused=True)
@@ -270,6 +271,27 @@ class Adapter:
         terms = {k: v.detach() for k, v in terms.items()}
         terms["lower"] = lower.detach()
         return out, upper.detach(), terms
+
+    def _inner_scale(self, names: list[str], grads) -> dict[str, Tensor | float]:
+        """Per-parameter factor of the probe step. `sgd` (BOA): 1. `adam`: the outer Adam's
+        diagonal preconditioner 1 / (sqrt(v_hat) + eps), held constant (no gradient flows
+        through it), so the probe moves every weight by about inner_lr like an Adam step;
+        before Adam has statistics, 1 / (|g| + eps)."""
+        if self.cfg.inner_mode == "sgd":
+            return {n: 1.0 for n in names}
+        beta2 = self.cfg.adam_beta2
+        out: dict[str, Tensor | float] = {}
+        state = self.optimizer.state
+        for (n, p), g in zip(self.model.named_parameters(), grads):
+            st = state.get(p, {})
+            if "exp_avg_sq" in st and float(st.get("step", 0)) > 0:
+                v_hat = st["exp_avg_sq"] / (1.0 - beta2 ** float(st["step"]))
+                out[n] = 1.0 / (v_hat.sqrt() + 1e-8)
+            elif g is not None:
+                out[n] = 1.0 / (g.detach().abs() + 1e-8)
+            else:
+                out[n] = 1.0
+        return out
 
     def _bilevel(self, batch: AdaptBatch, second_order: bool) -> tuple[Tensor, dict]:
         grads, upper, terms = self.bilevel_gradient(batch, second_order)

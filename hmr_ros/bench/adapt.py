@@ -266,7 +266,7 @@ def main(args) -> dict:
         raise SystemExit(f"unknown methods {unknown}; choose from {ABLATION}")
     return run(args.domains, args.seeds, args.duration, methods, cfg, args.protocol,
                Path(args.out_dir), workers=args.workers, latency=not args.no_latency,
-               tag=args.tag)
+               cache=Path(args.cache) if args.cache else None, tag=args.tag)
 
 
 def load(path: str | Path) -> dict:
