@@ -14,7 +14,7 @@ import torch
 from hmr_ros.adapt import losses as L
 from hmr_ros.adapt.methods import Adapter, StepReport
 from hmr_ros.adapt.prior import MaxMixturePrior, load_prior, motion_library_poses
-from hmr_ros.adapt.worker import AdaptationWorker, AdaptSample
+from hmr_ros.adapt.worker import AdaptationWorker, AdaptSample, clone_tree
 from hmr_ros.body import BodyModel
 from hmr_ros.body.joints import get_joint_set
 from hmr_ros.config import AdaptConfig, PipelineConfig
@@ -209,7 +209,18 @@ def test_guard_rolls_back_nan_and_exploding_steps_and_carries_on(body, frames, c
     for _ in range(11):  # some good steps give the guard a loss history
         worker._step(_next_batch(worker) or _rebatch(worker, frames))
     good = {k: v.clone() for k, v in worker.adapter.state_dict().items()}
+    good_opt = clone_tree(worker.adapter.optimizer.state_dict()["state"])
     version = backend.version
+
+    def assert_restored():
+        for k, v in worker.adapter.state_dict().items():
+            assert torch.equal(v, good[k]), k
+        # The optimiser too, and after several rollbacks in a row: a rolled-back step must
+        # not have changed the snapshot through tensors the optimiser shares with it.
+        opt = worker.adapter.optimizer.state_dict()["state"]
+        for i, entry in good_opt.items():
+            for key, value in entry.items():
+                assert torch.equal(opt[i][key], value), (i, key)
     real_step = worker.adapter.step
 
     def poisoned(batch):
@@ -222,8 +233,7 @@ def test_guard_rolls_back_nan_and_exploding_steps_and_carries_on(body, frames, c
     worker._step(_next_batch(worker) or _rebatch(worker, frames))
     assert worker.rollbacks == 1 and "non-finite weights" in worker.status().message
     assert backend.version == version  # nothing published
-    for k, v in worker.adapter.state_dict().items():
-        assert torch.equal(v, good[k]), k
+    assert_restored()
 
     def exploding(batch):
         r = real_step(batch)
@@ -232,6 +242,7 @@ def test_guard_rolls_back_nan_and_exploding_steps_and_carries_on(body, frames, c
     worker.adapter.step = exploding
     worker._step(_rebatch(worker, frames))
     assert worker.rollbacks == 2 and "exploded" in worker.status().message
+    assert_restored()
 
     def drifting(batch):
         r = real_step(batch)
@@ -242,6 +253,7 @@ def test_guard_rolls_back_nan_and_exploding_steps_and_carries_on(body, frames, c
     worker.adapter.step = drifting
     worker._step(_rebatch(worker, frames))
     assert worker.rollbacks == 3 and "drifted" in worker.status().message
+    assert_restored()
     # And the stream carries on: a normal step is accepted again.
     worker.adapter.step = real_step
     worker._step(_rebatch(worker, frames))

@@ -60,3 +60,17 @@ def test_bench_adapt_runs_the_ablation_and_writes_tables(tmp_path):
     assert data["latency"]["with_worker"]["frames"] == 9
     table = (tmp_path / "adapt_t.md").read_text()
     assert "| frozen |" in table and "| B1: L_F |" in table and "ratio" in table
+
+
+def test_ablation_table_compares_with_frozen_only_when_it_ran():
+    from hmr_ros.bench.adapt import format_table
+
+    row = {"mpjpe": 200.0, "pa_mpjpe": 75.0, "pve": 190.0, "accel": 40.0,
+           "steps_per_second": 7.0, "rollbacks": 0}
+    payload = {"seeds": [1], "duration_s": 2.0, "protocol": "before",
+               "results": {"pw3d_like": {"framewise": row}}}
+    assert "| B1: L_F | 200.0 | 75.0 | n/a |" in format_table(payload)
+    payload["results"]["pw3d_like"] = {"none": dict(row, pa_mpjpe=100.0), "framewise": row}
+    table = format_table(payload)
+    assert "| frozen | 200.0 | 100.0 | +0.0% |" in table
+    assert "| B1: L_F | 200.0 | 75.0 | -25.0% |" in table

@@ -200,9 +200,11 @@ def format_table(payload: dict) -> str:
                   "| method | MPJPE | PA-MPJPE | vs frozen | PVE | ACCEL | steps/s | "
                   "rollbacks |", "|---|---|---|---|---|---|---|---|"]
         for m, r in res.items():
-            rel = 100.0 * (r["pa_mpjpe"] / base - 1.0) if np.isfinite(base) else float("nan")
+            # Without a frozen run in the same table there is nothing to compare against.
+            rel = (f"{100.0 * (r['pa_mpjpe'] / base - 1.0):+.1f}%" if np.isfinite(base)
+                   else "n/a")
             lines.append(f"| {LABELS[m]} | {r['mpjpe']:.1f} | {r['pa_mpjpe']:.1f} | "
-                         f"{rel:+.1f}% | {r['pve']:.1f} | {r['accel']:.1f} | "
+                         f"{rel} | {r['pve']:.1f} | {r['accel']:.1f} | "
                          f"{r['steps_per_second']:.1f} | {r['rollbacks']} |")
         lines.append("")
     if "latency" in payload:

@@ -21,7 +21,7 @@ import os
 import tempfile
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -95,9 +95,15 @@ class TorchBackend:
         # never per call, or inference and adaptation would keep resizing it for each other.
         if threads:
             torch.set_num_threads(threads)
-        self._model = self._prepare(model)
+        # Two copies of the network: one answers, the other (built on the first swap) takes
+        # the next weights in place. A swap then costs a few tensor copies instead of a
+        # deepcopy of the module, which holds the GIL for ~17 ms (hmr_small) and stalled
+        # inference. Each copy has a lock, held by a prediction running on it and by a swap
+        # writing into it, so a slow prediction still on the spare is never written under.
+        self._active = _Slot(self._prepare(model), 0)
+        self._spare: _Slot | None = None
         self._version = 0
-        self._swap_lock = threading.Lock()  # serialises writers only; readers never take it
+        self._swap_lock = threading.Lock()  # serialises writers only
 
     def _prepare(self, model: HMR) -> HMR:
         model = model.to(self.device).eval()
@@ -114,27 +120,49 @@ class TorchBackend:
     @property
     def model(self) -> HMR:
         """The network currently answering (do not modify it in place)."""
-        return self._model
+        return self._active.model
 
     def predict(self, crops: np.ndarray) -> RegressorOutput:
-        model = self._model  # one read: a concurrent swap cannot change it mid-call
         x = crops_to_tensor(crops).to(self.device)
         if self.half:
             x = x.half()
-        with torch.inference_mode():
-            out = model(x)
+        slot = self._active  # one read: a concurrent swap cannot change it mid-call
+        with slot.lock, torch.inference_mode():
+            out = slot.model(x)
         return RegressorOutput(*(t.float().cpu() for t in (out.pose6d, out.rotmat, out.betas,
                                                             out.cam)))
 
     def update_weights(self, state_dict: dict[str, Tensor], version: int) -> None:
-        """Swap in new weights (built on the caller's thread, then one reference swap)."""
+        """Swap in new weights: copied into the spare network on the caller's thread, then
+        one reference swap. Missing or unexpected names raise (as `strict=True`)."""
         with self._swap_lock:
-            new = copy.deepcopy(self._model).float().cpu()
-            new.load_state_dict({k: v.detach().float().cpu() for k, v in state_dict.items()},
-                                strict=True)
-            new = self._prepare(new)
-            self._model = new
+            if self._spare is None:
+                self._spare = _Slot(copy.deepcopy(self._active.model), 0)
+            spare = self._spare
+            with spare.lock, torch.no_grad():
+                target = spare.model.state_dict()
+                missing = sorted(set(target) - set(state_dict))
+                unexpected = sorted(set(state_dict) - set(target))
+                if missing or unexpected:
+                    raise KeyError(f"weights do not fit the model: missing {missing[:5]}, "
+                                   f"unexpected {unexpected[:5]}")
+                wrong = [n for n, t in target.items() if tuple(state_dict[n].shape) != t.shape]
+                if wrong:
+                    raise ValueError(f"weights of the wrong shape: {wrong[:5]}")
+                for name, dst in target.items():
+                    dst.copy_(state_dict[name])
+                spare.version = version
+            self._spare, self._active = self._active, spare
             self._version = version
+
+
+@dataclass
+class _Slot:
+    """One copy of the network and the lock of whoever is using it."""
+
+    model: HMR
+    version: int
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 # ------------------------------------------------------------------------ shared helpers
