@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from micro import MICRO
 
 from hmr_ros.adapt import losses as L
 from hmr_ros.adapt.methods import Adapter, StepReport
@@ -23,12 +24,9 @@ from hmr_ros.data.domain import load_domain
 from hmr_ros.data.frame import Keypoints
 from hmr_ros.data.scene import SyntheticSequence
 from hmr_ros.geometry import perspective_project
-from hmr_ros.model import HMR, ModelConfig, load_checkpoint
+from hmr_ros.model import HMR, load_checkpoint
 from hmr_ros.model.backend import TorchBackend
 from hmr_ros.pipeline import Pipeline
-
-MICRO = ModelConfig(name="micro", block="basic", layers=(1, 1, 1, 1), width=8, norm="group",
-                    gn_groups=4, head_hidden=32, n_iter=2, input_size=32, dropout=0.0)
 
 
 @pytest.fixture(scope="module")

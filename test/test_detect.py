@@ -16,6 +16,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from micro import MICRO
 
 from hmr_ros.body import BodyModel
 from hmr_ros.body.joints import (
@@ -37,10 +38,7 @@ from hmr_ros.detect import (
     person_errors,
     resolve_kind,
 )
-from hmr_ros.model import HMR, ModelConfig, save_checkpoint
-
-MICRO = ModelConfig(name="micro", block="basic", layers=(1, 1, 1, 1), width=8, norm="group",
-                    gn_groups=4, head_hidden=32, n_iter=2, input_size=32, dropout=0.0)
+from hmr_ros.model import HMR, save_checkpoint
 
 # ------------------------------------------------------------------------ blazepose33
 

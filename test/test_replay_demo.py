@@ -15,21 +15,9 @@ from hmr_ros.config import PipelineConfig, replace_path
 from hmr_ros.data.bag import BagError
 from hmr_ros.data.domain import load_domain
 from hmr_ros.data.scene import SyntheticSequence
-from hmr_ros.model import HMR, ModelConfig, save_checkpoint
 from hmr_ros.msgdefs import hmr_typestore
 from hmr_ros.online import run_online
 from hmr_ros.pipeline import build_pipeline
-
-MICRO = ModelConfig(name="micro", block="basic", layers=(1, 1, 1, 1), width=8, norm="group",
-                    gn_groups=4, head_hidden=32, n_iter=2, input_size=32, dropout=0.0)
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("w") / "micro.pt"
-    save_checkpoint(path, HMR(MICRO))
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ import math
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from hmr_ros.cli import main
 from hmr_ros.config import ConfigError, PipelineConfig, replace_path
@@ -25,19 +24,7 @@ from hmr_ros.data.video import (
     input_kind,
 )
 from hmr_ros.detect import GroundTruthSource
-from hmr_ros.model import HMR, ModelConfig, save_checkpoint
 from hmr_ros.replay import replay
-
-MICRO = ModelConfig(name="micro", block="basic", layers=(1, 1, 1, 1), width=8, norm="group",
-                    gn_groups=4, head_hidden=32, n_iter=2, input_size=32, dropout=0.0)
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("w") / "micro.pt"
-    save_checkpoint(path, HMR(MICRO))
-    return path
 
 
 def _colour_frames(n: int, w: int = 96, h: int = 64) -> list[np.ndarray]:
