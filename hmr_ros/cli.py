@@ -265,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="frozen vs adapted regressor on a synthetic stream")
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
-    p.add_argument("--seconds", type=float, default=8.0)
+    p.add_argument("--seconds", type=float, default=7.0, help="stream length (default 7 s)")
     p.add_argument("--seed", type=int, default=2024)
     p.add_argument("--domain", default="pw3d_like")
     p.add_argument("--no-video", action="store_true", help="skip the overlay video")
@@ -398,7 +398,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help()
         return 2
-    return handler(args)
+    try:
+        return handler(args)
+    except _user_errors() as err:
+        # Problems with the user's input or installation get one clear line, not a traceback.
+        print(f"hmr-ros {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from .adapt.prior import PriorFileError
+    from .body.smpl_io import SMPLFileError
+    from .config import ConfigError
+    from .data.bag import BagError
+    from .data.domain import DomainError
+    from .data.video import VideoError
+    from .detect.base import DetectorUnavailable
+    from .model.checkpoint import CheckpointError
+    from .model.config import ConfigError as ModelConfigError
+    from .model.export import BackendUnavailable, ExportError
+
+    return (PriorFileError, SMPLFileError, ConfigError, BagError, DomainError, VideoError,
+            DetectorUnavailable, CheckpointError, ModelConfigError, BackendUnavailable,
+            ExportError, FileNotFoundError)
 
 
 if __name__ == "__main__":  # pragma: no cover

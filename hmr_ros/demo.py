@@ -28,7 +28,7 @@ from .pipeline import build_pipeline
 from .progress import Progress
 
 
-def demo(out_dir: str | Path = "runs/demo", seconds: float = 8.0, seed: int = 2024,
+def demo(out_dir: str | Path = "runs/demo", seconds: float = 7.0, seed: int = 2024,
          domain: str = "pw3d_like", config: PipelineConfig | None = None,
          video: bool = True, progress: bool = True) -> dict:
     config = config or PipelineConfig()
@@ -80,9 +80,13 @@ def demo(out_dir: str | Path = "runs/demo", seconds: float = 8.0, seed: int = 20
     write_json(out / "demo.json", summary)
     gain = 100.0 * (1.0 - sa["pa_mpjpe"] / sf["pa_mpjpe"]) if sf["pa_mpjpe"] > 0 else 0.0
     print(f"PA-MPJPE frozen {sf['pa_mpjpe']:.1f} mm -> adapted {sa['pa_mpjpe']:.1f} mm "
-          f"({gain:+.1f}% better); MPJPE {sf['mpjpe']:.1f} -> {sa['mpjpe']:.1f} mm")
+          f"({abs(gain):.1f}% {'lower' if gain >= 0 else 'higher'}); "
+          f"MPJPE {sf['mpjpe']:.1f} -> {sa['mpjpe']:.1f} mm")
     if status is not None:
         print(f"{status.steps} adaptation steps, {status.rollbacks} rollbacks, "
               f"final weights v{status.version}; finished in {elapsed:.0f} s")
-    print(f"wrote {out / 'demo.json'}" + (f", {video_path}" if video_path else ""))
+    written = [out / "demo.json"] + ([video_path] if video_path else [])
+    if video and (out / "demo.png").exists() and video_path != out / "demo.png":
+        written.append(out / "demo.png")  # the strip of frames FrameSink writes beside it
+    print("wrote " + ", ".join(str(p) for p in written))
     return summary

@@ -32,7 +32,7 @@ import numpy as np
 
 from .bench.timing import machine_info, write_json
 from .config import PipelineConfig
-from .data.bag import BODIES, BagReader, BagWriter, detect_topics, read_frames
+from .data.bag import BODIES, BagError, BagReader, BagWriter, detect_topics, read_frames
 from .data.frame import Frame
 from .data.video import VideoReader, input_kind
 from .detect.base import KeypointSource
@@ -191,6 +191,8 @@ def replay(bag: str | Path, out_dir: str | Path, config: PipelineConfig | None =
     """
     config = config or PipelineConfig()
     out = Path(out_dir)
+    if (out / "estimates").exists():  # refuse before minutes of work, not after
+        raise BagError(f"{out / 'estimates'} already exists; choose a new output path")
     out.mkdir(parents=True, exist_ok=True)
     kind = input_kind(bag)
     det_cfg = config.detector

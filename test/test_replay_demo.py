@@ -71,13 +71,20 @@ def test_replay_without_adaptation_keeps_version_zero(bag, weights, tmp_path):
     assert not (out / "overlay.png").exists()
 
 
-def test_replay_of_a_bag_without_images_says_which_topics_it_has(weights, tmp_path):
+def test_replay_of_a_bag_without_images_says_which_topics_it_has(weights, tmp_path, capsys):
     from pathlib import Path
+
+    from hmr_ros.replay import replay
 
     fixture = Path(__file__).parent / "fixtures" / "rosbag2" / "humble_v5_sqlite3_sensor_msgs"
     with pytest.raises(BagError, match=r"no sensor_msgs/msg/Image.*my_temperature"):
-        main(["replay", str(fixture), "--out", str(tmp_path / "x"), "--weights",
-              str(weights)])
+        replay(fixture, tmp_path / "x", PipelineConfig())
+    # The command says the same in one line on stderr, without a traceback, and exits 2.
+    assert main(["replay", str(fixture), "--out", str(tmp_path / "x"), "--weights",
+                 str(weights)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hmr-ros replay: error: ") and "my_temperature" in err
+    assert "Traceback" not in err
 
 
 def test_protocols_before_after_async(weights):
