@@ -30,7 +30,8 @@ ARGUMENTS = {
     "camera_info_topic": ("", "sensor_msgs/CameraInfo topic (empty: <camera>/camera_info or "
                               "the params file)"),
     "keypoints_topic": ("", "hmr_ros/Keypoints2DArray topic (empty: <camera>/keypoints or "
-                            "the params file; 'none': no keypoints, nothing is estimated)"),
+                            "the params file; 'none': no topic, people from the in-process "
+                            "MediaPipe detector when installed)"),
     "image_transport": ("", "raw or compressed (empty: the params file)"),
     "params_file": ("", "ROS parameters YAML (empty: share/hmr_ros/config/adapt.yaml)"),
     "weights": ("", "regressor checkpoint (empty: the params file, else the bundled one)"),

@@ -1,10 +1,15 @@
-"""Test-wide settings.
+"""Test-wide settings and shared fixtures.
 
 Torch's thread pools oversubscribe a 2-core machine badly (DESIGN.md section 4), so every test
-process runs torch single-threaded unless the caller asked otherwise.
+process runs torch single-threaded unless the caller asked otherwise. Fixtures: `weights` (a
+micro regressor checkpoint) and `samples` (OpenCV's sample photos and video).
 """
 
+import gzip
 import os
+import shutil
+import subprocess
+from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
@@ -27,3 +32,66 @@ def weights(tmp_path_factory):
     path = tmp_path_factory.mktemp("w") / "micro.pt"
     save_checkpoint(path, HMR(MICRO))
     return path
+
+
+# OpenCV's sample photos and video (Debian's opencv-doc) for the real-image tests.
+SAMPLE_DIRS = ("/usr/share/doc/opencv-doc/examples/data", "/usr/share/opencv4/samples/data",
+               "/usr/local/share/opencv4/samples/data", "/usr/share/opencv/samples/data")
+_apt_tried: list[str] = []
+
+
+def _find_sample(name: str, tmp: Path) -> Path | None:
+    dirs = [os.environ.get("HMR_ROS_OPENCV_SAMPLES", ""), *SAMPLE_DIRS]
+    for d in filter(None, dirs):
+        path = Path(d) / name
+        if path.is_file():
+            return path
+        packed = path.with_name(name + ".gz")  # Debian compresses some docs
+        if packed.is_file():
+            out = tmp / name
+            if not out.is_file():
+                with gzip.open(packed, "rb") as src, open(out, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+            return out
+    return None
+
+
+def _try_apt() -> str:
+    """Install Debian's opencv-doc once (root with apt-get only); returns what happened."""
+    if _apt_tried:
+        return _apt_tried[0]
+    if not shutil.which("apt-get") or getattr(os, "geteuid", lambda: 1)() != 0:
+        why = "not root with apt-get"
+    else:
+        cmd = ["apt-get", "install", "-y", "--no-install-recommends", "opencv-doc"]
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        try:
+            ok = subprocess.run(cmd, capture_output=True, timeout=600, env=env).returncode == 0
+            if not ok:
+                subprocess.run(["apt-get", "update"], capture_output=True, timeout=300,
+                               env=env)
+                ok = subprocess.run(cmd, capture_output=True, timeout=600,
+                                    env=env).returncode == 0
+            why = "installed" if ok else "apt-get install opencv-doc failed"
+        except (OSError, subprocess.TimeoutExpired) as err:
+            why = f"apt-get failed: {err}"
+    _apt_tried.append(why)
+    return why
+
+
+@pytest.fixture(scope="session")
+def samples(tmp_path_factory):
+    """Finder of OpenCV's sample data (Debian's opencv-doc), installing it if possible."""
+    tmp = tmp_path_factory.mktemp("opencv_samples")
+
+    def get(name: str) -> Path:
+        path = _find_sample(name, tmp)
+        if path is None:
+            why = _try_apt()
+            path = _find_sample(name, tmp)
+            if path is None:
+                pytest.skip(f"{name} not found: needs Debian's opencv-doc package "
+                            f"(apt-get install opencv-doc; {why}) or HMR_ROS_OPENCV_SAMPLES")
+        return path
+
+    return get

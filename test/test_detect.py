@@ -4,11 +4,7 @@ photos and a BOA replay of OpenCV's street video vtest.avi."""
 
 from __future__ import annotations
 
-import gzip
 import json
-import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -173,68 +169,6 @@ def test_missing_hog_points_to_opencv_contrib(monkeypatch):
 
 
 # ------------------------------------------------------------------------ real images
-
-SAMPLE_DIRS = ("/usr/share/doc/opencv-doc/examples/data", "/usr/share/opencv4/samples/data",
-               "/usr/local/share/opencv4/samples/data", "/usr/share/opencv/samples/data")
-_apt_tried: list[str] = []
-
-
-def _find_sample(name: str, tmp: Path) -> Path | None:
-    dirs = [os.environ.get("HMR_ROS_OPENCV_SAMPLES", ""), *SAMPLE_DIRS]
-    for d in filter(None, dirs):
-        path = Path(d) / name
-        if path.is_file():
-            return path
-        packed = path.with_name(name + ".gz")  # Debian compresses some docs
-        if packed.is_file():
-            out = tmp / name
-            if not out.is_file():
-                with gzip.open(packed, "rb") as src, open(out, "wb") as dst:
-                    shutil.copyfileobj(src, dst)
-            return out
-    return None
-
-
-def _try_apt() -> str:
-    """Install Debian's opencv-doc once (root with apt-get only); returns what happened."""
-    if _apt_tried:
-        return _apt_tried[0]
-    if not shutil.which("apt-get") or getattr(os, "geteuid", lambda: 1)() != 0:
-        why = "not root with apt-get"
-    else:
-        cmd = ["apt-get", "install", "-y", "--no-install-recommends", "opencv-doc"]
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        try:
-            ok = subprocess.run(cmd, capture_output=True, timeout=600, env=env).returncode == 0
-            if not ok:
-                subprocess.run(["apt-get", "update"], capture_output=True, timeout=300,
-                               env=env)
-                ok = subprocess.run(cmd, capture_output=True, timeout=600,
-                                    env=env).returncode == 0
-            why = "installed" if ok else "apt-get install opencv-doc failed"
-        except (OSError, subprocess.TimeoutExpired) as err:
-            why = f"apt-get failed: {err}"
-    _apt_tried.append(why)
-    return why
-
-
-@pytest.fixture(scope="module")
-def samples(tmp_path_factory):
-    """Finder of OpenCV's sample data (Debian's opencv-doc), installing it if possible."""
-    tmp = tmp_path_factory.mktemp("opencv_samples")
-
-    def get(name: str) -> Path:
-        path = _find_sample(name, tmp)
-        if path is None:
-            why = _try_apt()
-            path = _find_sample(name, tmp)
-            if path is None:
-                pytest.skip(f"{name} not found: needs Debian's opencv-doc package "
-                            f"(apt-get install opencv-doc; {why}) or HMR_ROS_OPENCV_SAMPLES")
-        return path
-
-    return get
-
 
 def _blazepose(**kw):
     pytest.importorskip("mediapipe", reason="needs the [mediapipe] extra: "

@@ -5,6 +5,7 @@ elsewhere."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 import subprocess
@@ -13,14 +14,18 @@ import threading
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
 from hmr_ros.adapt.worker import AdaptStatus
 from hmr_ros.body import BodyModel, map_points
-from hmr_ros.config import PipelineConfig
+from hmr_ros.config import PipelineConfig, replace_path
+from hmr_ros.data.domain import load_domain
 from hmr_ros.data.frame import CameraModel, Detection, Keypoints
+from hmr_ros.data.scene import SyntheticSequence
+from hmr_ros.detect import DetectorUnavailable, GroundTruthSource
 from hmr_ros.model import HMR
 from hmr_ros.model.backend import TorchBackend
 from hmr_ros.model.config import get_preset
@@ -152,13 +157,18 @@ class Clock:
         return self.t
 
 
-def engine_for(body, model, ts, worker=None, clock=None, subscribers=True, **node_kw):
+def engine_for(body, model, ts, worker=None, clock=None, subscribers=True, config=None,
+               source=None, **node_kw):
     node = NodeConfig(**{"image_topic": "/cam/image_raw", "camera_info_topic": "/cam/info",
                          "keypoints_topic": "/cam/keypoints", **node_kw})
     rec, log = Recorder(subscribers), Log()
-    eng = NodeEngine(make_pipeline(body, model, worker), PipelineConfig(), node,
-                     RosbagsFactory(ts), rec, log, clock or Clock())
+    eng = NodeEngine(make_pipeline(body, model, worker), config or PipelineConfig(), node,
+                     RosbagsFactory(ts), rec, log, clock or Clock(), keypoint_source=source)
     return eng, rec, log
+
+
+def no_detector() -> PipelineConfig:
+    return replace_path(PipelineConfig(), "detector.kind", "none")
 
 
 def image_msg(ts, stamp, frame="cam_optical", encoding="rgb8"):
@@ -302,8 +312,9 @@ def test_engine_keypoints_after_image_and_tolerance(body, model, ts, coco):
 
 
 def test_engine_without_keypoints_topic_publishes_nothing_but_status(body, model, ts):
-    eng, rec, log = engine_for(body, model, ts, keypoints_topic="")
-    assert len(log.warnings("keypoints_topic is empty")) == 1
+    eng, rec, log = engine_for(body, model, ts, keypoints_topic="", config=no_detector())
+    (warning,) = log.warnings("keypoints_topic is empty")
+    assert "detector.kind is none" in warning and "[mediapipe]" in warning
     for i in range(3):
         eng.on_image(image_msg(ts, i))
     assert eng.step() is False and BODIES not in rec.msgs
@@ -643,3 +654,77 @@ def test_launch_files_load():
         assert isinstance(desc, LaunchDescription)
         args = {a.name for a in desc.get_launch_arguments()}
         assert set(module.ARGUMENTS) <= args
+
+
+# ------------------------------------------------------------------ in-process detector
+
+
+def _synthetic_images(ts, n):
+    """A short robot_cam stream, its images as ROS messages, and the ground-truth source
+    that answers for them (ids removed, so the engine's tracker must assign them)."""
+    d = load_domain("robot_cam")
+    d = dataclasses.replace(d, image=dataclasses.replace(d.image, render_scale=0.5))
+    source = GroundTruthSource(SyntheticSequence(d, seed=4, duration_s=n / d.fps))
+    frames = list(source.frames())[:n]
+    f = RosbagsFactory(ts)
+    return source, frames, [cv.image_to_msg(f, fr.image, fr.stamp_ns, "cam_optical", "rgb8")
+                            for fr in frames]
+
+
+def test_engine_without_keypoints_topic_finds_people_with_the_in_process_detector(
+        body, model, ts):
+    source, frames, images = _synthetic_images(ts, 4)
+    eng, rec, log = engine_for(body, model, ts, keypoints_topic="", source=source)
+    assert not log.warnings("keypoints_topic is empty")
+    assert any("in-process detector ground_truth" in m for kind, m in log.lines if kind == "info")
+    eng.on_camera_info(cv.camera_to_msg(RosbagsFactory(ts), frames[0].camera, 0))
+    ids = []
+    for msg in images:
+        eng.on_image(msg)
+        assert eng.step() is True  # no keypoints needed: every image is processed
+        ids.append([b.id for b in rec.msgs[BODIES][-1].bodies])
+    # The tracker confirms the person after detector.min_hits frames and keeps the id.
+    confirmed = [i for i in ids if i]
+    assert len(confirmed) >= len(images) - 1 and all(i == confirmed[0] for i in confirmed)
+    assert len(confirmed[0]) == len(source.truth_ids) >= 1
+    eng.publish_diagnostics(5)
+    est = rec.msgs[DIAGNOSTICS][0].status[0]
+    assert "no keypoints topic" not in est.message
+    assert {v.key: v.value for v in est.values}["detector"] == "ground_truth"
+    eng.close()
+
+
+def test_engine_refuses_to_start_without_a_detector_asked_for_by_name(body, model, ts,
+                                                                      monkeypatch):
+    import hmr_ros.ros.engine as engine_module
+
+    def missing(cfg, kind):
+        raise DetectorUnavailable("MediaPipe is not installed: pip install -e \".[mediapipe]\"")
+
+    monkeypatch.setattr(engine_module, "make_source", missing)
+    cfg = replace_path(PipelineConfig(), "detector.kind", "mediapipe")
+    with pytest.raises(DetectorUnavailable, match="mediapipe"):
+        engine_for(body, model, ts, keypoints_topic="", config=cfg)
+    # With detector.kind auto the node starts, says why nobody can be found, and waits.
+    _, _, log = engine_for(body, model, ts, keypoints_topic="")
+    (warning,) = log.warnings("keypoints_topic is empty")
+    assert "MediaPipe is not installed" in warning
+
+
+def test_engine_runs_mediapipe_on_a_real_photo(body, model, ts, samples):
+    pytest.importorskip("mediapipe", reason="needs the [mediapipe] extra")
+    image = cv2.cvtColor(cv2.imread(str(samples("messi5.jpg"))), cv2.COLOR_BGR2RGB)
+    cfg = replace_path(PipelineConfig(), "detector.kind", "mediapipe")
+    try:
+        eng, rec, _ = engine_for(body, model, ts, keypoints_topic="", config=cfg)
+    except DetectorUnavailable as err:
+        pytest.skip(f"mediapipe is installed but unusable: {err}")
+    f = RosbagsFactory(ts)
+    for k in range(3):  # the tracker confirms a person on the second detection
+        eng.on_image(cv.image_to_msg(f, image, 1_000_000_000 + k * 33_000_000, "cam", "rgb8"))
+        assert eng.step() is True
+    (person,) = rec.msgs[BODIES][-1].bodies
+    assert person.id >= 0
+    x0, y0, x1, y1 = person.bbox
+    assert 40 < (x0 + x1) / 2 < 480 and 40 < (y0 + y1) / 2 < 340  # on the player
+    eng.close()

@@ -28,7 +28,8 @@ import numpy as np
 from ..adapt.worker import AdaptStatus
 from ..config import ConfigError, PipelineConfig
 from ..data.frame import CameraModel, Frame
-from ..detect.stage import DetectionStage
+from ..detect.base import DetectorUnavailable, KeypointSource
+from ..detect.stage import DetectionStage, make_source, resolve_kind
 from .convert import (
     DIAG_ERROR,
     DIAG_OK,
@@ -119,10 +120,13 @@ def default_model_name(cfg: PipelineConfig) -> str:
 class NodeEngine:
     def __init__(self, pipeline: Any, config: PipelineConfig, node: NodeConfig,
                  factory: MessageFactory, outputs: Outputs, log: Log | None = None,
-                 clock: Callable[[], float] = time.monotonic, name: str = "hmr_ros") -> None:
+                 clock: Callable[[], float] = time.monotonic, name: str = "hmr_ros",
+                 keypoint_source: KeypointSource | None = None) -> None:
+        """keypoint_source: the in-process detector to use instead of the configured one
+        (tests); by default `detector.kind` decides (auto: MediaPipe when there is no
+        keypoints topic and the [mediapipe] extra is installed)."""
         self.pipeline = pipeline
         pipeline.warn_missing_camera = False  # the engine warns itself, naming the topic
-        self.stage = DetectionStage.from_config(config.detector, source=None)
         self.config = config
         self.node = node
         self.factory = factory
@@ -131,7 +135,6 @@ class NodeEngine:
         self.clock = clock
         self.name = name
         self.model_name = node.model_name or default_model_name(config)
-        self.sync = FrameSync(int(round(node.keypoints_tolerance * 1e9)), node.image_buffer)
         self.faces = np.asarray(pipeline.body.faces)
         self._camera: CameraModel | None = None
         self._lock = threading.Lock()
@@ -153,13 +156,33 @@ class NodeEngine:
         self.last_error = ""
         self._errors_reported = 0
         self.frame_id = ""
-        if not node.keypoints_topic:
+        source = keypoint_source
+        unavailable = ""
+        if source is None:
+            try:
+                source = make_source(config.detector,
+                                     resolve_kind(config.detector, bool(node.keypoints_topic)))
+            except DetectorUnavailable as err:
+                if config.detector.kind != "auto":
+                    raise  # asked for by name: refuse to start rather than find nobody
+                unavailable = str(err)
+        # People come from the keypoints topic, or from the in-process detector on every
+        # image when there is no topic (or when a keypoints message brings nobody and a
+        # detector was asked for by name). Ids come from the stage's tracker.
+        self.stage = DetectionStage.from_config(config.detector, source)
+        self.sync = FrameSync(int(round(node.keypoints_tolerance * 1e9)), node.image_buffer,
+                              need_keypoints=bool(node.keypoints_topic))
+        if source is not None:
+            self.log.info(f"people from the in-process detector {source.name}"
+                          + (f" where {node.keypoints_topic} brings nobody"
+                             if node.keypoints_topic else ""))
+        elif not node.keypoints_topic:
             self.warn_once("no_keypoints_topic", (
-                "keypoints_topic is empty: there is no in-process person detector yet, so "
-                "people are only found through a hmr_ros/Keypoints2DArray topic. Without it the "
-                "node estimates nothing and publishes only /diagnostics and "
-                "~/adaptation_status. Set keypoints_topic to your 2D keypoint detector's "
-                "output."))
+                f"keypoints_topic is empty and there is no in-process detector "
+                f"({unavailable or 'detector.kind is none'}). People are found only through a "
+                "hmr_ros/Keypoints2DArray topic or the in-process MediaPipe detector (the "
+                "[mediapipe] extra); without either the node estimates nothing and publishes "
+                "only /diagnostics and ~/adaptation_status."))
 
     # ------------------------------------------------------------ logging helpers
 
@@ -180,8 +203,8 @@ class NodeEngine:
         """Store the image (the newest few wait for their keypoints); never blocks long."""
         now = self.clock()
         self.images.tick(now)
-        if not self.node.keypoints_topic:
-            return
+        if not self.node.keypoints_topic and self.stage.source is None:
+            return  # nobody could be found in it
         self.sync.add_image(stamp_to_ns(msg.header.stamp), (msg, compressed), now)
 
     def on_keypoints(self, msg: Any) -> None:
@@ -225,8 +248,9 @@ class NodeEngine:
             self._thread.join(timeout)
 
     def close(self) -> None:
-        """Stop inference and the adaptation thread."""
+        """Stop inference, the detector and the adaptation thread."""
         self.stop()
+        self.stage.close()
         close = getattr(self.pipeline, "close", None)
         if close is not None:
             close()
@@ -385,7 +409,7 @@ class NodeEngine:
         problems: list[tuple[int, str]] = []
         if new_errors:
             problems.append((DIAG_ERROR, f"{new_errors} frame(s) failed: {self.last_error}"))
-        if not node.keypoints_topic:
+        if not node.keypoints_topic and self.stage.source is None:
             problems.append((DIAG_WARN, "no keypoints topic: nobody can be found, nothing is "
                                         "estimated"))
         if images_silent > STALE_S:
@@ -410,6 +434,7 @@ class NodeEngine:
         estimator = DiagnosticEntry(f"{self.name}: estimator", level, message, {
             "image topic": node.image_subscription_topic,
             "keypoints topic": node.keypoints_topic or "(none)",
+            "detector": self.stage.source.name if self.stage.source is not None else "(none)",
             "input rate (Hz)": f"{self.images.rate(now):.2f}",
             "keypoints rate (Hz)": f"{self.keypoints.rate(now):.2f}",
             "output rate (Hz)": f"{self.outputs_rate.rate(now):.2f}",

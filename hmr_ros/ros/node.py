@@ -193,6 +193,7 @@ class HmrRosNode(Node):
             f"hmr_ros ready: model {self.engine.model_name}, images on "
             f"{self.resolve(ncfg.image_subscription_topic)} ({ncfg.image_qos}), keypoints on "
             f"{self.resolve(ncfg.keypoints_topic) if ncfg.keypoints_topic else '(none)'}, "
+            f"in-process detector {getattr(self.engine.stage.source, 'name', '(none)')}, "
             f"adaptation {cfg.adapt.method if worker is not None else 'off'}"
             f"{'' if worker is None or cfg.adapt.enabled else ' (disabled)'}")
 

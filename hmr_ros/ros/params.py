@@ -97,7 +97,9 @@ NODE_DESCRIPTIONS: dict[str, str] = {
     "camera_info_topic": "sensor_msgs/CameraInfo input; without it inference.fallback_focal "
                          "is used (warned once)",
     "keypoints_topic": "hmr_ros/Keypoints2DArray input, matched to images by header stamp; "
-                       "empty = none, and then no bodies are estimated",
+                       "empty = none: people come from the in-process detector "
+                       "(detector.kind; MediaPipe with the [mediapipe] extra), or nobody is "
+                       "estimated",
     "image_qos": "QoS of the image and camera_info subscriptions: sensor_data (best effort, "
                  "volatile) | reliable | best_effort",
     "image_qos_depth": "history depth of the image and camera_info subscriptions",
