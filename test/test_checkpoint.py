@@ -20,14 +20,6 @@ from hmr_ros.model import (
 from hmr_ros.model.checkpoint import FORMAT, FORMAT_VERSION
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
-
-
 def _randomise(model: HMR, seed: int) -> HMR:
     """Make every state entry distinctive, so that a load that skipped one would be noticed."""
     g = torch.Generator().manual_seed(seed)

@@ -26,15 +26,6 @@ from hmr_ros.model import (
 ROOT_UPRIGHT = torch.diag(torch.tensor([1.0, -1.0, -1.0]))  # rotation of pi about x
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    # The test machine is shared; one intra-op thread keeps timings predictable.
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
-
-
 @pytest.fixture(scope="module")
 def r50() -> HMR:
     torch.manual_seed(0)

@@ -100,7 +100,7 @@ class TorchBackend:
         # deepcopy of the module, which holds the GIL for ~17 ms (hmr_small) and stalled
         # inference. Each copy has a lock, held by a prediction running on it and by a swap
         # writing into it, so a slow prediction still on the spare is never written under.
-        self._active = _Slot(self._prepare(model), 0)
+        self._active = _Slot(self._prepare(model))
         self._spare: _Slot | None = None
         self._version = 0
         self._swap_lock = threading.Lock()  # serialises writers only
@@ -137,7 +137,7 @@ class TorchBackend:
         one reference swap. Missing or unexpected names raise (as `strict=True`)."""
         with self._swap_lock:
             if self._spare is None:
-                self._spare = _Slot(copy.deepcopy(self._active.model), 0)
+                self._spare = _Slot(copy.deepcopy(self._active.model))
             spare = self._spare
             with spare.lock, torch.no_grad():
                 target = spare.model.state_dict()
@@ -151,7 +151,6 @@ class TorchBackend:
                     raise ValueError(f"weights of the wrong shape: {wrong[:5]}")
                 for name, dst in target.items():
                     dst.copy_(state_dict[name])
-                spare.version = version
             self._spare, self._active = self._active, spare
             self._version = version
 
@@ -161,7 +160,6 @@ class _Slot:
     """One copy of the network and the lock of whoever is using it."""
 
     model: HMR
-    version: int
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
