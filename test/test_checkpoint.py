@@ -96,6 +96,14 @@ def test_save_overwrites_and_rejects_non_plain_meta(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["m.pt"]
 
 
+def test_save_creates_missing_folders(tmp_path):
+    """The node's ~/save_adaptation default (runs/adapted.pt) names a folder that a fresh
+    working directory lacks: it was a FileNotFoundError from mkstemp."""
+    model = HMR(get_preset("hmr_tiny"))
+    path = save_checkpoint(tmp_path / "runs" / "deep" / "adapted.pt", model, meta={"v": 3})
+    assert path.is_file() and load_checkpoint(path).meta == {"v": 3}
+
+
 def _write(tmp_path, obj, name="x.pt"):
     path = tmp_path / name
     torch.save(obj, path)

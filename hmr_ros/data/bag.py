@@ -179,6 +179,14 @@ class BagReader:
             yield BagMessage(conn.topic, conn.msgtype, int(timestamp), msg)
 
 
+    def raw_messages(self, topics: Sequence[str]) -> Iterator[BagMessage]:
+        """The serialized (CDR) bytes of `topics` in log-time order, undecoded: what a player
+        publishes as is (`BagMessage.msg` is `bytes`)."""
+        wanted = [c for c in self._connections if c.topic in set(topics)]
+        for conn, timestamp, raw in self._reader.messages(connections=wanted):
+            yield BagMessage(conn.topic, conn.msgtype, int(timestamp), bytes(raw))
+
+
 class BagWriter:
     """Writes our and standard messages to a new bag (mcap by default)."""
 

@@ -168,6 +168,9 @@ def save_checkpoint(
     path = Path(path)
     meta_dict = dict(meta or {})
     _check_plain(meta_dict, "meta")
+    # The default targets (runs/adapted.pt from the node's ~/save_adaptation) live in folders
+    # that need not exist yet.
+    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

@@ -1,0 +1,235 @@
+"""A rosbag player and output probe for the node (there is no `ros2 bag play` here).
+
+    python -m hmr_ros.ros.player BAG [--rate 1] [--remap /camera=/cam] [--node /hmr_ros]
+                                     [--out play.json]
+
+Publishes the bag's camera topics (Image, CompressedImage, CameraInfo, Keypoints2DArray) at
+their recorded rate, as the serialized bytes the bag holds (no conversion in the player, so
+its own cost stays small), with reliable QoS by default. With `--node`, it also listens to the
+node's `~/bodies` and `~/adaptation_status` and writes, per published image, when it was
+published and when its bodies came back (`--out`, JSON): the input to `hmr-ros bench node` and
+to the end-to-end tests. Before playing it waits until the node subscribes to the image topic
+and has published its first adaptation status (the node is built and ready).
+
+Times are `time.monotonic()` seconds (one clock for every process on the machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import struct
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+from hmr_ros.msg import AdaptationStatus, SMPLBodyArray
+
+from ..data.bag import CAMERA_INFO, COMPRESSED, IMAGE, KEYPOINTS, BagError, BagReader
+
+PLAYED_TYPES = (IMAGE, COMPRESSED, CAMERA_INFO, KEYPOINTS)
+IMAGE_TYPES = (IMAGE, COMPRESSED)
+
+
+def header_stamp_ns(raw: bytes) -> int:
+    """The header stamp of a serialized message whose first field is a std_msgs/Header
+    (Image, CameraInfo, ...), read from its CDR bytes without decoding the rest."""
+    little = raw[1] & 1  # encapsulation kind: CDR_LE = 1, CDR_BE = 0
+    sec, nsec = struct.unpack_from("<iI" if little else ">iI", raw, 4)
+    return sec * 1_000_000_000 + nsec
+
+
+def message_class(msgtype: str) -> type:
+    """`sensor_msgs/msg/Image` -> the generated rclpy class."""
+    package, _, name = msgtype.split("/")
+    return getattr(importlib.import_module(f"{package}.msg"), name)
+
+
+@dataclass
+class PlayRecord:
+    """What one run of the player saw (written as JSON)."""
+
+    bag: str
+    rate: float
+    images_sent: int = 0
+    messages_sent: int = 0
+    # stamp (ns, as a string key for JSON) -> monotonic publish time (s)
+    published: dict[str, float] = field(default_factory=dict)
+    # stamp -> monotonic receipt time of the node's ~/bodies for that image (s)
+    received: dict[str, float] = field(default_factory=dict)
+    # stamp -> ids of the bodies in that message
+    ids: dict[str, list[int]] = field(default_factory=dict)
+    bodies_messages: int = 0
+    status_versions: list[int] = field(default_factory=list)
+    status_steps: list[int] = field(default_factory=list)
+    play_started: float = 0.0
+    play_ended: float = 0.0
+    late_ms_max: float = 0.0  # how far behind its schedule the player published, worst case
+
+
+def _qos(reliable: bool, depth: int) -> QoSProfile:
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
+                      reliability=ReliabilityPolicy.RELIABLE if reliable else
+                      ReliabilityPolicy.BEST_EFFORT, durability=DurabilityPolicy.VOLATILE)
+
+
+def _remap(topic: str, remaps: list[tuple[str, str]]) -> str:
+    for old, new in remaps:
+        if topic == old or topic.startswith(old.rstrip("/") + "/"):
+            return new.rstrip("/") + topic[len(old.rstrip("/")):]
+    return topic
+
+
+class Player(Node):
+    def __init__(self, bag: Path, rate: float = 1.0, remaps: list[tuple[str, str]] | None = None,
+                 node: str = "", reliable: bool = True, limit: int | None = None) -> None:
+        super().__init__("hmr_ros_player")
+        self.rate = float(rate)
+        self.record = PlayRecord(str(bag), self.rate)
+        try:
+            reader = BagReader(bag)
+        except BagError as err:
+            raise SystemExit(f"player: {err}") from err
+        with reader:
+            topics = {t.name: t.msgtype for t in reader.topics() if t.msgtype in PLAYED_TYPES}
+            if not any(m in IMAGE_TYPES for m in topics.values()):
+                raise SystemExit(f"player: {bag} has no image topic ({reader.describe()})")
+            self.messages = []
+            images = 0
+            for m in reader.raw_messages(list(topics)):
+                if limit is not None and m.msgtype in IMAGE_TYPES:
+                    if images >= limit:
+                        break
+                    images += 1
+                self.messages.append(m)
+        remaps = remaps or []
+        self.pubs = {t: self.create_publisher(message_class(m), _remap(t, remaps),
+                                              _qos(reliable, 10)) for t, m in topics.items()}
+        self.image_pubs = [p for t, p in self.pubs.items() if topics[t] in IMAGE_TYPES]
+        self._lock = threading.Lock()
+        self.node = node.rstrip("/")
+        if self.node:
+            self.create_subscription(SMPLBodyArray, f"{self.node}/bodies", self._on_bodies,
+                                     _qos(True, 50))
+            self.create_subscription(AdaptationStatus, f"{self.node}/adaptation_status",
+                                     self._on_status, _qos(True, 10))
+
+    # ------------------------------------------------------------ probe (executor thread)
+
+    def _on_bodies(self, msg: Any) -> None:
+        now = time.monotonic()
+        key = str(msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec)
+        with self._lock:
+            self.record.bodies_messages += 1
+            self.record.received.setdefault(key, now)
+            self.record.ids[key] = [int(b.id) for b in msg.bodies]
+
+    def _on_status(self, msg: Any) -> None:
+        with self._lock:
+            self.record.status_versions.append(int(msg.model_version))
+            self.record.status_steps.append(int(msg.steps))
+
+    # ------------------------------------------------------------ playing (own thread)
+
+    def ready(self) -> bool:
+        subscribed = all(p.get_subscription_count() > 0 for p in self.image_pubs)
+        with self._lock:
+            return subscribed and (not self.node or bool(self.record.status_versions))
+
+    def play(self) -> None:
+        """Publish every message at its recorded time offset / rate (busy-free sleeps)."""
+        if not self.messages:
+            return
+        t0_bag = self.messages[0].timestamp_ns
+        start = time.monotonic()
+        self.record.play_started = start
+        for m in self.messages:
+            due = start + (m.timestamp_ns - t0_bag) / 1e9 / self.rate
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            else:
+                self.record.late_ms_max = max(self.record.late_ms_max, -delay * 1e3)
+            pub = self.pubs[m.topic]
+            if m.msgtype in IMAGE_TYPES:
+                key = str(header_stamp_ns(m.msg))
+                with self._lock:
+                    self.record.published[key] = time.monotonic()
+                    self.record.images_sent += 1
+            pub.publish(m.msg)
+            self.record.messages_sent += 1
+        self.record.play_ended = time.monotonic()
+
+
+def run(bag: Path, rate: float = 1.0, remaps: list[tuple[str, str]] | None = None,
+        node: str = "", reliable: bool = True, ready_timeout: float = 60.0,
+        linger: float = 2.0, limit: int | None = None) -> PlayRecord:
+    """Wait for the node, play the bag, wait `linger` s for the last bodies; the record."""
+    player = Player(bag, rate, remaps, node, reliable, limit)
+    executor = SingleThreadedExecutor()
+    executor.add_node(player)
+    spin = threading.Thread(target=executor.spin, daemon=True)
+    spin.start()
+    try:
+        deadline = time.monotonic() + ready_timeout
+        while not player.ready():
+            if time.monotonic() > deadline:
+                raise SystemExit(f"player: nobody subscribed to the image topic (or no status "
+                                 f"from {node or 'the node'}) within {ready_timeout:.0f} s")
+            time.sleep(0.05)
+        player.play()
+        time.sleep(linger)
+    finally:
+        executor.shutdown(timeout_sec=1.0)
+        player.destroy_node()
+    return player.record
+
+
+def _parse_remap(text: str) -> tuple[str, str]:
+    old, sep, new = text.partition("=")
+    if not sep or not old or not new:
+        raise argparse.ArgumentTypeError(f"--remap wants OLD=NEW, got {text!r}")
+    return old, new
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m hmr_ros.ros.player", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("bag", type=Path)
+    ap.add_argument("--rate", type=float, default=1.0, help="playback speed factor")
+    ap.add_argument("--remap", type=_parse_remap, action="append", default=[],
+                    help="topic prefix OLD=NEW, e.g. /camera=/robot/camera (repeatable)")
+    ap.add_argument("--node", default="", help="node whose ~/bodies to record, e.g. /hmr_ros")
+    ap.add_argument("--best-effort", action="store_true", help="publish best effort")
+    ap.add_argument("--limit", type=int, default=None, help="play at most this many images")
+    ap.add_argument("--linger", type=float, default=2.0, help="s to listen after the last image")
+    ap.add_argument("--ready-timeout", type=float, default=60.0)
+    ap.add_argument("--out", type=Path, help="write the record as JSON")
+    args = ap.parse_args(argv)
+    rclpy.init()
+    try:
+        record = run(args.bag, args.rate, args.remap, args.node, not args.best_effort,
+                     args.ready_timeout, args.linger, args.limit)
+    finally:
+        if rclpy.ok():
+            rclpy.shutdown()
+    got = sum(1 for k in record.published if k in record.received)
+    print(f"player: {record.images_sent} images sent, {got} answered with bodies "
+          f"({record.bodies_messages} bodies messages)", flush=True)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(asdict(record)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
