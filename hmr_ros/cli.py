@@ -222,6 +222,13 @@ def _bench(args: argparse.Namespace) -> int:
 
         infer.main(args)
         return 0
+    if args.bench == "node":
+        from .bench import node
+
+        node.run(args.out_dir, args.tag, args.fps, args.width, args.height, args.seconds,
+                 tuple(args.cases), args.repeats, args.seed, args.work,
+                 dict(kv.split(":=", 1) for kv in args.launch_arg))
+        return 0
     raise AssertionError(args.bench)
 
 
@@ -379,6 +386,21 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--threads", type=int, default=1, help="CPU threads per backend")
     b.add_argument("--device", default="cpu", help="cpu or cuda")
     b.add_argument("--out", default=None, help="JSON path (default bench/results/...)")
+    b = bench.add_parser("node", help="the ROS node through launch and DDS (needs the ROS 2 "
+                                      "workspace): rates, drops, latency")
+    b.add_argument("--fps", type=float, default=30.0)
+    b.add_argument("--width", type=int, default=640)
+    b.add_argument("--height", type=int, default=480)
+    b.add_argument("--seconds", type=float, default=10.0)
+    b.add_argument("--cases", nargs="*", default=["adapt", "no_adapt", "adapt_no_markers"],
+                   help="adapt, no_adapt, adapt_no_markers")
+    b.add_argument("--repeats", type=int, default=1, help="cases are interleaved per repeat")
+    b.add_argument("--seed", type=int, default=5, help="stream seed")
+    b.add_argument("--tag", default="cpu", help="writes bench/results/node_<tag>.json/.md")
+    b.add_argument("--out-dir", default="bench/results")
+    b.add_argument("--work", default=None, help="bags and logs (default runs/bench_node)")
+    b.add_argument("--launch-arg", action="append", default=[], metavar="NAME:=VALUE",
+                   help="extra adapt.launch.py argument (repeatable)")
     p.set_defaults(handler=_bench)
 
     p = sub.add_parser("export", help="export the regressor to ONNX or a TensorRT engine")

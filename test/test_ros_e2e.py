@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -37,6 +38,7 @@ class Seen:
     bodies: list[tuple[float, Any]] = field(default_factory=list)
     status: list[tuple[float, Any]] = field(default_factory=list)
     diagnostics: list[tuple[float, Any]] = field(default_factory=list)
+    markers: list[tuple[float, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, name: str, msg: Any) -> None:
@@ -57,6 +59,7 @@ class Consumer:
         from rclpy.executors import MultiThreadedExecutor
         from rclpy.signals import SignalHandlerOptions
         from tf2_ros import Buffer, TransformListener
+        from visualization_msgs.msg import MarkerArray
 
         from hmr_ros.msg import AdaptationStatus, SMPLBodyArray
 
@@ -71,6 +74,9 @@ class Consumer:
                                       lambda m: self.seen.add("status", m), 100)
         self.node.create_subscription(DiagnosticArray, "/diagnostics",
                                       lambda m: self.seen.add("diagnostics", m), 100)
+        # As RViz would: the node builds markers only for a subscriber.
+        self.node.create_subscription(MarkerArray, f"{NODE}/markers",
+                                      lambda m: self.seen.add("markers", m), 10)
         self.tf_buffer = Buffer(node=self.node)  # cache_time: 10 s (default)
         self.tf_listener = TransformListener(self.tf_buffer, self.node)
         self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
@@ -211,8 +217,10 @@ def test_reset_changes_the_version_and_save_writes_a_checkpoint(run):
     before = run.consumer.wait_for("status", lambda m: True, timeout=3).model_version
     res = run.consumer.call(Trigger, f"{NODE}/reset_adaptation", Trigger.Request())
     assert res.success, res.message
-    after = run.consumer.wait_for("status", lambda m: m.model_version != before, timeout=5)
-    assert after is not None and f"model version {after.model_version}" in res.message
+    reset_to = int(re.search(r"model version (\d+)", res.message).group(1))
+    assert reset_to > before  # a reset is a new version, never an old number again
+    after = run.consumer.wait_for("status", lambda m: m.model_version >= reset_to, timeout=5)
+    assert after is not None
     # The default path, relative to the node's working directory (a fresh one: runs/ does
     # not exist yet).
     res = run.consumer.call(Trigger, f"{NODE}/save_adaptation", Trigger.Request())
@@ -280,6 +288,30 @@ def test_tf_frames_resolve_where_the_body_message_puts_them(run):
     np.testing.assert_allclose(xyz(tf_head), joints[head], atol=1e-6)  # via body_<id>
     q = tf_body.transform.rotation
     assert abs(np.linalg.norm([q.x, q.y, q.z, q.w]) - 1) < 1e-9
+
+
+def test_markers_are_the_body_meshes(run):
+    """Markers go out as bytes serialized from numpy (ros/marker_cdr.py): what arrives is a
+    MarkerArray whose triangles lie on the body of the same stamp."""
+    from hmr_ros.body import BodyModel
+
+    run.record()
+    markers = run.consumer.seen.copy("markers")
+    assert markers, "no ~/markers although subscribed"
+    bodies = {_stamp(m): m for _, m in run.consumer.seen.copy("bodies") if m.bodies}
+    checked = 0
+    for _, arr in markers:
+        clear, *meshes = arr.markers
+        assert clear.action == 3 and len(meshes) == len(bodies.get(_stamp(clear), arr).bodies)
+        for mesh in meshes:
+            assert mesh.type == 11 and len(mesh.points) == 3 * len(BodyModel().faces)
+            body = bodies[_stamp(mesh)].bodies[0]
+            joints = np.array([[p.x, p.y, p.z] for p in body.joints])
+            pts = np.array([[p.x, p.y, p.z] for p in mesh.points])
+            assert np.isfinite(pts).all()
+            assert np.linalg.norm(pts.mean(0) - joints.mean(0)) < 0.3  # on that body
+            checked += 1
+    assert checked >= 3
 
 
 def test_faces_reach_a_late_subscriber(run):

@@ -24,7 +24,7 @@ from hmr_ros.adapt.worker import AdaptStatus
 from hmr_ros.body import BodyModel, map_points
 from hmr_ros.config import PipelineConfig, replace_path
 from hmr_ros.data.domain import load_domain
-from hmr_ros.data.frame import CameraModel, Detection, Keypoints
+from hmr_ros.data.frame import CameraModel, Detection, Frame, Keypoints
 from hmr_ros.data.scene import SyntheticSequence
 from hmr_ros.detect import DetectorUnavailable, GroundTruthSource
 from hmr_ros.model import HMR
@@ -625,6 +625,35 @@ def test_rclpy_node_publishes_bodies_and_answers_services(body, model, ts, coco)
         peer.destroy_node()
     finally:
         rclpy.shutdown()
+
+
+@pytest.mark.ros
+def test_marker_bytes_equal_rclpy_serialization(body, model, ts, coco):
+    """The node publishes markers as bytes from numpy: rclpy reads them as the same message
+    it would have built from objects, in this distro's Marker layout."""
+    require_ros("rclpy")
+    from rclpy.serialization import deserialize_message, serialize_message
+
+    from hmr_ros.ros.marker_cdr import bodies_to_markers_cdr
+    from hmr_ros.ros.rclpy_factory import RclpyFactory
+
+    dets = tuple(Detection(i, Keypoints("coco17", coco + 3 * i, np.ones(17, np.float32)))
+                 for i in (2, 4))
+    people = list(make_pipeline(body, model).process(Frame(
+        image=np.full((H, W, 3), 90, np.uint8), stamp_ns=5, camera=None,
+        detections=dets)).people)
+    assert len(people) == 2
+    f = RclpyFactory()
+    objects = cv.bodies_to_markers(f, people, body.faces, 77_000_000_123, "cam", 0.5)
+    ours = bodies_to_markers_cdr(people, body.faces, 77_000_000_123, "cam", 0.5,
+                                 f.marker_bytes_textured)
+    # Fast CDR leaves its padding bytes uninitialised, so compare what the bytes MEAN: rclpy
+    # decodes ours into what it decodes from its own serialization of the objects (both
+    # through float32 colours), and both have the same length.
+    theirs = serialize_message(objects)
+    assert deserialize_message(ours, type(objects)) == deserialize_message(theirs,
+                                                                           type(objects))
+    assert len(theirs) == len(ours) and len(objects.markers[1].points) == 3 * len(body.faces)
 
 
 @pytest.mark.ros

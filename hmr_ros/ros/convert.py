@@ -47,9 +47,15 @@ class MessageFactory(Protocol):
     def array(self, values: np.ndarray, dtype: Any) -> Any:
         """A value for an array/sequence field of element type `dtype` (flat)."""
 
+    #: Where markers are published as serialized bytes (`marker_cdr`), whether this Marker
+    #: has the texture fields; None: build message objects (`bodies_to_markers`).
+    marker_bytes_textured: bool | None
+
 
 class RosbagsFactory:
     """Messages as rosbags dataclasses (for bags and tests)."""
+
+    marker_bytes_textured = None  # rosbags messages are objects
 
     def __init__(self, typestore: Any) -> None:
         self.typestore = typestore
@@ -429,6 +435,14 @@ def _vertices(person: Any) -> np.ndarray:
     return v
 
 
+def _identity_pose(factory: MessageFactory) -> Any:
+    # Explicit: rclpy's default Quaternion is (0, 0, 0, 1), rosbags' is all zeros.
+    return factory.new(
+        "geometry_msgs/msg/Pose",
+        position=factory.new("geometry_msgs/msg/Point", x=0.0, y=0.0, z=0.0),
+        orientation=factory.new("geometry_msgs/msg/Quaternion", x=0.0, y=0.0, z=0.0, w=1.0))
+
+
 def body_marker(factory: MessageFactory, person: Any, faces: np.ndarray, stamp_ns: int,
                 frame_id: str, alpha: float = 0.8) -> Any:
     """One visualization_msgs/Marker TRIANGLE_LIST for a body: 3 points per face (camera
@@ -441,10 +455,7 @@ def body_marker(factory: MessageFactory, person: Any, faces: np.ndarray, stamp_n
         raise ConversionError(f"body {person.id}: faces index vertices beyond the "
                               f"{len(verts)} given")
     r, g, b = body_color(person.id)
-    identity = factory.new(
-        "geometry_msgs/msg/Pose",
-        position=factory.new("geometry_msgs/msg/Point", x=0.0, y=0.0, z=0.0),
-        orientation=factory.new("geometry_msgs/msg/Quaternion", x=0.0, y=0.0, z=0.0, w=1.0))
+    identity = _identity_pose(factory)
     return factory.new(
         "visualization_msgs/msg/Marker", header=make_header(factory, stamp_ns, frame_id),
         ns=f"body_{max(int(person.id), 0)}", id=0, type=MARKER_TRIANGLE_LIST,
@@ -462,7 +473,7 @@ def bodies_to_markers(factory: MessageFactory, people: Sequence[Any], faces: np.
     then one TRIANGLE_LIST per body."""
     clear = factory.new("visualization_msgs/msg/Marker",
                         header=make_header(factory, stamp_ns, frame_id), ns="", id=0,
-                        action=MARKER_DELETEALL)
+                        action=MARKER_DELETEALL, pose=_identity_pose(factory))
     return factory.new("visualization_msgs/msg/MarkerArray", markers=[clear] + [
         body_marker(factory, p, faces, stamp_ns, frame_id, alpha) for p in people])
 

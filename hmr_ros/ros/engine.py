@@ -50,6 +50,7 @@ from .convert import (
     transforms_to_msgs,
     vertices_to_cloud,
 )
+from .marker_cdr import bodies_to_markers_cdr
 from .params import NodeConfig, check_update
 from .sync import FrameSync, Match
 
@@ -58,6 +59,7 @@ BODIES, FACES, MARKERS, CLOUD, STATUS, DIAGNOSTICS = (
     "bodies", "mesh_faces", "markers", "vertices", "adaptation_status", "diagnostics")
 
 STALE_S = 3.0  # inputs silent for longer than this are reported in diagnostics
+LATENCY_WINDOW = 300
 
 
 class Outputs(Protocol):
@@ -147,8 +149,10 @@ class NodeEngine:
         self.keypoints = RateMeter()
         self.camera_infos = RateMeter()
         self.outputs_rate = RateMeter()
-        self.latency_ms: deque[float] = deque(maxlen=30)
-        self.end_to_end_ms: deque[float] = deque(maxlen=30)
+        # The last LATENCY_WINDOW frames (10 s at 30 Hz): /diagnostics reports their mean and
+        # p95, which is what `hmr-ros bench node` compares the end-to-end latency with.
+        self.latency_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
+        self.end_to_end_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self.frames = 0
         self.people_last = 0
         self.errors = 0
@@ -373,8 +377,14 @@ class NodeEngine:
             return
         node = self.node
         if node.publish_markers and self.outputs.has_subscribers(MARKERS):
-            self.outputs.publish(MARKERS, bodies_to_markers(
-                self.factory, people, self.faces, stamp, frame_id, node.marker_alpha))
+            textured = self.factory.marker_bytes_textured
+            if textured is None:
+                markers = bodies_to_markers(self.factory, people, self.faces, stamp, frame_id,
+                                            node.marker_alpha)
+            else:  # serialized from numpy: no Point objects on the inference thread
+                markers = bodies_to_markers_cdr(people, self.faces, stamp, frame_id,
+                                                node.marker_alpha, textured)
+            self.outputs.publish(MARKERS, markers)
         if node.publish_cloud and self.outputs.has_subscribers(CLOUD):
             self.outputs.publish(CLOUD, vertices_to_cloud(self.factory, people, stamp,
                                                           frame_id))
@@ -431,6 +441,9 @@ class NodeEngine:
         def mean(values: deque[float]) -> str:
             return f"{np.mean(values):.1f}" if values else "nan"
 
+        def p95(values: deque[float]) -> str:
+            return f"{np.percentile(values, 95):.1f}" if values else "nan"
+
         estimator = DiagnosticEntry(f"{self.name}: estimator", level, message, {
             "image topic": node.image_subscription_topic,
             "keypoints topic": node.keypoints_topic or "(none)",
@@ -443,7 +456,9 @@ class NodeEngine:
             "images waiting": str(self.sync.waiting),
             "people (last frame)": str(self.people_last),
             "latency (ms)": mean(self.latency_ms),
+            "latency p95 (ms)": p95(self.latency_ms),
             "receive to publish (ms)": mean(self.end_to_end_ms),
+            "receive to publish p95 (ms)": p95(self.end_to_end_ms),
             "camera info": "yes" if self.camera is not None else "no (fallback focal)",
             "errors": str(self.errors),
             "bad inputs": str(self.bad_inputs),

@@ -27,7 +27,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import Executor, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -275,13 +275,26 @@ class HmrRosNode(Node):
         core_log.propagate = self._propagate
 
 
+def make_executor(kind: str) -> Executor:
+    """The executor of the node's callbacks. They only store messages or answer services
+    (inference runs in the engine's thread), so one thread is enough, and the executor's own
+    Python overhead per callback is what limits the input rate: with 30 Hz images, keypoints
+    and CameraInfo on 2 cores, MultiThreadedExecutor's wait loop held the GIL for most of
+    the process's time (README, "The node at camera rate"). rclpy's C++ EventsExecutor
+    (rclpy.experimental, Jazzy) would cost less, but with these wheels it published no timer
+    output and ignored SIGINT, so it is not offered."""
+    if kind == "multi":
+        return MultiThreadedExecutor(num_threads=2)
+    return SingleThreadedExecutor()
+
+
 def main(args: list[str] | None = None) -> int:
     rclpy.init(args=args)
     node = None
     code = 0
     try:
         node = HmrRosNode()
-        executor = MultiThreadedExecutor(num_threads=2)
+        executor = make_executor(node.node_config.executor)
         executor.add_node(node)
         node.start()
         executor.spin()

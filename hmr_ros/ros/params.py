@@ -28,6 +28,7 @@ from typing import Any
 from ..config import ConfigError, PipelineConfig, replace_path, to_flat_dict
 
 QOS_CHOICES = ("sensor_data", "reliable", "best_effort")
+EXECUTORS = ("single", "multi")
 TRANSPORTS = ("raw", "compressed")
 
 
@@ -57,8 +58,11 @@ class NodeConfig:
     status_rate: float = 1.0
     diagnostics_rate: float = 1.0
     model_name: str = ""
+    executor: str = "single"
 
     def __post_init__(self) -> None:
+        if self.executor not in EXECUTORS:
+            raise ConfigError(f"executor must be one of {EXECUTORS}, got {self.executor!r}")
         if self.image_transport not in TRANSPORTS:
             raise ConfigError(f"image_transport must be one of {TRANSPORTS}, got "
                               f"{self.image_transport!r}")
@@ -120,6 +124,9 @@ NODE_DESCRIPTIONS: dict[str, str] = {
     "status_rate": "Hz of ~/adaptation_status",
     "diagnostics_rate": "Hz of /diagnostics",
     "model_name": "SMPLBodyArray.model_name; empty = the weights file name",
+    "executor": "rclpy executor of the subscriptions, services and timers: single "
+                "(SingleThreadedExecutor, least overhead) | multi (MultiThreadedExecutor, 2 "
+                "threads)",
 }
 
 # Core fields whose config.py line carries no comment.

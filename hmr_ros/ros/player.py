@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import resource
 import struct
 import sys
 import threading
@@ -28,9 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from visualization_msgs.msg import MarkerArray
 
 from hmr_ros.msg import AdaptationStatus, SMPLBodyArray
 
@@ -74,6 +77,10 @@ class PlayRecord:
     play_started: float = 0.0
     play_ended: float = 0.0
     late_ms_max: float = 0.0  # how far behind its schedule the player published, worst case
+    cpu_s: float = 0.0  # the player process's own CPU time (user + system), the whole run
+    markers_messages: int = 0
+    # The node's last "<name>: estimator" diagnostics values (pipeline latency p95 etc.)
+    diagnostics: dict[str, str] = field(default_factory=dict)
 
 
 def _qos(reliable: bool, depth: int) -> QoSProfile:
@@ -91,7 +98,8 @@ def _remap(topic: str, remaps: list[tuple[str, str]]) -> str:
 
 class Player(Node):
     def __init__(self, bag: Path, rate: float = 1.0, remaps: list[tuple[str, str]] | None = None,
-                 node: str = "", reliable: bool = True, limit: int | None = None) -> None:
+                 node: str = "", reliable: bool = True, limit: int | None = None,
+                 markers: bool = False) -> None:
         super().__init__("hmr_ros_player")
         self.rate = float(rate)
         self.record = PlayRecord(str(bag), self.rate)
@@ -122,6 +130,11 @@ class Player(Node):
                                      _qos(True, 50))
             self.create_subscription(AdaptationStatus, f"{self.node}/adaptation_status",
                                      self._on_status, _qos(True, 10))
+            self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics,
+                                     _qos(True, 10))
+            if markers:  # the node builds markers only for a subscriber (as RViz would be)
+                self.create_subscription(MarkerArray, f"{self.node}/markers",
+                                         self._on_markers, _qos(True, 1))
 
     # ------------------------------------------------------------ probe (executor thread)
 
@@ -137,6 +150,17 @@ class Player(Node):
         with self._lock:
             self.record.status_versions.append(int(msg.model_version))
             self.record.status_steps.append(int(msg.steps))
+
+    def _on_diagnostics(self, msg: Any) -> None:
+        name = f"{self.node.strip('/').split('/')[-1]}: estimator"
+        for status in msg.status:
+            if status.name == name:
+                with self._lock:
+                    self.record.diagnostics = {v.key: v.value for v in status.values}
+
+    def _on_markers(self, msg: Any) -> None:
+        with self._lock:
+            self.record.markers_messages += 1
 
     # ------------------------------------------------------------ playing (own thread)
 
@@ -172,9 +196,9 @@ class Player(Node):
 
 def run(bag: Path, rate: float = 1.0, remaps: list[tuple[str, str]] | None = None,
         node: str = "", reliable: bool = True, ready_timeout: float = 60.0,
-        linger: float = 2.0, limit: int | None = None) -> PlayRecord:
+        linger: float = 2.0, limit: int | None = None, markers: bool = False) -> PlayRecord:
     """Wait for the node, play the bag, wait `linger` s for the last bodies; the record."""
-    player = Player(bag, rate, remaps, node, reliable, limit)
+    player = Player(bag, rate, remaps, node, reliable, limit, markers)
     executor = SingleThreadedExecutor()
     executor.add_node(player)
     spin = threading.Thread(target=executor.spin, daemon=True)
@@ -186,12 +210,19 @@ def run(bag: Path, rate: float = 1.0, remaps: list[tuple[str, str]] | None = Non
                 raise SystemExit(f"player: nobody subscribed to the image topic (or no status "
                                  f"from {node or 'the node'}) within {ready_timeout:.0f} s")
             time.sleep(0.05)
+        cpu0 = _cpu_s()
         player.play()
         time.sleep(linger)
+        player.record.cpu_s = _cpu_s() - cpu0
     finally:
         executor.shutdown(timeout_sec=1.0)
         player.destroy_node()
     return player.record
+
+
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _parse_remap(text: str) -> tuple[str, str]:
@@ -210,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="topic prefix OLD=NEW, e.g. /camera=/robot/camera (repeatable)")
     ap.add_argument("--node", default="", help="node whose ~/bodies to record, e.g. /hmr_ros")
     ap.add_argument("--best-effort", action="store_true", help="publish best effort")
+    ap.add_argument("--markers", action=argparse.BooleanOptionalAction, default=False,
+                    help="subscribe to the node's ~/markers (it builds them only then)")
     ap.add_argument("--limit", type=int, default=None, help="play at most this many images")
     ap.add_argument("--linger", type=float, default=2.0, help="s to listen after the last image")
     ap.add_argument("--ready-timeout", type=float, default=60.0)
@@ -218,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     rclpy.init()
     try:
         record = run(args.bag, args.rate, args.remap, args.node, not args.best_effort,
-                     args.ready_timeout, args.linger, args.limit)
+                     args.ready_timeout, args.linger, args.limit, args.markers)
     finally:
         if rclpy.ok():
             rclpy.shutdown()
