@@ -33,7 +33,12 @@ setup(
         "numpy>=1.24",
         "smplx==0.1.28",
         "rosbags>=0.10,<0.12",
-        "opencv-python-headless>=4.8",
+        # The one distribution of the cv2 module in every install: MediaPipe 0.10.14 (the
+        # [mediapipe] extra) requires opencv-contrib-python, and a second distribution of cv2
+        # (opencv-python-headless, say) would be overwritten file by file in whatever order
+        # pip wrote them. Contrib holds OpenCV 5's HOG people detector; it needs libGL at
+        # import (README, Install). `python -m hmr_ros.envcheck` fails on two.
+        "opencv-contrib-python>=5.1,<6",
         "pyyaml>=6.0",
     ],
     extras_require={
@@ -43,7 +48,7 @@ setup(
         # In-process 2D keypoints (hmr_ros/detect/mediapipe_pose.py): 0.10.14 ships the legacy
         # Pose graph with its BlazePose models inside the wheel and runs with numpy 2; later
         # releases pin numpy<2 (0.10.21) or need a downloaded model file (0.10.35, 1.x). It
-        # pins protobuf<5 and brings opencv-contrib-python (OpenCV 5's HOG people detector).
+        # pins protobuf<5 and requires opencv-contrib-python, the core's OpenCV.
         "mediapipe": ["mediapipe==0.10.14"],
         "dev": ["pytest>=8", "ruff>=0.5", "onnx>=1.16", "onnxruntime>=1.18",
                 "onnxscript>=0.1", "matplotlib>=3.7"],

@@ -356,6 +356,7 @@ def test_tensorrt_answers_during_refits(trt_cache, tiny):
 
 def test_bench_infer_writes_rows_and_table(tmp_path, capsys):
     import json
+    import platform
 
     from hmr_ros.cli import main
 
@@ -376,3 +377,11 @@ def test_bench_infer_writes_rows_and_table(tmp_path, capsys):
     assert data["machine"]["cpu_count"] >= 1 and data["settings"]["repeats"] == 2
     printed = capsys.readouterr().out
     assert "| torch | hmr_tiny | 2 |" in printed and data["table_markdown"] in printed
+    assert data["table_markdown"].endswith(
+        f"Environment: torch {torch.__version__}, numpy {np.__version__}, OpenCV "
+        f"{data['environment']['opencv']['version']} (opencv-contrib-python=="
+        f"{data['environment']['opencv']['distributions'][0].split('==')[1]}; build "
+        f"{data['environment']['opencv']['build_sha256']}), smplx 0.1.28, "
+        + (f"onnxruntime {data['environment']['onnxruntime']}, "
+           if data["environment"]["onnxruntime"] else "")
+        + f"Python {platform.python_version()}, {platform.platform()}.")

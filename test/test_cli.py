@@ -23,6 +23,19 @@ def test_bench_model_writes_json(tmp_path, capsys):
     assert row["forward"]["n"] == 2 and row["forward"]["p50_ms"] > 0
     assert data["body_model"]["vertices"] == 1564
     assert "machine" in data and data["machine"]["cpu_count"] >= 1
+    _assert_environment(data["environment"])
+
+
+def _assert_environment(env: dict) -> None:
+    import cv2
+    import numpy
+    import torch
+
+    assert env["torch"] == torch.__version__ and env["numpy"] == numpy.__version__
+    assert env["smplx"] == "0.1.28"
+    cv = env["opencv"]
+    assert cv["version"] == cv2.__version__ and len(cv["build_sha256"]) == 16
+    assert [d.split("==")[0] for d in cv["distributions"]] == ["opencv-contrib-python"]
 
 
 def test_no_command_prints_help(capsys):
@@ -60,6 +73,11 @@ def test_bench_adapt_runs_the_ablation_and_writes_tables(tmp_path):
     assert data["latency"]["with_worker"]["frames"] == 9
     table = (tmp_path / "adapt_t.md").read_text()
     assert "| frozen |" in table and "| B1: L_F |" in table and "ratio" in table
+    _assert_environment(data["environment"])
+    cv = data["environment"]["opencv"]
+    assert f"OpenCV {cv['version']} ({cv['distributions'][0]}; build {cv['build_sha256']})" \
+        in table
+    assert res["framewise"]["per_seed"]["pa_mpjpe"] == [res["framewise"]["pa_mpjpe"]]
 
 
 def test_ablation_table_compares_with_frozen_only_when_it_ran():

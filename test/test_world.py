@@ -204,6 +204,29 @@ def test_crop_matrix_maps_box_edges_to_crop_edges():
     assert crop[32, 0, 0] == pytest.approx(96.5) and crop[32, 63, 0] == pytest.approx(159.5)
 
 
+def test_crop_is_exact_bilinear_without_opencv_warp(monkeypatch):
+    import cv2
+
+    # OpenCV's 8-bit warp differs between builds (5.0 vs 5.1); the crop must not use it.
+    monkeypatch.setattr(cv2, "warpAffine", None)
+    ramp = (np.arange(100)[None, :] + 2 * np.arange(60)[:, None]).astype(np.uint8)
+    img = np.dstack([ramp, ramp, np.full_like(ramp, 200)])
+    # Box 40 px wide onto 16 px: crop pixel (i, j) samples image x = 31.25 + 2.5 j,
+    # y = 11.25 + 2.5 i (pixel centres); the ramp is linear, so bilinear is exact.
+    crop = crop_image(img, np.array([50.0, 30.0, 40.0]), 16)
+    assert crop.dtype == np.uint8 and crop.shape == (16, 16, 3)
+    j = np.arange(16)
+    want = np.rint((31.25 + 2.5 * j)[None, :] + 2 * (11.25 + 2.5 * j)[:, None])
+    np.testing.assert_array_equal(crop[:, :, 0], want.astype(np.uint8))
+    assert (crop[:, :, 2] == 200).all()
+    # Over the left edge: x = j - 8.5, so column 8 is half outside (black) and half inside.
+    edge = crop_image(img, np.array([1.0, 30.0, 20.0]), 20)
+    assert (edge[10, :8, 2] == 0).all() and edge[10, 8, 2] == 100
+    assert (edge[10, 9:, 2] == 200).all()
+    grey = crop_image(ramp, np.array([50.0, 30.0, 40.0]), 16)
+    np.testing.assert_array_equal(grey, crop[:, :, 0])
+
+
 def test_box_from_keypoints_rejects_bad_input():
     xy = np.array([[10, 10], [50, 90], [30, 40], [20, 60]], dtype=float)
     box = box_from_keypoints(xy, np.ones(4), scale=1.0)

@@ -24,7 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from ..config import PipelineConfig
-from .timing import machine_info, write_json
+from .environment import footnote, provenance
+from .spread import RESAMPLES, Interval, bootstrap_mean, paired_difference
+from .timing import write_json
 
 ABLATION = ("none", "framewise", "joint", "two_stage", "boa_1st", "boa_2nd")
 LABELS = {"none": "frozen", "framewise": "B1: L_F", "joint": "B3: L_F + L_T",
@@ -92,14 +94,19 @@ def _job(args: tuple) -> dict:
 
 
 def _aggregate(rows: list[dict]) -> dict:
-    agg = {}
+    """Means over seeds, the per-seed values (in seed order) and, for the errors, the 95%
+    bootstrap interval of the mean over seeds (`spread.bootstrap_mean`)."""
+    rows = sorted(rows, key=lambda r: r["seed"])  # a pool returns them in any order
+    agg: dict = {}
     for key in METRICS + ("detected", "steps_per_second"):
         vals = [r[key] for r in rows if np.isfinite(r.get(key, np.nan))]
         agg[key] = float(np.mean(vals)) if vals else float("nan")
-    # Pool frames for the headline errors (streams have equal length).
     agg["rollbacks"] = int(sum(r["rollbacks"] for r in rows))
     agg["steps"] = int(sum(r["steps"] for r in rows))
     agg["seeds"] = [r["seed"] for r in rows]
+    agg["per_seed"] = {key: [float(r.get(key, np.nan)) for r in rows]
+                       for key in METRICS + ("rollbacks",)}
+    agg["interval"] = {key: bootstrap_mean(agg["per_seed"][key]).as_dict() for key in METRICS}
     return agg
 
 
@@ -170,7 +177,7 @@ def run(domains: list[str], seeds: list[int], duration: float, methods: list[str
                       for m in methods}
     payload = {"benchmark": "adapt", "protocol": protocol, "seeds": seeds,
                "duration_s": duration, "config": dataclasses.asdict(cfg.adapt),
-               "results": results, "runs": rows, "machine": machine_info()}
+               "results": results, "runs": rows, **provenance()}
     if latency:
         method = "boa_2nd" if "boa_2nd" in methods else methods[-1]
         payload["latency"] = latency_with_and_without_worker(domains[0], seeds[0], duration,
@@ -191,22 +198,75 @@ def _say(row: dict) -> None:
           f"steps/s {row['steps_per_second']:5.1f}  rollbacks {row['rollbacks']}", flush=True)
 
 
+SPREAD_METRICS = ("mpjpe", "pa_mpjpe")  # the columns shown with their interval
+
+
+def _interval(r: dict, key: str) -> Interval | None:
+    d = r.get("interval", {}).get(key)
+    return Interval(**d) if d and d["n"] >= 2 else None
+
+
+def _best(res: dict, key: str) -> str:
+    finite = {m: r[key] for m, r in res.items() if np.isfinite(r.get(key, np.nan))}
+    return min(finite, key=finite.get) if finite else ""
+
+
+def _cell(res: dict, m: str, key: str) -> str:
+    """Mean, its interval when there is one, and `~` when the interval overlaps the
+    interval of the best method in this column."""
+    iv, best = _interval(res[m], key), _best(res, key)
+    if iv is None:
+        return f"{res[m][key]:.1f}"
+    best_iv = _interval(res[best], key) if best else None
+    mark = " ~" if m != best and best_iv is not None and iv.overlaps(best_iv) else ""
+    return f"{iv.mean:.1f} [{iv.low:.1f}, {iv.high:.1f}]{mark}"
+
+
+def _vs_best(res: dict, m: str) -> str:
+    """Paired bootstrap of the per-seed PA-MPJPE difference to the best method."""
+    best = _best(res, "pa_mpjpe")
+    if m == best:
+        return "best"
+    a, b = res[m], res[best]
+    d = paired_difference(dict(zip(a["seeds"], a["per_seed"]["pa_mpjpe"])),
+                          dict(zip(b["seeds"], b["per_seed"]["pa_mpjpe"])))
+    return f"{d.mean:+.1f} [{d.low:+.1f}, {d.high:+.1f}]"
+
+
 def format_table(payload: dict) -> str:
     lines = []
     for d, res in payload["results"].items():
         base = res.get("none", {}).get("pa_mpjpe", float("nan"))
+        spread = all(_interval(r, "pa_mpjpe") is not None for r in res.values())
         lines += [f"### {d} (seeds {payload['seeds']}, {payload['duration_s']:g} s streams, "
                   f"protocol `{payload['protocol']}`)", "",
                   "| method | MPJPE | PA-MPJPE | vs frozen | PVE | ACCEL | steps/s | "
-                  "rollbacks |", "|---|---|---|---|---|---|---|---|"]
+                  "rollbacks |" + (" PA-MPJPE vs best, paired |" if spread else ""),
+                  "|---|---|---|---|---|---|---|---|" + ("---|" if spread else "")]
         for m, r in res.items():
             # Without a frozen run in the same table there is nothing to compare against.
             rel = (f"{100.0 * (r['pa_mpjpe'] / base - 1.0):+.1f}%" if np.isfinite(base)
                    else "n/a")
-            lines.append(f"| {LABELS[m]} | {r['mpjpe']:.1f} | {r['pa_mpjpe']:.1f} | "
-                         f"{rel} | {r['pve']:.1f} | {r['accel']:.1f} | "
-                         f"{r['steps_per_second']:.1f} | {r['rollbacks']} |")
+            lines.append(f"| {LABELS[m]} | {_cell(res, m, 'mpjpe')} | "
+                         f"{_cell(res, m, 'pa_mpjpe')} | {rel} | {r['pve']:.1f} | "
+                         f"{r['accel']:.1f} | {r['steps_per_second']:.1f} | {r['rollbacks']} |"
+                         + (f" {_vs_best(res, m)} |" if spread else ""))
         lines.append("")
+        if spread:
+            n = len(next(iter(res.values()))["seeds"])
+            lines += [f"Means over {n} seeds; [low, high]: 95% percentile bootstrap interval "
+                      f"of the mean over seeds ({RESAMPLES:,} resamples of the seeds, fixed "
+                      "RNG seed). `~`: the interval overlaps the best method's in that column, "
+                      "so the difference is within the spread over seeds. PA-MPJPE vs best: "
+                      "mean per-seed difference to the best method and its bootstrap interval "
+                      "over seeds (paired: the same streams).", "",
+                      "PA-MPJPE per seed:", "",
+                      "| method | " + " | ".join(str(s) for s in res[m]["seeds"]) + " |",
+                      "|---|" + "---|" * n]
+            for m, r in res.items():
+                lines.append(f"| {LABELS[m]} | "
+                             + " | ".join(f"{v:.1f}" for v in r["per_seed"]["pa_mpjpe"]) + " |")
+            lines.append("")
     if "latency" in payload:
         lat = payload["latency"]
         lines += ["Inference latency on a stream paced at camera rate (ms):", "",
@@ -216,6 +276,9 @@ def format_table(payload: dict) -> str:
                   f"| with worker adapting | {lat['with_worker']['p50_ms']:.1f} | "
                   f"{lat['with_worker']['p95_ms']:.1f} |",
                   f"| ratio | {lat['p50_ratio']:.2f} | {lat['p95_ratio']:.2f} |", ""]
+    note = footnote(payload.get("environment"))
+    if note:
+        lines += [note, ""]
     return "\n".join(lines)
 
 

@@ -42,7 +42,8 @@ from ..model.hmr import HMR
 from ..msgdefs import hmr_typestore
 from ..pipeline import PersonEstimate
 from ..ros.convert import RosbagsFactory, bodies_to_msg
-from .timing import Timing, machine_info, time_calls, write_json
+from .environment import footnote, provenance
+from .timing import Timing, time_calls, write_json
 
 DEFAULT_OUT = "bench/results/infer_cpu.json"
 DEFAULT_PRESETS = ("hmr_small", "hmr_r50")
@@ -190,24 +191,19 @@ def run(out: str | Path = DEFAULT_OUT, backends: list[str] | None = None,
                     f"frame p50 {frame.p50_ms:8.1f} ms, "
                     f"{row['frame_people_per_s']:7.1f} people/s")
             del backend
-    table = markdown_table(rows)
+    prov = provenance()
+    table = markdown_table(rows) + "\n\n" + footnote(prov["environment"])
     log("")
     log(table)
     payload = {
         "benchmark": "infer",
-        "machine": machine_info(),
+        **prov,
         "settings": {"repeats": repeats, "warmup": 3, "threads": threads, "device": device,
                      "presets": presets, "batches": batches, "body_vertices": body.num_vertices},
         "skipped": skipped,
         "rows": rows,
         "table_markdown": table,
     }
-    try:
-        import onnxruntime
-
-        payload["machine"]["onnxruntime"] = onnxruntime.__version__
-    except ImportError:
-        pass
     path = write_json(out, payload)
     log(f"wrote {path}")
     return payload

@@ -9,7 +9,8 @@ import torch
 
 from ..body import BodyModel
 from ..model import HMR, PRESETS
-from .timing import machine_info, time_calls, write_json
+from .environment import provenance
+from .timing import time_calls, write_json
 
 
 def run(out: str | Path, presets: list[str] | None = None, repeats: int = 20,
@@ -34,7 +35,7 @@ def run(out: str | Path, presets: list[str] | None = None, repeats: int = 20,
     with torch.inference_mode():
         body_timing = time_calls(lambda: body.forward_rotmat(rot, betas), repeats=repeats)
     print(f"body model ({body.num_vertices} vertices) forward p50 {body_timing.p50_ms:.2f} ms")
-    payload = {"benchmark": "model", "machine": machine_info(), "presets": rows,
+    payload = {"benchmark": "model", **provenance(), "presets": rows,
                "body_model": {"path": str(body.path), "vertices": body.num_vertices,
                               "forward": body_timing}}
     path = write_json(out, payload)

@@ -16,7 +16,8 @@ from ..body import BodyModel
 from ..data.domain import load_domain
 from ..data.render import RenderMesh, render
 from ..data.scene import SyntheticSequence
-from .timing import machine_info, time_calls, write_json
+from .environment import provenance
+from .timing import time_calls, write_json
 
 SIZES = ((256, 256), (640, 480))
 
@@ -64,7 +65,7 @@ def run(out: str | Path, repeats: int = 20, domains: tuple[str, ...] = ("h36m_li
                      "timing": t, "fps": 1000.0 / t.p50_ms})
         print(f"{w}x{h} renderer only        p50 {t.p50_ms:6.1f} ms  "
               f"{1000.0 / t.p50_ms:5.1f} fps", flush=True)
-    payload = {"benchmark": "render", "machine": machine_info(), "results": rows}
+    payload = {"benchmark": "render", **provenance(), "results": rows}
     path = write_json(out, payload)
     print(f"wrote {path}")
     return payload

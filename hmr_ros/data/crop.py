@@ -77,5 +77,36 @@ def crop_image(image: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
     if shrink > 2.0:
         sigma = 0.4 * shrink
         src = cv2.GaussianBlur(image, (0, 0), sigma)
-    return cv2.warpAffine(src, m, (size, size), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return _bilinear(src, m[0, 0], m[0, 2], m[1, 1], m[1, 2], size)
+
+
+def _bilinear(src: np.ndarray, ax: float, bx: float, ay: float, by: float,
+              size: int) -> np.ndarray:
+    """Bilinear resampling of `src` under crop pixel = a * image pixel + b (per axis), black
+    outside. Written in numpy rather than cv2.warpAffine: OpenCV's 8-bit fixed-point warp
+    gave different crops under opencv-python-headless 5.0 and opencv-contrib-python 5.1
+    (one grey level in about 0.01% of pixels, enough to move adaptation results), while
+    numpy's elementwise float arithmetic is the same in every build."""
+    h, w = src.shape[:2]
+    grid = np.arange(size, dtype=np.float64)
+    xs, ys = (grid - bx) / ax, (grid - by) / ay
+    x0, y0 = np.floor(xs).astype(np.int64), np.floor(ys).astype(np.int64)
+    fx, fy = (xs - x0).astype(np.float32), (ys - y0).astype(np.float32)
+    img = src if src.ndim == 3 else src[:, :, None]
+
+    def taps(i: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        return np.clip(i, 0, n - 1), ((i >= 0) & (i < n)).astype(np.float32)
+
+    (xa, mxa), (xb, mxb) = taps(x0, w), taps(x0 + 1, w)
+    (ya, mya), (yb, myb) = taps(y0, h), taps(y0 + 1, h)
+    # Weights of the four taps, zero where a tap falls outside the image.
+    wx0, wx1 = ((1 - fx) * mxa)[None, :, None], (fx * mxb)[None, :, None]
+    wy0, wy1 = ((1 - fy) * mya)[:, None, None], (fy * myb)[:, None, None]
+    ya, yb, xa, xb = ya[:, None], yb[:, None], xa[None, :], xb[None, :]
+    out = (wy0 * (wx0 * img[ya, xa] + wx1 * img[ya, xb])
+           + wy1 * (wx0 * img[yb, xa] + wx1 * img[yb, xb]))
+    if src.ndim == 2:
+        out = out[:, :, 0]
+    if src.dtype == np.uint8:
+        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    return out.astype(src.dtype)

@@ -3,7 +3,7 @@
 It ships inside OpenCV (no model file to download) and finds upright people whose body is
 about 96 px tall or more in its 64x128 window; smaller people are found by upscaling the image
 first (`upscale`). OpenCV 4 has it in the main module; OpenCV 5 moved it to the contrib build
-(`opencv-contrib-python`, which MediaPipe depends on, so the `[mediapipe]` extra brings it).
+(`opencv-contrib-python`, the one OpenCV distribution this package and MediaPipe depend on).
 It is a box proposer only: BlazePose then confirms each box and finds the keypoints.
 """
 
@@ -21,8 +21,9 @@ class HogPeopleDetector:
         if not hasattr(cv2, "HOGDescriptor"):
             raise DetectorUnavailable(
                 f"OpenCV {cv2.__version__} has no HOG people detector (OpenCV 5 moved it to "
-                "opencv-contrib-python, which the [mediapipe] extra installs: "
-                "pip install -e \".[mediapipe]\"); or use detector.kind=mediapipe (one person)")
+                "opencv-contrib-python, which hmr_ros depends on; `python -m hmr_ros.envcheck` "
+                "finds a second OpenCV installed over it); or use detector.kind=mediapipe "
+                "(one person)")
         self.hog = cv2.HOGDescriptor()
         self.hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
         self.upscale = upscale

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from ..bench.timing import machine_info, write_json
+from ..bench.environment import provenance
+from ..bench.timing import write_json
 from ..config import PipelineConfig, replace_path
 from ..data.frame import Frame
 from ..pipeline import Pipeline, build_pipeline
@@ -89,6 +90,6 @@ def main(bags: Sequence[str], domains: Sequence[str], seeds: Sequence[int], dura
     if out:
         path = write_json(out, {"benchmark": "eval", "weights": weights or "default",
                                 "seeds": list(seeds), "duration_s": duration,
-                                "machine": machine_info(), "results": rows})
+                                **provenance(), "results": rows})
         print(f"wrote {path}")
     return rows

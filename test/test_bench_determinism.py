@@ -1,0 +1,44 @@
+"""`hmr-ros bench adapt` gives the same bits for one configuration however it is scheduled:
+alone in a fresh process, after another method in the same process, and beside another
+method in a pool of two workers."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+
+from micro import MICRO
+
+from hmr_ros.bench import adapt
+from hmr_ros.config import PipelineConfig, replace_path
+from hmr_ros.model import HMR, save_checkpoint
+
+COMPARED = adapt.METRICS + ("detected", "steps", "rollbacks", "per_frame_pa_mpjpe")
+
+
+def test_one_configuration_gives_bit_identical_metrics_however_scheduled(tmp_path):
+    import torch
+
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "m.pt", HMR(MICRO))
+    cfg = replace_path(PipelineConfig(), "inference.weights", str(tmp_path / "m.pt"))
+    cfg = replace_path(cfg, "adapt.min_keypoints", 4)
+    cache = tmp_path / "cache"
+    adapt.stream_frames("robot_cam", 3, 0.3, cache)  # render once; every run reads it
+    job = ("robot_cam", 3, 0.3, "boa_2nd", cfg, "before", str(cache))
+    other = ("robot_cam", 3, 0.3, "joint", cfg, "before", str(cache))
+
+    with mp.get_context("spawn").Pool(1) as pool:
+        alone = pool.apply(adapt._job, (job,))
+    adapt._job(other)
+    after_other = adapt._job(job)
+    payload = adapt.run(["robot_cam"], [3], 0.3, ["joint", "boa_2nd"], cfg, "before",
+                        tmp_path / "out", workers=2, latency=False, cache=cache)
+    pooled = next(r for r in payload["runs"] if r["method"] == "boa_2nd")
+
+    assert alone["steps"] == 9 and len(alone["per_frame_pa_mpjpe"]) == 9
+    for key in COMPARED:
+        assert alone[key] == after_other[key] == pooled[key], key
+    # The aggregate of one seed is that seed's value, bit for bit.
+    res = payload["results"]["robot_cam"]["boa_2nd"]
+    assert res["pa_mpjpe"] == alone["pa_mpjpe"]
+    assert res["per_seed"]["pa_mpjpe"] == [alone["pa_mpjpe"]]
