@@ -227,7 +227,7 @@ def _bench(args: argparse.Namespace) -> int:
 
         node.run(args.out_dir, args.tag, args.fps, args.width, args.height, args.seconds,
                  tuple(args.cases), args.repeats, args.seed, args.work,
-                 dict(kv.split(":=", 1) for kv in args.launch_arg))
+                 dict(kv.split(":=", 1) for kv in args.launch_arg), args.fastdds_transports)
         return 0
     raise AssertionError(args.bench)
 
@@ -401,6 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--work", default=None, help="bags and logs (default runs/bench_node)")
     b.add_argument("--launch-arg", action="append", default=[], metavar="NAME:=VALUE",
                    help="extra adapt.launch.py argument (repeatable)")
+    b.add_argument("--fastdds-transports", default="",
+                   help="FASTDDS_BUILTIN_TRANSPORTS of node and player, e.g. LARGE_DATA "
+                        "(default: the environment's, else Fast DDS' UDP + shared memory)")
     p.set_defaults(handler=_bench)
 
     p = sub.add_parser("export", help="export the regressor to ONNX or a TensorRT engine")

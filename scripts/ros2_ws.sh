@@ -125,5 +125,6 @@ set -u
 # The check a new user would do: everything the node needs imports from outside the checkout.
 (cd / && python -c "import rclpy, tf2_ros, launch, launch_ros, launch_testing, hri_msgs.msg; \
 from hmr_ros.msg import SMPLBodyArray; import hmr_ros.ros.node, hmr_ros; \
-print('[ros2_ws] imports ok: rclpy, tf2_ros, launch, launch_ros, hmr_ros.msg from', hmr_ros.__path__[0])")
+print('[ros2_ws] imports ok: rclpy, tf2_ros, launch, launch_ros, hmr_ros.msg from', hmr_ros.__path__[0])" \
+  && python -m hmr_ros.envcheck cv2)   # one distribution of cv2 here too (README, Install)
 log "done. Use it with:  . $ws/activate"

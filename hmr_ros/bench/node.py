@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from .timing import machine_info, write_json
+from .environment import footnote, provenance
+from .timing import write_json
 
 CAMERA = "/bench_cam"
 NODE = "/hmr_ros"
@@ -131,8 +132,11 @@ def make_bag(path: Path, fps: float, width: int, height: int, seconds: float, se
                             progress=False)
 
 
-def run_case(bag: Path, case: Case, work: Path, repeat: int, extra: dict[str, str]) -> NodeResult:
+def run_case(bag: Path, case: Case, work: Path, repeat: int, extra: dict[str, str],
+             transports: str = "") -> NodeResult:
     env = dict(os.environ)
+    if transports:  # Fast DDS builtin transports of BOTH processes (node and player)
+        env["FASTDDS_BUILTIN_TRANSPORTS"] = transports
     env.update(ROS_DOMAIN_ID=str(random.randint(101, 200)), PYTHONUNBUFFERED="1",
                ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
     env.setdefault("OMP_NUM_THREADS", "1")
@@ -166,7 +170,8 @@ def run_case(bag: Path, case: Case, work: Path, repeat: int, extra: dict[str, st
 
 def markdown(results: list[NodeResult], meta: dict[str, Any]) -> str:
     lines = [f"# hmr-ros bench node ({meta['width']}x{meta['height']} at {meta['fps']:g} Hz, "
-             f"{meta['seconds']:g} s, reliable QoS)", "",
+             f"{meta['seconds']:g} s, reliable QoS, Fast DDS transports "
+             f"{meta['fastdds_transports']})", "",
              "| case | repeat | in Hz | out Hz | out/in | dropped | latency p50 / p95 / p99 ms "
              "| pipeline p95 ms | p95 ratio | adapt steps | player CPU s |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -183,14 +188,15 @@ def markdown(results: list[NodeResult], meta: dict[str, Any]) -> str:
         ratio = np.median(by["adapt"]) / np.median(by["no_adapt"])
         lines += ["", f"Latency p95 with adaptation / without (medians over repeats): "
                       f"{ratio:.2f}"]
-    lines += ["", f"Command: `{meta['command']}`; machine: {meta['machine'].get('platform', '')}"]
+    lines += ["", f"Command: `{meta['command']}`", "", footnote(meta.get("environment"))]
     return "\n".join(lines) + "\n"
 
 
 def run(out_dir: str | Path = "bench/results", tag: str = "cpu", fps: float = 30.0,
         width: int = 640, height: int = 480, seconds: float = 10.0,
         cases: tuple[str, ...] = tuple(CASES), repeats: int = 1, seed: int = 5,
-        work: str | Path | None = None, extra: dict[str, str] | None = None) -> list[NodeResult]:
+        work: str | Path | None = None, extra: dict[str, str] | None = None,
+        transports: str = "") -> list[NodeResult]:
     require_ros()
     unknown = [c for c in cases if c not in CASES]
     if unknown:
@@ -202,14 +208,16 @@ def run(out_dir: str | Path = "bench/results", tag: str = "cpu", fps: float = 30
     for rep in range(repeats):
         for name in cases:  # interleaved, so slow drifts of the machine hit every case alike
             t0 = time.monotonic()
-            r = run_case(bag, CASES[name], work / f"{name}_{rep}", rep, extra or {})
+            r = run_case(bag, CASES[name], work / f"{name}_{rep}", rep, extra or {}, transports)
             results.append(r)
             print(f"{name:>17} #{rep}: in {r.input_hz:5.1f} Hz, out {r.output_hz:5.1f} Hz "
                   f"({r.output_ratio:.1%}), latency p50/p95 {r.latency_p50_ms:.0f}/"
                   f"{r.latency_p95_ms:.0f} ms, pipeline p95 {r.pipeline_p95_ms:.1f} ms, "
                   f"{r.adaptation_steps} steps ({time.monotonic() - t0:.0f} s)", flush=True)
     meta = {"fps": fps, "width": width, "height": height, "seconds": seconds, "seed": seed,
-            "repeats": repeats, "machine": machine_info(),
+            "fastdds_transports": transports or os.environ.get("FASTDDS_BUILTIN_TRANSPORTS",
+                                                               "DEFAULT"),
+            "repeats": repeats, **provenance(),
             "command": "hmr-ros bench node " + " ".join(sys.argv[3:]) if len(sys.argv) > 3
             else "hmr-ros bench node"}
     out_dir = Path(out_dir)

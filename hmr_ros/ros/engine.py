@@ -211,6 +211,13 @@ class NodeEngine:
             return  # nobody could be found in it
         self.sync.add_image(stamp_to_ns(msg.header.stamp), (msg, compressed), now)
 
+    def reject_image(self, reason: str) -> None:
+        """An image that could not even be read (e.g. truncated bytes): counted, logged."""
+        self.images.tick(self.clock())
+        self.bad_inputs += 1
+        self.warn_throttled("image", f"{self.node.image_subscription_topic}: {reason}; image "
+                            "skipped", 10.0)
+
     def on_keypoints(self, msg: Any) -> None:
         self.keypoints.tick(self.clock())
         self.sync.add_keypoints(stamp_to_ns(msg.header.stamp), msg)

@@ -16,51 +16,13 @@ every byte with rosbags' serializer for both layouts, and the ROS suite with rcl
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from .cdr import CdrWriter
 from .convert import MARKER_ADD, MARKER_DELETEALL, MARKER_TRIANGLE_LIST, _vertices, body_color
-
-
-class CdrWriter:
-    """Little-endian CDR (XCDR1) with alignment relative to the payload start."""
-
-    def __init__(self) -> None:
-        self.parts: list[bytes] = [b"\x00\x01\x00\x00"]  # CDR_LE, no options
-        self.size = 0  # bytes after the encapsulation header
-
-    def _align(self, n: int) -> None:
-        pad = -self.size % n
-        if pad:
-            self.parts.append(b"\x00" * pad)
-            self.size += pad
-
-    def raw(self, data: bytes, align: int) -> None:
-        self._align(align)
-        self.parts.append(data)
-        self.size += len(data)
-
-    def pack(self, fmt: str, *values: Any) -> None:
-        """Values of one primitive kind (`fmt` like "3d", "i", "2I")."""
-        self.raw(struct.pack("<" + fmt, *values), struct.calcsize(fmt[-1]))
-
-    def string(self, text: str) -> None:
-        data = text.encode() + b"\x00"
-        self.pack("I", len(data))
-        self.raw(data, 1)
-
-    def sequence(self, array: np.ndarray, align: int) -> None:
-        """A sequence of fixed-size elements: the count, then the packed rows."""
-        self.pack("I", len(array))
-        if len(array):
-            self.raw(np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"),
-                                                         copy=False).tobytes(), align)
-
-    def getvalue(self) -> bytes:
-        return b"".join(self.parts)
 
 
 def _marker(w: CdrWriter, stamp_ns: int, frame_id: str, ns: str, action: int,

@@ -47,6 +47,8 @@ from .params import (
     parameter_descriptions,
     unknown_names,
 )
+from .cdr import image_from_cdr
+from .convert import ConversionError
 from .rclpy_factory import RclpyFactory
 
 NODE_NAME = "hmr_ros"
@@ -170,7 +172,10 @@ class HmrRosNode(Node):
                                      lambda m: self.engine.on_image(m, compressed=True),
                                      image_qos)
         else:
-            self.create_subscription(Image, ncfg.image_topic, self.engine.on_image, image_qos)
+            # raw=True: rclpy hands over the serialized bytes, read with numpy (ros/cdr.py)
+            # instead of being turned into Python objects under the GIL (Humble and newer).
+            self.create_subscription(Image, ncfg.image_topic,
+                                     lambda raw: self._on_raw_image(raw), image_qos, raw=True)
         self.create_subscription(CameraInfo, ncfg.camera_info_topic, self.engine.on_camera_info,
                                  image_qos)
         if ncfg.keypoints_topic:
@@ -196,6 +201,14 @@ class HmrRosNode(Node):
             f"in-process detector {getattr(self.engine.stage.source, 'name', '(none)')}, "
             f"adaptation {cfg.adapt.method if worker is not None else 'off'}"
             f"{'' if worker is None or cfg.adapt.enabled else ' (disabled)'}")
+
+    def _on_raw_image(self, raw: bytes) -> None:
+        try:
+            image = image_from_cdr(raw)
+        except ConversionError as err:
+            self.engine.reject_image(str(err))
+            return
+        self.engine.on_image(image)
 
     # ------------------------------------------------------------ parameters
 

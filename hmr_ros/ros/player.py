@@ -133,8 +133,10 @@ class Player(Node):
             self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics,
                                      _qos(True, 10))
             if markers:  # the node builds markers only for a subscriber (as RViz would be)
+                # raw: decoding 9k Points per body in Python would stall this process (its
+                # publishing thread shares the GIL) and skew the timings it records.
                 self.create_subscription(MarkerArray, f"{self.node}/markers",
-                                         self._on_markers, _qos(True, 1))
+                                         self._on_markers, _qos(True, 1), raw=True)
 
     # ------------------------------------------------------------ probe (executor thread)
 
