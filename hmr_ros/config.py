@@ -76,6 +76,10 @@ class AdaptConfig:
     guard_loss_factor: float = 20.0  # roll back when a loss exceeds this times the median
     guard_disagreement: float = 0.25  # m, roll back when student and teacher drift apart
     save_path: str = ""  # where `save` writes adapted weights (empty: runs/adapted.pt)
+    # Added to the OS niceness of the adaptation thread (Linux; 0-19): higher lets the
+    # inference and ROS threads preempt it when the CPUs are busy, so adaptation takes the
+    # time they leave.
+    thread_nice: int = 10
 
 
 DETECTORS = ("auto", "none", "mediapipe", "mediapipe_hog")
@@ -130,6 +134,8 @@ class PipelineConfig:
             raise ConfigError(f"adapt.inner_mode must be sgd or adam, got {a.inner_mode!r}")
         if a.schedule not in SCHEDULES:
             raise ConfigError(f"adapt.schedule must be one of {SCHEDULES}, got {a.schedule!r}")
+        if not 0 <= a.thread_nice <= 19:
+            raise ConfigError(f"adapt.thread_nice must be in 0..19, got {a.thread_nice}")
         if a.tau < 1 or a.buffer_frames < a.tau + 1:
             raise ConfigError("adapt.tau must be >= 1 and adapt.buffer_frames >= tau + 1")
         if min(a.every_n, a.steps_per_frame, a.batch_frames) < 1:

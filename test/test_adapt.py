@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import pickle
+import sys
 import threading
 import time
 
@@ -18,7 +20,7 @@ from hmr_ros.adapt.prior import MaxMixturePrior, load_prior, motion_library_pose
 from hmr_ros.adapt.worker import AdaptationWorker, AdaptSample, clone_tree
 from hmr_ros.body import BodyModel
 from hmr_ros.body.joints import get_joint_set
-from hmr_ros.config import AdaptConfig, PipelineConfig
+from hmr_ros.config import AdaptConfig, ConfigError, PipelineConfig, replace_path
 from hmr_ros.data.crop import crop_image
 from hmr_ros.data.domain import load_domain
 from hmr_ros.data.frame import Keypoints
@@ -339,6 +341,28 @@ def test_exception_becomes_status_not_a_dead_thread(body, frames, caplog):
         assert "adaptation step failed" in caplog.text
     finally:
         worker.stop()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="thread niceness is Linux's")
+def test_thread_nice_lowers_only_the_adaptation_thread(body, frames):
+    worker, _ = _worker(HMR(MICRO), body, (), method="joint", thread_nice=7)
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    worker.start()
+    try:
+        deadline = time.monotonic() + 10
+        while worker._thread.native_id is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        tid = worker._thread.native_id
+        deadline = time.monotonic() + 10
+        while os.getpriority(os.PRIO_PROCESS, tid) != min(mine + 7, 19) and \
+                time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert os.getpriority(os.PRIO_PROCESS, tid) == min(mine + 7, 19)
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine
+    finally:
+        worker.stop()
+    with pytest.raises(ConfigError, match="thread_nice"):
+        replace_path(PipelineConfig(), "adapt.thread_nice", 25)
 
 
 def test_submit_never_waits_for_a_running_step(body, frames):

@@ -56,12 +56,11 @@ class Consumer:
     def __init__(self, domain: int) -> None:
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
+        from hmr_ros.msg import AdaptationStatus, SMPLBodyArray
         from rclpy.executors import MultiThreadedExecutor
         from rclpy.signals import SignalHandlerOptions
         from tf2_ros import Buffer, TransformListener
         from visualization_msgs.msg import MarkerArray
-
-        from hmr_ros.msg import AdaptationStatus, SMPLBodyArray
 
         self.context = rclpy.Context()
         rclpy.init(context=self.context, domain_id=domain,

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from ros_harness import require_ros
 
 from hmr_ros.adapt.worker import AdaptStatus
 from hmr_ros.body import BodyModel, map_points
@@ -45,7 +46,6 @@ from hmr_ros.ros.engine import (
 )
 from hmr_ros.ros.params import NodeConfig
 from hmr_ros.ros.sync import FrameSync
-from ros_harness import require_ros
 
 ROOT = Path(__file__).resolve().parents[1]
 W, H = 160, 120

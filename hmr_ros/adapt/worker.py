@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -229,6 +230,13 @@ class AdaptationWorker:
 
     def _run(self) -> None:
         self.state = STATE_RUNNING
+        if self.cfg.thread_nice:
+            try:  # Linux: PRIO_PROCESS with a thread id sets that thread's niceness only
+                tid = threading.get_native_id()
+                os.setpriority(os.PRIO_PROCESS, tid, min(
+                    19, os.getpriority(os.PRIO_PROCESS, tid) + self.cfg.thread_nice))
+            except (AttributeError, OSError) as err:
+                log.warning("adapt.thread_nice %d not applied: %s", self.cfg.thread_nice, err)
         while True:
             with self._lock:
                 index = self._next_frame()

@@ -156,8 +156,9 @@ def run_case(bag: Path, case: Case, work: Path, repeat: int, extra: dict[str, st
              "--ready-timeout", "180", "--markers" if case.markers else "--no-markers"],
             cwd=work, env=env, capture_output=True, text=True, timeout=900)
         if player.returncode != 0:
+            launched = (work / "launch.log").read_text()
             raise SystemExit(f"bench node: the player failed ({case.name}):\n"
-                             f"{player.stdout}{player.stderr}\n{(work / 'launch.log').read_text()}")
+                             f"{player.stdout}{player.stderr}\n{launched}")
     finally:
         try:
             os.killpg(launch.pid, signal.SIGINT)
@@ -201,7 +202,7 @@ def run(out_dir: str | Path = "bench/results", tag: str = "cpu", fps: float = 30
     unknown = [c for c in cases if c not in CASES]
     if unknown:
         raise SystemExit(f"bench node: unknown case(s) {unknown}; choose from {list(CASES)}")
-    work = Path(work or Path("runs") / "bench_node")
+    work = Path(work or Path("runs") / "bench_node").resolve()  # the children run in it
     bag = make_bag(work / f"robot_cam_{width}x{height}_{fps:g}hz_{seconds:g}s_s{seed}", fps,
                    width, height, seconds, seed)
     results = []

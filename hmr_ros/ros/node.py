@@ -40,6 +40,8 @@ from visualization_msgs.msg import MarkerArray
 from hmr_ros.msg import AdaptationStatus, Keypoints2DArray, SMPLBodyArray
 
 from ..config import ConfigError
+from .cdr import image_from_cdr
+from .convert import ConversionError
 from .engine import BODIES, CLOUD, DIAGNOSTICS, FACES, MARKERS, STATUS, NodeEngine
 from .params import (
     load_parameters,
@@ -47,8 +49,6 @@ from .params import (
     parameter_descriptions,
     unknown_names,
 )
-from .cdr import image_from_cdr
-from .convert import ConversionError
 from .rclpy_factory import RclpyFactory
 
 NODE_NAME = "hmr_ros"

@@ -217,7 +217,11 @@ def run(bag: Path, rate: float = 1.0, remaps: list[tuple[str, str]] | None = Non
         time.sleep(linger)
         player.record.cpu_s = _cpu_s() - cpu0
     finally:
-        executor.shutdown(timeout_sec=1.0)
+        # The spinning thread must have left rclpy before the node and context go, or the
+        # C++ side aborts the process at exit ("terminate called without an active
+        # exception").
+        executor.shutdown(timeout_sec=2.0)
+        spin.join(timeout=5.0)
         player.destroy_node()
     return player.record
 
