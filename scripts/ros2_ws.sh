@@ -69,6 +69,8 @@ printf 'numpy==%s\npytest<9\n' "$numpy_version" > "$ws/constraints.txt"
 # shellcheck disable=SC2086
 quiet_pip install -q -c "$ws/constraints.txt" "${TORCH_SPEC:-torch==2.13.0}" $(printf '%s\n' "$deps" | sed 's/.*/"&"/' | xargs)
 
+log "(pip's complaint that colcon-core wants setuptools<80 is known: torch brings a newer one and colcon builds fine with it)"
+
 # ---------------------------------------------------------------- 3. CMake path fix-up
 py_include=$(python -c "import sysconfig; print(sysconfig.get_paths()['include'])")
 np_include=$(python -c "import numpy; print(numpy.get_include())")
