@@ -14,12 +14,16 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 ROS_MODULES = ("rclpy", "tf2_ros", "launch", "launch_ros")
+NODE = "/hmr_ros"
 
 
 def require_ros(*modules: str) -> None:
@@ -99,3 +103,101 @@ class Launched:
                 pass
             self.proc.wait(10)
         self._log.close()
+
+
+@dataclass
+class Seen:
+    """Everything the consumer received, with receipt times (monotonic s)."""
+
+    bodies: list[tuple[float, Any]] = field(default_factory=list)
+    status: list[tuple[float, Any]] = field(default_factory=list)
+    diagnostics: list[tuple[float, Any]] = field(default_factory=list)
+    markers: list[tuple[float, Any]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, name: str, msg: Any) -> None:
+        with self.lock:
+            getattr(self, name).append((time.monotonic(), msg))
+
+    def copy(self, name: str) -> list[tuple[float, Any]]:
+        with self.lock:
+            return list(getattr(self, name))
+
+
+class Consumer:
+    """A peer node in this process: subscriptions, a tf2 buffer, service and parameter calls."""
+
+    def __init__(self, domain: int) -> None:
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from hmr_ros.msg import AdaptationStatus, SMPLBodyArray
+        from rclpy.executors import MultiThreadedExecutor
+        from rclpy.signals import SignalHandlerOptions
+        from tf2_ros import Buffer, TransformListener
+        from visualization_msgs.msg import MarkerArray
+
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=domain,
+                   signal_handler_options=SignalHandlerOptions.NO)
+        self.node = rclpy.create_node("e2e_consumer", context=self.context)
+        self.seen = Seen()
+        self.node.create_subscription(SMPLBodyArray, f"{NODE}/bodies",
+                                      lambda m: self.seen.add("bodies", m), 100)
+        self.node.create_subscription(AdaptationStatus, f"{NODE}/adaptation_status",
+                                      lambda m: self.seen.add("status", m), 100)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics",
+                                      lambda m: self.seen.add("diagnostics", m), 100)
+        # As RViz would: the node builds markers only for a subscriber.
+        self.node.create_subscription(MarkerArray, f"{NODE}/markers",
+                                      lambda m: self.seen.add("markers", m), 10)
+        self.tf_buffer = Buffer(node=self.node)  # cache_time: 10 s (default)
+        self.tf_listener = TransformListener(self.tf_buffer, self.node)
+        self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
+        self.executor.add_node(self.node)
+        self._spin = threading.Thread(target=self.executor.spin, daemon=True)
+        self._spin.start()
+
+    def call(self, srv_type: Any, name: str, request: Any, timeout: float = 20.0) -> Any:
+        client = self.node.create_client(srv_type, name)
+        try:
+            assert client.wait_for_service(timeout_sec=timeout), f"no service {name}"
+            future = client.call_async(request)
+            done = threading.Event()
+            future.add_done_callback(lambda _: done.set())
+            assert done.wait(timeout), f"{name} did not answer within {timeout} s"
+            return future.result()
+        finally:
+            self.node.destroy_client(client)
+
+    def set_parameters(self, **values: Any) -> list[Any]:
+        from rcl_interfaces.srv import SetParameters
+        from rclpy.parameter import Parameter
+
+        req = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg()
+                                                for k, v in values.items()])
+        return list(self.call(SetParameters, f"{NODE}/set_parameters", req).results)
+
+    def get_parameter(self, name: str) -> Any:
+        from rcl_interfaces.srv import GetParameters
+        from rclpy.parameter import parameter_value_to_python
+
+        res = self.call(GetParameters, f"{NODE}/get_parameters",
+                        GetParameters.Request(names=[name]))
+        return parameter_value_to_python(res.values[0])
+
+    def wait_for(self, name: str, predicate, timeout: float) -> Any:
+        """The first message of `name` received from now on for which `predicate` holds."""
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            for t, msg in self.seen.copy(name):
+                if t >= start and predicate(msg):
+                    return msg
+            time.sleep(0.05)
+        return None
+
+    def close(self) -> None:
+        import rclpy
+
+        self.executor.shutdown(timeout_sec=2.0)
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.context)

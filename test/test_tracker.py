@@ -5,6 +5,7 @@ tracks, and ids that arrive with the input."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import numpy as np
 import pytest
@@ -220,6 +221,49 @@ def test_stage_keeps_distinct_input_ids_and_tracks_the_rest():
     rs = DetectionStage(retrack=True, tracker=Tracker(min_hits=1))
     assert [d.id for d in rs.process(frame(0.0, [Detection(5, kp, np.array(
         [0, 0, 10, 20.0]))])).detections] == [1]
+
+
+class _Records(logging.Handler):
+    """The warnings of the hmr_ros logger (caplog does not see them where launch_testing's
+    pytest plugin has reconfigured logging, as in the ROS workspace)."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
+def test_stamps_jumping_back_lose_everyone_once():
+    """A bag played with --loop, or a camera driver that restarts: nobody before the jump is
+    paired with anybody after it (the adaptation forgets their motion history)."""
+    img = np.zeros((8, 8, 3), np.uint8)
+
+    def frame(t: float, dets) -> Frame:
+        return Frame(img, int(t * SEC), None, tuple(dets))
+
+    stage = DetectionStage(tracker=Tracker(min_hits=1), timeout_s=5.0)
+    for t in (10.0, 10.1, 10.2):
+        stage.process(frame(t, [_det(0, id=7), _det(100, id=9)]))
+    tracked = [d.id for d in stage.process(frame(10.3, [_det(0, id=0), _det(100, id=0)]))
+               .detections]
+    assert stage.pop_lost() == [] and stage.time_jumps == 0
+    records = _Records()
+    logging.getLogger("hmr_ros").addHandler(records)
+    try:
+        after = stage.process(frame(1.0, [_det(0, id=7)]))  # back by 9.3 s
+    finally:
+        logging.getLogger("hmr_ros").removeHandler(records)
+    assert stage.time_jumps == 1 and any("jumped back by 9.300 s" in m for m in records.lines)
+    # Upstream ids and tracker ids seen before the jump are all lost (upstream ones may
+    # come back under the same number).
+    assert sorted(stage.pop_lost()) == sorted([7, 9, *tracked])
+    assert [d.id for d in after.detections] == [7]
+    again = stage.process(frame(1.1, [_det(0, id=0), _det(100, id=0)]))
+    assert not set(d.id for d in again.detections) & set(tracked)  # tracker ids are new
+    stage.process(frame(1.2, []))
+    assert stage.time_jumps == 1  # forward again: no further jump
 
 
 def test_stage_asks_the_source_only_when_the_frame_has_no_people():

@@ -36,6 +36,8 @@ class DetectionStage:
         self._lost: list[int] = []
         self.frames = 0
         self.detected = 0  # frames whose people came from the source
+        self.time_jumps = 0  # times the stamps went backwards (bag loop, restarted camera)
+        self._last_stamp: int | None = None
 
     @classmethod
     def from_config(cls, cfg: DetectorConfig, source: KeypointSource | None) -> DetectionStage:
@@ -43,6 +45,9 @@ class DetectionStage:
 
     def process(self, frame: Frame) -> Frame:
         self.frames += 1
+        if self._last_stamp is not None and frame.stamp_ns < self._last_stamp:
+            self._time_jumped(self._last_stamp - frame.stamp_ns)
+        self._last_stamp = frame.stamp_ns
         dets = tuple(frame.detections)
         if not dets and self.source is not None:
             if isinstance(self.source, BoxPrompted):
@@ -67,6 +72,17 @@ class DetectionStage:
                 self._lost.append(i)
         self._lost += self.tracker.pop_lost()
         return dataclasses.replace(frame, detections=out)
+
+    def _time_jumped(self, back_ns: int) -> None:
+        """Stamps went backwards: nobody seen before the jump may be paired with a frame after
+        it (tracking, and the adaptation's motion term over tau frames), so every person is
+        lost; upstream ids may come back, tracker ids are new."""
+        self.time_jumps += 1
+        log.warning("image stamps jumped back by %.3f s (a bag loop or a restarted camera): "
+                    "every person is lost and their adaptation history dropped", back_ns / 1e9)
+        self._lost += list(self._given_seen)
+        self._given_seen.clear()
+        self.tracker.reset()
 
     def pop_lost(self) -> list[int]:
         """Ids whose person has not been seen for `timeout_s`, each reported once."""

@@ -99,7 +99,7 @@ def _remap(topic: str, remaps: list[tuple[str, str]]) -> str:
 class Player(Node):
     def __init__(self, bag: Path, rate: float = 1.0, remaps: list[tuple[str, str]] | None = None,
                  node: str = "", reliable: bool = True, limit: int | None = None,
-                 markers: bool = False) -> None:
+                 markers: bool = False, exclude: tuple[str, ...] = ()) -> None:
         super().__init__("hmr_ros_player")
         self.rate = float(rate)
         self.record = PlayRecord(str(bag), self.rate)
@@ -108,7 +108,8 @@ class Player(Node):
         except BagError as err:
             raise SystemExit(f"player: {err}") from err
         with reader:
-            topics = {t.name: t.msgtype for t in reader.topics() if t.msgtype in PLAYED_TYPES}
+            topics = {t.name: t.msgtype for t in reader.topics()
+                      if t.msgtype in PLAYED_TYPES and t.name not in exclude}
             if not any(m in IMAGE_TYPES for m in topics.values()):
                 raise SystemExit(f"player: {bag} has no image topic ({reader.describe()})")
             self.messages = []
@@ -198,9 +199,10 @@ class Player(Node):
 
 def run(bag: Path, rate: float = 1.0, remaps: list[tuple[str, str]] | None = None,
         node: str = "", reliable: bool = True, ready_timeout: float = 60.0,
-        linger: float = 2.0, limit: int | None = None, markers: bool = False) -> PlayRecord:
+        linger: float = 2.0, limit: int | None = None, markers: bool = False,
+        exclude: tuple[str, ...] = ()) -> PlayRecord:
     """Wait for the node, play the bag, wait `linger` s for the last bodies; the record."""
-    player = Player(bag, rate, remaps, node, reliable, limit, markers)
+    player = Player(bag, rate, remaps, node, reliable, limit, markers, exclude)
     executor = SingleThreadedExecutor()
     executor.add_node(player)
     spin = threading.Thread(target=executor.spin, daemon=True)
@@ -250,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--markers", action=argparse.BooleanOptionalAction, default=False,
                     help="subscribe to the node's ~/markers (it builds them only then)")
     ap.add_argument("--limit", type=int, default=None, help="play at most this many images")
+    ap.add_argument("--exclude", action="append", default=[], metavar="TOPIC",
+                    help="a bag topic not to play, e.g. /camera/keypoints (repeatable)")
     ap.add_argument("--linger", type=float, default=2.0, help="s to listen after the last image")
     ap.add_argument("--ready-timeout", type=float, default=60.0)
     ap.add_argument("--out", type=Path, help="write the record as JSON")
@@ -257,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     rclpy.init()
     try:
         record = run(args.bag, args.rate, args.remap, args.node, not args.best_effort,
-                     args.ready_timeout, args.linger, args.limit, args.markers)
+                     args.ready_timeout, args.linger, args.limit, args.markers,
+                     tuple(args.exclude))
     finally:
         if rclpy.ok():
             rclpy.shutdown()

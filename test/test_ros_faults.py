@@ -1,0 +1,82 @@
+"""Faults robots produce every day, through the real node, launch and Fast DDS: the camera
+publisher killed and started again with its stamps going back (a bag played twice, as with
+`--loop`), and a keypoints topic that stops while images go on. One node, three players in
+turn; the consumer watches from a third process (real rclpy).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from ros_harness import NODE, Consumer, Launched, require_ros, ros_env, write_stream
+
+pytestmark = pytest.mark.ros
+
+CAMERA = "/fault_cam"
+
+
+def _play(bag: Path, out: Path, env: dict, *extra: str) -> dict:
+    res = subprocess.run(
+        [sys.executable, "-m", "hmr_ros.ros.player", str(bag), "--remap", f"/camera={CAMERA}",
+         "--node", NODE, "--out", str(out), "--linger", "1.5", "--ready-timeout", "120",
+         *extra], env=env, cwd=out.parent, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    return json.loads(out.read_text())
+
+
+def _answered(rec: dict) -> float:
+    return sum(k in rec["received"] for k in rec["published"]) / len(rec["published"])
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory):
+    require_ros()
+    tmp = tmp_path_factory.mktemp("faults")
+    bag = write_stream(tmp / "stream", fps=10.0, seconds=5.0, seed=12)
+    env = ros_env()
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    launched = Launched("adapt.launch.py", {"camera": CAMERA, "image_qos": "reliable"}, env,
+                        cwd=tmp, log=tmp / "launch.log")
+    consumer = Consumer(int(env["ROS_DOMAIN_ID"]))
+    try:
+        yield tmp, bag, env, launched, consumer
+    finally:
+        consumer.close()
+        launched.stop()
+
+
+def test_a_restarted_camera_whose_time_jumps_back_is_served_again(node):
+    tmp, bag, env, launched, _ = node
+    first = _play(bag, tmp / "first.json", env)
+    assert _answered(first) >= 0.9, launched.log()[-3000:]
+    # The same bag again from a new publisher process: stamps go back by the bag's length.
+    second = _play(bag, tmp / "second.json", env)
+    assert _answered(second) >= 0.9, launched.log()[-3000:]
+    log = launched.log()
+    assert "jumped back by" in log, "the node did not notice the stamps going back"
+    ids = {tuple(v) for v in second["ids"].values() if v}
+    assert len(ids) == 1, f"ids after the restart: {ids}"
+
+
+def test_keypoints_that_stop_while_images_go_on_are_reported(node):
+    tmp, bag, env, launched, consumer = node
+    estimator = f"{NODE.strip('/')}: estimator"
+
+    def missing_keypoints(msg) -> bool:
+        return any(s.name == estimator and "no keypoints on" in s.message
+                   for s in msg.status)
+
+    rec = _play(bag, tmp / "no_keypoints.json", env, "--exclude", "/camera/keypoints")
+    assert rec["images_sent"] == 50 and not rec["received"]  # nobody can be estimated
+    warned = [m for t, m in consumer.seen.copy("diagnostics")
+              if rec["play_started"] < t < rec["play_ended"] + 1.5 and missing_keypoints(m)]
+    assert warned, "no diagnostics warning while keypoints were missing"
+    status = next(s for s in warned[-1].status if s.name == estimator)
+    level = int.from_bytes(status.level, "little") if isinstance(status.level, bytes) \
+        else int(status.level)
+    assert level == 1 and f"{CAMERA}/keypoints" in status.message
