@@ -458,6 +458,7 @@ class NodeEngine:
             "input rate (Hz)": f"{self.images.rate(now):.2f}",
             "keypoints rate (Hz)": f"{self.keypoints.rate(now):.2f}",
             "output rate (Hz)": f"{self.outputs_rate.rate(now):.2f}",
+            "images received": str(self.images.count),
             "frames processed": str(self.frames),
             "images dropped": str(self.sync.dropped),
             "images waiting": str(self.sync.waiting),
