@@ -26,7 +26,7 @@ from ros_harness import NODE, Consumer, Launched, require_ros, ros_env, write_st
 
 pytestmark = pytest.mark.ros
 
-FPS, SECONDS = 10.0, 12.0
+FPS, SECONDS = 10.0, 20.0
 CAMERA = "/e2e_cam"
 
 
