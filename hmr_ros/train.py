@@ -26,6 +26,7 @@ from .body import BodyModel, map_points
 from .eval.metrics import mpjpe, pa_mpjpe
 from .geometry import axis_angle_to_matrix, matrix_to_rot6d, translation_to_crop_cam
 from .model import HMR, MeanParams, get_preset, save_checkpoint
+from .model.checkpoint import read_checkpoint_file
 from .progress import Progress
 
 log = logging.getLogger("hmr_ros")
@@ -205,7 +206,8 @@ def train(cfg: TrainConfig, train_path: str | Path, run_dir: str | Path,
     step = 0
     last = run / "last.pt"
     if resume and last.exists():
-        state = torch.load(last, map_location="cpu", weights_only=False)
+        # Tensors and plain types only (see _atomic_save): nothing in a run folder can run code.
+        state = read_checkpoint_file(last)
         if state["config"] != asdict(cfg):
             log.warning("resuming with a different config than the run was started with")
         model.load_state_dict(state["model"])
@@ -266,6 +268,7 @@ def train(cfg: TrainConfig, train_path: str | Path, run_dir: str | Path,
 
 
 def _atomic_save(obj: dict, path: Path) -> None:
+    # Tensors, ints, floats, str, lists and dicts only: resume reads it with weights_only=True.
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
     tmp.replace(path)
