@@ -97,3 +97,57 @@ def test_gmm_pickle_that_is_not_a_dict_is_refused(tmp_path):
     path.write_bytes(pickle.dumps([1, 2, 3]))
     with pytest.raises(PriorFileError, match="expected a dict"):
         load_prior(path)
+
+
+# ------------------------------------------------------------------ bench stream cache
+
+
+def _same_frames(a, b) -> None:
+    assert len(a) == len(b) > 0
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x.image, y.image)
+        assert (x.stamp_ns, x.index) == (y.stamp_ns, y.index)
+        np.testing.assert_array_equal(x.camera.K, y.camera.K)
+        assert (x.camera.width, x.camera.height) == (y.camera.width, y.camera.height)
+        assert [d.id for d in x.detections] == [d.id for d in y.detections]
+        for d, e in zip(x.detections, y.detections):
+            assert d.keypoints.format == e.keypoints.format
+            np.testing.assert_array_equal(d.keypoints.xy, e.keypoints.xy)
+            np.testing.assert_array_equal(d.keypoints.confidence, e.keypoints.confidence)
+            assert (d.box is None) == (e.box is None)
+        assert set(x.ground_truth) == set(y.ground_truth)
+        for pid, gt in x.ground_truth.items():
+            np.testing.assert_array_equal(gt.full_pose(), y.ground_truth[pid].full_pose())
+            np.testing.assert_array_equal(gt.betas, y.ground_truth[pid].betas)
+            np.testing.assert_array_equal(gt.transl, y.ground_truth[pid].transl)
+
+
+def test_stream_cache_is_npz_under_the_cache_folder(tmp_path, monkeypatch):
+    """The cache was a pickle (code from any file at that path ran) and, for a domain given
+    as a path, was written next to the YAML instead of under --cache."""
+    from hmr_ros.bench import adapt
+    from hmr_ros.data import frame_cache
+    from hmr_ros.data.domain import domain_dir
+
+    elsewhere = tmp_path / "some" / "dir"
+    elsewhere.mkdir(parents=True)
+    yaml_path = elsewhere / "x.yaml"
+    yaml_path.write_text((domain_dir() / "robot_cam.yaml").read_text())
+    cache = tmp_path / "cache"
+    fresh = adapt.stream_frames(str(yaml_path.resolve()), 3, 0.2, cache)
+    files = sorted(p.name for p in cache.iterdir())
+    assert len(files) == 1 and files[0].startswith("x-") and files[0].endswith("_s3_0.2s.npz")
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["x.yaml"]
+    with np.load(cache / files[0], allow_pickle=False) as z:  # plain arrays only
+        assert "meta" in z.files
+    # A second call reads the cache (rendering is not called) and gets the same frames.
+    monkeypatch.setattr("hmr_ros.data.scene.SyntheticSequence", None)
+    _same_frames(fresh, adapt.stream_frames(str(yaml_path.resolve()), 3, 0.2, cache))
+    # An edited YAML is another stream, not the old frames.
+    yaml_path.write_text(yaml_path.read_text() + "\n# edited\n")
+    assert adapt.cache_name(str(yaml_path), 3, 0.2) != files[0]
+    # A file at the cache path that is not our npz (a pickle, say) is refused, never loaded.
+    bogus = tmp_path / "bogus.npz"
+    bogus.write_bytes(pickle.dumps(fresh[:1]))
+    with pytest.raises(frame_cache.FrameCacheError, match="not a frame cache"):
+        frame_cache.load_frames(bogus)
