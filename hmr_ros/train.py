@@ -9,7 +9,6 @@ warm-up and cosine decay, photometric augmentation, deterministic by seed, resum
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -21,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from . import jsonio
 from .adapt.losses import project_to_crop
 from .body import BodyModel, map_points
 from .eval.metrics import mpjpe, pa_mpjpe
@@ -250,8 +250,8 @@ def train(cfg: TrainConfig, train_path: str | Path, run_dir: str | Path,
             if interrupted and step < cfg.steps:
                 return {"config": asdict(cfg), "train_size": n, "steps": step,
                         "final": history[-1] if history else {}, "interrupted": True}
-    (run / "log.json").write_text(json.dumps({"config": asdict(cfg), "history": history},
-                                             indent=1))
+    (run / "log.json").write_text(jsonio.dumps({"config": asdict(cfg), "history": history},
+                                               indent=1))
     _plot(history, run / "loss.png")
     final = history[-1] if history else {}
     report = {"config": asdict(cfg), "train_set": str(train_path), "val_set": str(val_path),
