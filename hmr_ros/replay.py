@@ -213,6 +213,8 @@ def replay(bag: str | Path, out_dir: str | Path, config: PipelineConfig | None =
     kind = input_kind(bag)
     det_cfg = config.detector
     explicit = det_cfg.kind not in ("auto", "none")
+    read_stats: dict[str, int] = {}  # skipped (undecodable) images
+    vr: VideoReader | None = None
     with contextlib.ExitStack() as stack:
         if kind == "bag":
             reader = stack.enter_context(BagReader(bag))
@@ -224,7 +226,7 @@ def replay(bag: str | Path, out_dir: str | Path, config: PipelineConfig | None =
                   f"{chosen.camera_info or '-'}, keypoints {chosen.keypoints or '-'}, ground "
                   f"truth {chosen.ground_truth or '-'}")
             has_kp, has_truth = bool(chosen.keypoints), bool(chosen.ground_truth)
-            frames: Iterable[Frame] = read_frames(reader, chosen, limit)
+            frames: Iterable[Frame] = read_frames(reader, chosen, limit, read_stats)
             overlay_fps, topics_used = BAG_OVERLAY_FPS, chosen.__dict__
         else:
             if topics:
@@ -268,6 +270,7 @@ def replay(bag: str | Path, out_dir: str | Path, config: PipelineConfig | None =
     summary = {
         "bag": str(bag), "input": str(bag), "input_kind": kind, "topics": topics_used,
         "frames": n, "people": outputs.people, "skipped_people": outputs.skipped,
+        "skipped_images": vr.skipped if vr is not None else read_stats.get("skipped_images", 0),
         "adapt": adapt, "protocol": protocol if adapt else "none",
         "method": config.adapt.method,
         "elapsed_s": elapsed, "fps": n / elapsed if elapsed > 0 else 0.0,
