@@ -154,7 +154,9 @@ def test_box_checks():
     img = np.zeros((40, 40, 3), np.uint8)
     with pytest.raises(CropError):
         crop_image(img, np.array([np.inf, 0.0, 10.0]), 32)
-    assert crop_image(img, np.array([0.0, 0.0, 1e9]), 32).shape == (32, 32, 3)
+    assert crop_image(img, np.array([0.0, 0.0, 1e6]), 32).shape == (32, 32, 3)
+    with pytest.raises(CropError):
+        crop_image(img, np.array([0.0, 0.0, 1e-9]), 32)
 
 
 def test_non_finite_estimates_are_dropped(pipeline, monkeypatch):

@@ -26,6 +26,7 @@ KEYPOINT_MARGIN = 0.5
 MAX_BOX_FACTOR = 2.0
 MIN_BOX_OVERLAP = 0.2
 MIN_IMAGE_SIZE = 16
+MAX_CROP_COORD = 1e7  # px; crop_image refuses boxes with larger centres or sizes
 
 
 class CropError(ValueError):
@@ -114,7 +115,9 @@ def crop_matrix(box: np.ndarray, size: int) -> np.ndarray:
 def crop_image(image: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
     """The (size, size, C) crop of `image` for `box`; outside the image is black."""
     b = np.asarray(box, dtype=np.float64).reshape(3)
-    if not np.all(np.isfinite(b)) or b[2] <= 0 or image.size == 0:
+    # Beyond these the crop matrix loses all precision (NaN and wrapped integer taps).
+    if not np.all(np.isfinite(b)) or not 1e-3 <= b[2] <= MAX_CROP_COORD or \
+            np.abs(b[:2]).max() > MAX_CROP_COORD or image.size == 0:
         raise CropError(f"cannot crop box {b.tolist()} from an image of shape {image.shape}")
     m = crop_matrix(b, size)[:2]
     # Downscaling by a large factor aliases with bilinear sampling; pre-blur in proportion.
