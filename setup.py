@@ -51,7 +51,7 @@ setup(
         # pins protobuf<5 and requires opencv-contrib-python, the core's OpenCV.
         "mediapipe": ["mediapipe==0.10.14"],
         "dev": ["pytest>=8", "ruff>=0.5", "onnx>=1.16", "onnxruntime>=1.18",
-                "onnxscript>=0.1", "matplotlib>=3.7"],
+                "onnxscript>=0.1", "matplotlib>=3.7", "hypothesis>=6"],
     },
     entry_points={"console_scripts": ["hmr-ros = hmr_ros.cli:main"]},
 )

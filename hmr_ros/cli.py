@@ -56,21 +56,11 @@ def _info(args: argparse.Namespace) -> int:
 def _config(args: argparse.Namespace):
     """PipelineConfig from --config (YAML of section.field keys or nested sections), the
     common flags and --set key=value overrides (applied last)."""
-    import yaml
-
-    from .config import PipelineConfig, from_flat_dict, replace_path
+    from .config import PipelineConfig, load_config_file, parse_value, replace_path
 
     cfg = PipelineConfig()
     if getattr(args, "config", None):
-        with open(args.config) as fh:
-            data = yaml.safe_load(fh) or {}
-        flat = {}
-        for key, value in data.items():
-            if isinstance(value, dict):
-                flat.update({f"{key}.{k}": v for k, v in value.items()})
-            else:
-                flat[key] = value
-        cfg = from_flat_dict(flat, cfg)
+        cfg = load_config_file(args.config, cfg)
     if getattr(args, "weights", ""):
         cfg = replace_path(cfg, "inference.weights", args.weights)
     if getattr(args, "method", None):
@@ -83,7 +73,7 @@ def _config(args: argparse.Namespace):
         key, sep, value = item.partition("=")
         if not sep:
             raise SystemExit(f"--set expects key=value, got {item!r}")
-        cfg = replace_path(cfg, key.strip(), yaml.safe_load(value))
+        cfg = replace_path(cfg, key.strip(), parse_value(value))
     return cfg
 
 

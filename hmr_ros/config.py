@@ -9,6 +9,7 @@ YAML files and the ROS parameters use.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,6 +81,9 @@ class AdaptConfig:
     # inference and ROS threads preempt it when the CPUs are busy, so adaptation takes the
     # time they leave.
     thread_nice: int = 10
+    # After this many rollbacks in a row the worker resets to the source weights (and says so
+    # in its status) instead of rolling back to the same snapshot for ever.
+    max_consecutive_rollbacks: int = 10
 
 
 DETECTORS = ("auto", "none", "mediapipe", "mediapipe_hog")
@@ -127,7 +131,23 @@ class PipelineConfig:
     detector: DetectorConfig = field(default_factory=DetectorConfig)
 
     def __post_init__(self) -> None:
+        for key, value in to_flat_dict(self).items():
+            # NaN passes every comparison below and inf makes every step roll back silently.
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{key} must be a finite number, got {value}")
         a = self.adapt
+        if not (a.inner_lr > 0 and a.outer_lr > 0):
+            raise ConfigError(f"adapt.inner_lr and adapt.outer_lr must be > 0, got "
+                              f"{a.inner_lr} and {a.outer_lr}")
+        if not (0.0 <= a.adam_beta1 < 1.0 and 0.0 <= a.adam_beta2 < 1.0):
+            raise ConfigError("adapt.adam_beta1 and adam_beta2 must be in [0, 1)")
+        weights = {k: v for k, v in dataclasses.asdict(a).items() if k.startswith("w_")}
+        if any(v < 0 for v in weights.values()):
+            raise ConfigError(f"adapt loss weights must be >= 0, got {weights}")
+        if a.guard_loss_factor <= 1.0 or a.guard_disagreement <= 0:
+            raise ConfigError("adapt.guard_loss_factor must be > 1, guard_disagreement > 0")
+        if a.max_consecutive_rollbacks < 1:
+            raise ConfigError("adapt.max_consecutive_rollbacks must be >= 1")
         if a.method not in METHODS:
             raise ConfigError(f"adapt.method must be one of {METHODS}, got {a.method!r}")
         if a.inner_mode not in ("sgd", "adam"):
@@ -235,3 +255,42 @@ def from_flat_dict(values: dict[str, Any], base: Any | None = None) -> Any:
     for key, value in values.items():
         cfg = replace_path(cfg, key, value)
     return cfg
+
+
+def load_config_file(path: str, base: Any | None = None) -> Any:
+    """Apply a YAML file of `section.field` keys or nested sections onto `base` (default
+    PipelineConfig()). ConfigError, one line, for syntax errors, a top level that is not a
+    mapping, unknown keys and bad values."""
+    import yaml
+
+    try:
+        with open(path) as fh:
+            data = yaml.safe_load(fh)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(err, "problem", None) or type(err).__name__
+        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of section.field: value at the top "
+                          f"level, found a {type(data).__name__}")
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            flat[str(key)] = value
+    return from_flat_dict(flat, base)
+
+
+def parse_value(text: str) -> Any:
+    """A `--set key=value` value read as YAML (numbers, booleans, strings, lists); ConfigError
+    instead of a parser traceback."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"cannot read value {text!r}: {getattr(err, 'problem', err)}") from None

@@ -17,7 +17,14 @@ import torch
 from .adapt.worker import AdaptationWorker, AdaptSample
 from .body import BodyModel
 from .config import InferenceConfig, PipelineConfig
-from .data.crop import CropError, box_from_keypoints, box_from_xyxy, box_to_xyxy, crop_image
+from .data.crop import (
+    CropError,
+    box_from_keypoints,
+    box_from_xyxy,
+    box_to_xyxy,
+    check_box,
+    crop_image,
+)
 from .data.frame import BodyParams, CameraModel, Detection, Frame, Keypoints
 from .geometry import crop_cam_to_translation, matrix_to_axis_angle
 from .model.backend import Backend
@@ -104,19 +111,25 @@ class Pipeline:
             self._warned_no_camera = True
         return CameraModel.from_focal(self.inference.fallback_focal, frame.width, frame.height)
 
-    def crop_box(self, det: Detection) -> np.ndarray:
-        """Square crop box (3,) for a detection; CropError when it has nothing usable."""
+    def crop_box(self, det: Detection, width: int | None = None, height: int | None = None
+                 ) -> np.ndarray:
+        """Square crop box (3,) for a detection; CropError when it has nothing usable. With
+        the image size, keypoints far off the image do not count and the box must be a sane
+        crop of the image (`crop.check_box`)."""
         cfg = self.inference
+        size = (width, height) if width is not None and height is not None else None
         if det.keypoints is not None:
             try:
-                return box_from_keypoints(det.keypoints.xy, det.keypoints.confidence,
-                                          cfg.keypoint_threshold, cfg.box_scale,
-                                          cfg.min_keypoints)
+                box = box_from_keypoints(det.keypoints.xy, det.keypoints.confidence,
+                                         cfg.keypoint_threshold, cfg.box_scale,
+                                         cfg.min_keypoints, image_size=size)
+                return check_box(box, *size) if size else box
             except CropError:
                 if det.box is None:
                     raise
         if det.box is not None:
-            return box_from_xyxy(det.box)
+            box = box_from_xyxy(det.box)
+            return check_box(box, *size) if size else box
         raise CropError("no keypoints and no box")
 
     def process(self, frame: Frame, keep_crops: bool = False, submit: bool = True
@@ -132,7 +145,7 @@ class Pipeline:
         boxes, dets = [], []
         for det in frame.detections:
             try:
-                boxes.append(self.crop_box(det))
+                boxes.append(self.crop_box(det, frame.width, frame.height))
                 dets.append(det)
             except CropError as err:
                 skipped.append(f"person {det.id}: {err}")
@@ -156,14 +169,24 @@ class Pipeline:
         transl = crop_cam_to_translation(out.cam, box_t, K)
         with torch.inference_mode():
             body = self.body.forward_rotmat(out.rotmat, out.betas, transl)
+        # A non-finite estimate (NaN weights, an overflow) is dropped with its reason, never
+        # published nor adapted on.
+        finite = (torch.isfinite(body.joints).flatten(1).all(1)
+                  & torch.isfinite(out.cam).all(1) & torch.isfinite(out.betas).all(1)
+                  & torch.isfinite(out.rotmat).flatten(1).all(1)).tolist()
+        for i, det in enumerate(dets):
+            if not finite[i]:
+                skipped.append(f"person {det.id}: non-finite estimate")
         if submit and self.adaptation is not None and self.adaptation.enabled:
             self.adaptation.submit([
                 AdaptSample(det.id, frame.index, frame.stamp_ns, crops[i], boxes[i], camera.K,
                             det.keypoints)
-                for i, det in enumerate(dets) if det.keypoints is not None])
+                for i, det in enumerate(dets) if det.keypoints is not None and finite[i]])
         aa = matrix_to_axis_angle(out.rotmat).numpy()
         people = []
         for i, det in enumerate(dets):
+            if not finite[i]:
+                continue
             params = BodyParams(betas=out.betas[i].numpy().copy(), global_orient=aa[i, 0].copy(),
                                 body_pose=aa[i, 1:].copy(), transl=transl[i].numpy().copy())
             conf = (float(det.keypoints.confidence[det.keypoints.confidence > 0].mean())
@@ -174,6 +197,8 @@ class Pipeline:
                 joints=body.joints[i].numpy(), points=body.points[i].numpy(),
                 vertices=body.vertices[i].numpy() if self.inference.vertices else None,
                 keypoints=det.keypoints, confidence=conf))
+        if keep_crops and not all(finite):
+            crops = crops[np.asarray(finite)]
         return FrameResult(frame.index, frame.stamp_ns, tuple(people), version,
                            (time.perf_counter() - t0) * 1e3, tuple(skipped),
                            crops if keep_crops else None)

@@ -178,6 +178,22 @@ def _print_keypoint_report(rep: dict) -> None:
           + ", ".join(part(n) for n in names))
 
 
+def format_metrics(m: dict) -> str:
+    """The ground-truth metrics line; a metric with no scored frame (every image skipped,
+    every person unusable) reads "-" instead of ending the run with a KeyError."""
+    def part(label: str, key: str, unit: str) -> str:
+        v = m.get(key)
+        ok = isinstance(v, (int, float)) and np.isfinite(v)
+        return f"{label} {v:.1f} {unit}" if ok else f"{label} - {unit}"
+
+    line = ", ".join([part("MPJPE", "mpjpe", "mm"), part("PA-MPJPE", "pa_mpjpe", "mm"),
+                      part("PVE", "pve", "mm"), part("ACCEL", "accel", "mm/frame^2")])
+    if not any(isinstance(m.get(k), (int, float)) and np.isfinite(m[k])
+               for k in ("mpjpe", "pa_mpjpe")):
+        line += " (no estimate was scored)"
+    return line
+
+
 def replay(bag: str | Path, out_dir: str | Path, config: PipelineConfig | None = None,
            adapt: bool = True, protocol: str = "async", limit: int | None = None,
            video: bool = True, topics: dict[str, str] | None = None,
@@ -197,6 +213,8 @@ def replay(bag: str | Path, out_dir: str | Path, config: PipelineConfig | None =
     kind = input_kind(bag)
     det_cfg = config.detector
     explicit = det_cfg.kind not in ("auto", "none")
+    read_stats: dict[str, int] = {}  # skipped (undecodable) images
+    vr: VideoReader | None = None
     with contextlib.ExitStack() as stack:
         if kind == "bag":
             reader = stack.enter_context(BagReader(bag))
@@ -208,7 +226,7 @@ def replay(bag: str | Path, out_dir: str | Path, config: PipelineConfig | None =
                   f"{chosen.camera_info or '-'}, keypoints {chosen.keypoints or '-'}, ground "
                   f"truth {chosen.ground_truth or '-'}")
             has_kp, has_truth = bool(chosen.keypoints), bool(chosen.ground_truth)
-            frames: Iterable[Frame] = read_frames(reader, chosen, limit)
+            frames: Iterable[Frame] = read_frames(reader, chosen, limit, read_stats)
             overlay_fps, topics_used = BAG_OVERLAY_FPS, chosen.__dict__
         else:
             if topics:
@@ -252,6 +270,7 @@ def replay(bag: str | Path, out_dir: str | Path, config: PipelineConfig | None =
     summary = {
         "bag": str(bag), "input": str(bag), "input_kind": kind, "topics": topics_used,
         "frames": n, "people": outputs.people, "skipped_people": outputs.skipped,
+        "skipped_images": vr.skipped if vr is not None else read_stats.get("skipped_images", 0),
         "adapt": adapt, "protocol": protocol if adapt else "none",
         "method": config.adapt.method,
         "elapsed_s": elapsed, "fps": n / elapsed if elapsed > 0 else 0.0,
@@ -277,9 +296,7 @@ def replay(bag: str | Path, out_dir: str | Path, config: PipelineConfig | None =
     if outputs.err.frames:
         _print_keypoint_report(kp_report)
     if outputs.ev is not None:
-        m = summary["metrics"]
-        print(f"MPJPE {m['mpjpe']:.1f} mm, PA-MPJPE {m['pa_mpjpe']:.1f} mm, PVE "
-              f"{m.get('pve', float('nan')):.1f} mm, ACCEL {m['accel']:.1f} mm/frame^2")
+        print(format_metrics(summary["metrics"]))
     print(f"wrote {out / 'estimates'}, {out / 'metrics.json'}"
           + (f", {video_path}" if video_path else ""))
     return summary

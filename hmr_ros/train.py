@@ -9,7 +9,6 @@ warm-up and cosine decay, photometric augmentation, deterministic by seed, resum
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -21,11 +20,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from . import jsonio
 from .adapt.losses import project_to_crop
 from .body import BodyModel, map_points
 from .eval.metrics import mpjpe, pa_mpjpe
 from .geometry import axis_angle_to_matrix, matrix_to_rot6d, translation_to_crop_cam
 from .model import HMR, MeanParams, get_preset, save_checkpoint
+from .model.checkpoint import read_checkpoint_file
 from .progress import Progress
 
 log = logging.getLogger("hmr_ros")
@@ -205,7 +206,8 @@ def train(cfg: TrainConfig, train_path: str | Path, run_dir: str | Path,
     step = 0
     last = run / "last.pt"
     if resume and last.exists():
-        state = torch.load(last, map_location="cpu", weights_only=False)
+        # Tensors and plain types only (see _atomic_save): nothing in a run folder can run code.
+        state = read_checkpoint_file(last)
         if state["config"] != asdict(cfg):
             log.warning("resuming with a different config than the run was started with")
         model.load_state_dict(state["model"])
@@ -248,8 +250,8 @@ def train(cfg: TrainConfig, train_path: str | Path, run_dir: str | Path,
             if interrupted and step < cfg.steps:
                 return {"config": asdict(cfg), "train_size": n, "steps": step,
                         "final": history[-1] if history else {}, "interrupted": True}
-    (run / "log.json").write_text(json.dumps({"config": asdict(cfg), "history": history},
-                                             indent=1))
+    (run / "log.json").write_text(jsonio.dumps({"config": asdict(cfg), "history": history},
+                                               indent=1))
     _plot(history, run / "loss.png")
     final = history[-1] if history else {}
     report = {"config": asdict(cfg), "train_set": str(train_path), "val_set": str(val_path),
@@ -266,6 +268,7 @@ def train(cfg: TrainConfig, train_path: str | Path, run_dir: str | Path,
 
 
 def _atomic_save(obj: dict, path: Path) -> None:
+    # Tensors, ints, floats, str, lists and dicts only: resume reads it with weights_only=True.
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
     tmp.replace(path)

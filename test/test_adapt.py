@@ -457,3 +457,43 @@ def test_a_track_changing_keypoint_layout_is_not_mixed(body, frames):
     batch = _next_batch(worker)
     assert batch.current.keypoints.shape[1] == batch.previous.keypoints.shape[1] == 17
     worker.adapter.step(batch)  # runs without a shape error
+
+
+def test_guard_checks_the_optimiser_and_resets_after_consecutive_rollbacks(body, frames):
+    """A non-finite Adam moment was accepted, became the 'last good' snapshot, and every later
+    step rolled back to it while the status said running."""
+    torch.manual_seed(5)
+    worker, backend = _worker(HMR(MICRO), body, _samples(frames), method="boa_1st",
+                              outer_lr=1e-4, max_consecutive_rollbacks=3)
+    for _ in range(3):
+        worker._step(_next_batch(worker) or _rebatch(worker, frames))
+    assert worker.steps == 3 and worker.adapter.optimizer.state
+    real_step = worker.adapter.step
+
+    def poisoned_moment(batch):
+        report = real_step(batch)
+        state = next(iter(worker.adapter.optimizer.state.values()))
+        state["exp_avg_sq"].view(-1)[0] = float("inf")
+        return report
+
+    worker.adapter.step = poisoned_moment
+    version = backend.version
+    worker._step(_rebatch(worker, frames))
+    assert worker.rollbacks == 1 and backend.version == version
+    assert "non-finite optimiser state exp_avg_sq of " in worker.status().message
+    # Every step now fails: after max_consecutive_rollbacks (3) the worker resets to the
+    # source weights, publishes them and says so, instead of looping silently.
+    worker._step(_rebatch(worker, frames))
+    assert worker.consecutive_rollbacks == 2 and worker.resets == 0
+    worker._step(_rebatch(worker, frames))
+    st = worker.status()
+    assert st.resets == 1 and worker.consecutive_rollbacks == 0
+    assert "reset to the source weights" in st.message and "3 consecutive rollbacks" in st.message
+    assert backend.version == version + 1  # the source weights, published as a new version
+    for k, v in worker.adapter.model.state_dict().items():
+        assert torch.equal(v, worker.adapter.source[k]), k
+    assert not worker.adapter.optimizer.state  # a fresh optimiser
+    # With healthy steps again the count starts over and steps are accepted.
+    worker.adapter.step = real_step
+    worker._step(_rebatch(worker, frames))
+    assert worker.steps == 4 and worker.consecutive_rollbacks == 0

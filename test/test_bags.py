@@ -111,11 +111,18 @@ def test_bad_images_are_skipped_not_fatal(tmp_path, caplog):
     with BagWriter(bag) as w:
         w.write("/cam/image_raw", "sensor_msgs/msg/Image", good, 1)
         w.write("/cam/image_raw", "sensor_msgs/msg/Image", bad, 2)
-        w.write("/cam/image_raw", "sensor_msgs/msg/Image", good, 3)
+        w.write("/cam/image_raw", "sensor_msgs/msg/Image", bad, 3)
+        w.write("/cam/image_raw", "sensor_msgs/msg/Image", good, 4)
+    stats: dict[str, int] = {}
     with caplog.at_level(logging.WARNING, logger="hmr_ros"), BagReader(bag) as r:
-        frames = list(read_frames(r, detect_topics(r)))
+        frames = list(read_frames(r, detect_topics(r), stats=stats))
     assert len(frames) == 2 and frames[0].camera is None
     assert "unsupported image encoding 'yuv422'" in caplog.text
+    # Skips are counted and named by their own position (it said "image 0" every time); the
+    # frame after them keeps its place, a gap the evaluator's ACCEL respects.
+    assert stats == {"skipped_images": 2}
+    assert "skipping image 1 " in caplog.text and "skipping image 2 " in caplog.text
+    assert [f.index for f in frames] == [0, 3]
 
 
 def test_writer_refuses_to_overwrite(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -260,3 +261,60 @@ def test_import_rejects_non_checkpoints(tmp_path):
         import_spin({"epoch": 3, "optimizer": {}})
     with pytest.raises(CheckpointError, match="expected a dict"):
         import_boa(_write(tmp_path, [torch.zeros(1)]))
+
+
+# --- hardening (issue 13) ---------------------------------------------------------------------
+
+
+def test_load_refuses_non_finite_weights(tmp_path):
+    """An all-NaN checkpoint loaded silently and NaN bodies were published."""
+    payload = _valid_payload()
+    payload["state_dict"] = {k: torch.full_like(v, float("nan")) if v.is_floating_point()
+                             else v for k, v in payload["state_dict"].items()}
+    with pytest.raises(CheckpointError, match=r"non-finite weights .* in \d+ tensor"):
+        load_checkpoint(_write(tmp_path, payload))
+    one = _valid_payload()
+    key = next(k for k, v in one["state_dict"].items() if v.is_floating_point())
+    one["state_dict"][key].view(-1)[0] = float("inf")
+    with pytest.raises(CheckpointError, match=key.replace(".", r"\.")):
+        load_checkpoint(_write(tmp_path, one, "inf.pt"))
+    with pytest.raises(CheckpointError, match="non-finite"):
+        import_boa({"model": {k: torch.full_like(v, float("nan")) if v.is_floating_point()
+                              else v for k, v in
+                              HMR(get_preset("hmr_r50", norm="group", gn_groups=4))
+                              .state_dict().items()}})
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("true",))
+
+
+def test_every_reader_refuses_pickled_code(tmp_path):
+    """No torch.load in the package runs pickled code: checkpoints, imports, train resume."""
+    path = _write(tmp_path, {"model": {"w": torch.zeros(1)}, "x": _Evil()})
+    with pytest.raises(CheckpointError, match="weights_only=True"):
+        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="weights_only=True"):
+        import_spin(path)
+    # train.py --resume read last.pt with weights_only=False; no module may do so now.
+    import hmr_ros
+
+    package = Path(hmr_ros.__file__).parent
+    for py in package.rglob("*.py"):
+        text = py.read_text()
+        assert "weights_only=False" not in text, py
+        assert text.count("torch.load(") == text.count("weights_only=True)"), py
+
+
+def test_save_removes_orphaned_temp_files(tmp_path):
+    """Saves killed before their rename left `.adapted.pt.*.tmp` behind (25 MB after 8)."""
+    target = tmp_path / "adapted.pt"
+    orphans = [tmp_path / f".adapted.pt.{tag}.tmp" for tag in ("a1b2c3", "zz_9")]
+    for o in orphans:
+        o.write_bytes(b"partial checkpoint")
+    other = tmp_path / ".other.pt.x1.tmp"  # another target's temp file is not ours
+    other.write_bytes(b"x")
+    save_checkpoint(target, HMR(get_preset("hmr_tiny")))
+    assert sorted(os.listdir(tmp_path)) == [".other.pt.x1.tmp", "adapted.pt"]
+    assert load_checkpoint(target).config == get_preset("hmr_tiny")

@@ -117,3 +117,18 @@ def test_demo_prints_running_errors_and_writes_outputs(weights, tmp_path, capsys
     assert summary["frames"] == 12 and summary["adaptation"]["steps"] == 12
     assert np.isfinite(summary["frozen"]["pa_mpjpe"]) and np.isfinite(
         summary["adapted"]["pa_mpjpe"])
+
+
+def test_replay_with_no_estimate_ends_cleanly_with_strict_json(bag, weights, tmp_path, capsys):
+    """Every person unusable: replay ended with KeyError 'mpjpe' after its warnings, and
+    metrics.json held bare NaN (not JSON)."""
+    out = tmp_path / "none"
+    assert main(["replay", str(bag), "--out", str(out), "--weights", str(weights),
+                 "--no-adapt", "--no-video", "--set", "inference.min_keypoints=1000"]) == 0
+    printed = capsys.readouterr().out
+    assert "MPJPE - mm, PA-MPJPE - mm" in printed and "no estimate was scored" in printed
+    text = (out / "metrics.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    summary = json.loads(text, parse_constant=lambda c: pytest.fail(f"bare {c}"))
+    assert summary["people"] == 0 and summary["skipped_people"] == 9
+    assert summary["metrics"]["mpjpe"] is None and summary["metrics"]["detected"] == 0.0

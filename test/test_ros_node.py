@@ -283,7 +283,9 @@ def test_engine_gives_anonymous_upstream_people_stable_distinct_ids(body, model,
         stamp = 1_700_000_000_000_000_000 + k * 33_000_000
         shift = np.array([2.0 * k, 0.0], np.float32)
         people = [Detection(0, Keypoints("coco17", coco + shift, np.ones(17, np.float32))),
-                  Detection(0, Keypoints("coco17", coco + shift + np.array([120.0, 0.0]),
+                  # 60 px to the right: partly on the 160 px image (at 120 px all its
+                  # keypoints were off the image, a person now dropped at the door).
+                  Detection(0, Keypoints("coco17", coco + shift + np.array([60.0, 0.0]),
                                          np.ones(17, np.float32)))]
         eng.on_keypoints(cv.detections_to_msg(RosbagsFactory(ts), people, stamp, "cam"))
         eng.on_image(image_msg(ts, stamp))

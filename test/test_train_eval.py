@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from hmr_ros.data.scene import SyntheticSequence
 from hmr_ros.data.synth import write_trainset
 from hmr_ros.eval.evaluate import StreamEvaluator, truth_from_params
 from hmr_ros.eval.metrics import pa_mpjpe
-from hmr_ros.model import load_checkpoint
+from hmr_ros.model import CheckpointError, load_checkpoint
 from hmr_ros.pipeline import FrameResult, PersonEstimate
 from hmr_ros.train import TrainConfig, TrainSet, train
 
@@ -57,6 +58,15 @@ def test_training_is_deterministic_and_resumable(trainset, tmp_path):
     for k in a:
         assert torch.equal(a[k], b[k]), k
     assert straight["final"]["total"] == resumed["final"]["total"]
+    # last.pt is read with weights_only=True (it held only tensors and plain types); a
+    # last.pt that carries pickled code is refused, not run.
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("true",))
+
+    torch.save({"model": {}, "x": Evil()}, tmp_path / "b" / "last.pt")
+    with pytest.raises(CheckpointError, match="weights_only=True"):
+        train(TINY, trainset, tmp_path / "b", resume=True, progress=False)
     log = json.loads((tmp_path / "a" / "log.json").read_text())
     assert [h["step"] for h in log["history"]] == [3, 6, 9, 12]
     assert (tmp_path / "a" / "loss.png").stat().st_size > 1000

@@ -127,6 +127,25 @@ def test_image_folder_in_natural_order(tmp_path):
     assert int(one.image[0, 0, 0]) == 20 and video.info.frames == 1
 
 
+def test_unreadable_images_in_a_folder_are_counted_skips(tmp_path, caplog):
+    """One 0-byte PNG (sorted first) ended the whole run; later skips were not counted."""
+    for k, rgb in enumerate(_colour_frames(3)):
+        cv2.imwrite(str(tmp_path / f"frame{k + 1}.png"), rgb[:, :, ::-1])
+    (tmp_path / "frame0.png").write_bytes(b"")
+    (tmp_path / "frame2.png").write_bytes(b"\x89PNG truncated")
+    with caplog.at_level("WARNING", logger="hmr_ros"), VideoReader(tmp_path, fps=4.0) as video:
+        frames = list(video)
+        assert video.skipped == 2
+    # frame1 and frame3 survive; indices and stamps keep their place in the folder.
+    assert [f.index for f in frames] == [1, 3]
+    assert [f.stamp_ns for f in frames] == [250_000_000, 750_000_000]
+    assert caplog.text.count("skipped (") == 2 and "frame0.png" in caplog.text
+    for p in tmp_path.glob("*.png"):
+        p.write_bytes(b"")
+    with pytest.raises(VideoError, match="none of the 4 images"):
+        VideoReader(tmp_path)
+
+
 def _synthetic_folder(tmp_path, seconds: float = 0.8):
     """Two people of a robot_cam stream (half size, 10 fps), written as PNG frames; the
     stream itself serves as the keypoint source."""

@@ -325,9 +325,22 @@ class GuardVerdict:
     reason: str = ""
 
 
+def _non_finite_optimizer_state(adapter: Adapter) -> str:
+    """'exp_avg of fc1.weight' for the first non-finite optimiser tensor, '' when all are
+    finite."""
+    names = {id(p): n for n, p in adapter.model.named_parameters()}
+    for param, state in adapter.optimizer.state.items():
+        for key, value in state.items():
+            if isinstance(value, Tensor) and value.is_floating_point() and \
+                    not bool(torch.isfinite(value).all()):
+                return f"{key} of {names.get(id(param), '?')}"
+    return ""
+
+
 class DriftGuard:
-    """Decides whether a step may stand: finite weights, a loss that did not explode relative
-    to the recent median, and a student that stayed near its teacher (3D joints)."""
+    """Decides whether a step may stand: finite weights and optimiser state, a loss that did
+    not explode relative to the recent median, and a student that stayed near its teacher
+    (3D joints)."""
 
     def __init__(self, cfg: AdaptConfig, history: int = 50) -> None:
         self.cfg = cfg
@@ -339,6 +352,11 @@ class DriftGuard:
         for name, p in adapter.model.named_parameters():
             if not torch.isfinite(p).all():
                 return GuardVerdict(False, f"non-finite weights in {name}")
+        # A non-finite Adam moment accepted once would become the "last good" snapshot, and
+        # every later step would roll back to it.
+        bad = _non_finite_optimizer_state(adapter)
+        if bad:
+            return GuardVerdict(False, f"non-finite optimiser state {bad}")
         if len(self.losses) >= 10:
             median = float(np.median(self.losses))
             if report.loss > self.cfg.guard_loss_factor * max(median, 1e-8):

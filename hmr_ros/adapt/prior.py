@@ -100,15 +100,16 @@ def load_prior(path: str | Path | None = None) -> GaussianMixture:
     """Our .npz, a SMPLify gmm_08.pkl, or (None) the shipped prior."""
     path = Path(path) if path else resource_path("weights", PRIOR_FILE)
     if path.suffix == ".pkl":
-        from ..body.smpl_io import _SMPLUnpickler
+        from ..body.smpl_io import SMPLFileError, load_restricted_pickle
 
-        with open(path, "rb") as fh:
-            try:
-                data = _SMPLUnpickler(fh, encoding="latin1").load()
-            except Exception as err:
-                raise PriorFileError(f"{path}: not a readable GMM pickle ({err})") from err
+        try:  # the same allow-list as SMPL files: no code runs from a gmm_08.pkl
+            data = load_restricted_pickle(path, "GMM")
+        except SMPLFileError as err:
+            raise PriorFileError(str(err)) from None
+        if not isinstance(data, dict):
+            raise PriorFileError(f"{path}: expected a dict, found {type(data).__name__}")
     else:
-        with np.load(path) as z:
+        with np.load(path, allow_pickle=False) as z:
             data = {k: z[k] for k in z.files}
     try:
         gmm = GaussianMixture(np.asarray(data["means"], np.float64),

@@ -63,6 +63,7 @@ class AdaptStatus:
     dropped: int
     errors: int
     message: str
+    resets: int = 0  # resets to the source weights after max_consecutive_rollbacks
 
 
 class AdaptationWorker:
@@ -87,6 +88,8 @@ class AdaptationWorker:
         self._times: deque[float] = deque(maxlen=20)
         self.steps = 0
         self.rollbacks = 0
+        self.consecutive_rollbacks = 0  # since the last accepted step
+        self.resets = 0
         self.dropped = 0
         self.errors = 0
         self.last_loss = float("nan")
@@ -135,6 +138,7 @@ class AdaptationWorker:
             self.adapter.reset()
             self._last_good = (self.adapter.state_dict(), _copy_optimizer(self.adapter))
             self.guard.losses.clear()
+            self.consecutive_rollbacks = 0
             state, version = self.adapter.state_dict(), self.adapter.version
         self.publish(state, version)
         return version
@@ -157,7 +161,7 @@ class AdaptationWorker:
             times[-1] > times[0] else 0.0
         return AdaptStatus(self.state, self._enabled, self.cfg.method, self.adapter.version,
                            self.steps, self.rollbacks, rate, self.last_loss, self.buffered,
-                           self.dropped, self.errors, self.message)
+                           self.dropped, self.errors, self.message, self.resets)
 
     @property
     def buffered(self) -> int:
@@ -262,6 +266,7 @@ class AdaptationWorker:
                     log.exception("adaptation step failed (error %d); weights unchanged",
                                   self.errors)
                     self._rollback()
+                    self._count_rollback(self.message)
                     time.sleep(min(5.0, 0.1 * self.errors))
                     break
 
@@ -281,7 +286,9 @@ class AdaptationWorker:
             self.reports.append(StepReport(report.method, report.loss, report.terms, False,
                                            verdict.reason, report.seconds,
                                            self.adapter.version))
+            self._count_rollback(verdict.reason)
             return
+        self.consecutive_rollbacks = 0
         self.adapter.update_teacher()
         self.adapter.version += 1
         state = self.adapter.state_dict()
@@ -292,6 +299,20 @@ class AdaptationWorker:
         self.reports.append(StepReport(report.method, report.loss, report.terms, True, "",
                                        report.seconds, self.adapter.version))
         self.publish(state, self.adapter.version)
+
+    def _count_rollback(self, reason: str) -> None:
+        """After max_consecutive_rollbacks in a row the last good snapshot is evidently not
+        good (a state every step fails from): back to the source weights, said in status."""
+        self.consecutive_rollbacks += 1
+        n = self.consecutive_rollbacks
+        if n < self.cfg.max_consecutive_rollbacks:
+            return
+        version = self.reset()
+        self.resets += 1
+        self.consecutive_rollbacks = 0
+        self.message = (f"reset to the source weights (version {version}) after {n} "
+                        f"consecutive rollbacks; last: {reason}")
+        log.warning("adaptation %s", self.message)
 
     def _rollback(self) -> None:
         state, opt = self._last_good

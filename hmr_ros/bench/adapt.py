@@ -5,7 +5,7 @@ BOA second order; MPJPE, PA-MPJPE, PVE (mm), ACCEL (mm/frame^2), adaptation step
 and the inference latency p50/p95 on a stream paced at camera rate, with and without the
 adaptation worker running in the background. Writes JSON, a markdown table and a plot.
 
-Streams are rendered once per (domain, seed) and cached under `runs/cache/`; every method
+Streams are rendered once per (domain, seed) and cached under `runs/cache/` (npz); every method
 then runs in lock-step (`hmr_ros.online`, protocol `before` by default: each frame is
 predicted before the model adapts on it), so results are reproducible. Tune with one set of
 seeds, report with another.
@@ -14,10 +14,11 @@ seeds, report with another.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import logging
 import multiprocessing as mp
 import os
-import pickle
 import time
 from pathlib import Path
 
@@ -28,29 +29,42 @@ from .environment import footnote, provenance
 from .spread import RESAMPLES, Interval, bootstrap_mean, paired_difference
 from .timing import write_json
 
+log = logging.getLogger("hmr_ros")
+
 ABLATION = ("none", "framewise", "joint", "two_stage", "boa_1st", "boa_2nd")
 LABELS = {"none": "frozen", "framewise": "B1: L_F", "joint": "B3: L_F + L_T",
           "two_stage": "two-stage", "boa_1st": "BOA 1st order", "boa_2nd": "BOA 2nd order"}
 METRICS = ("mpjpe", "pa_mpjpe", "pve", "accel")
 
 
+def cache_name(domain: str, seed: int, duration: float) -> str:
+    """File name of a stream's cache. A domain given as a YAML path is named by its stem and a
+    hash of its content (joining the path itself onto the cache folder put an absolute path's
+    cache next to the YAML; and an edited YAML must not reuse the old frames)."""
+    path = Path(domain)
+    if path.suffix in (".yaml", ".yml"):
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+        domain = f"{path.stem}-{digest}"
+    return f"{domain}_s{seed}_{duration:g}s.npz"
+
+
 def stream_frames(domain: str, seed: int, duration: float, cache: Path | None = None):
-    """The frames of one synthetic stream, rendered once and cached as a pickle."""
+    """The frames of one synthetic stream, rendered once and cached under `cache` as npz
+    (`data.frame_cache`: arrays and JSON, nothing unpickled)."""
     from ..data.domain import load_domain
+    from ..data.frame_cache import FrameCacheError, load_frames, save_frames
     from ..data.scene import SyntheticSequence
 
-    path = cache / f"{domain}_s{seed}_{duration:g}s.pkl" if cache else None
+    path = cache / cache_name(domain, seed, duration) if cache else None
     if path is not None and path.exists():
-        with open(path, "rb") as fh:
-            return pickle.load(fh)
+        try:
+            return load_frames(path)
+        except FrameCacheError as err:  # foreign, truncated or older: render it again
+            log.warning("%s; rendering the stream again", err)
     seq = SyntheticSequence(load_domain(domain), seed=seed, duration_s=duration)
     frames = [seq.frame(i).frame for i in range(len(seq))]
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as fh:
-            pickle.dump(frames, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        tmp.replace(path)
+        save_frames(path, frames)
     return frames
 
 

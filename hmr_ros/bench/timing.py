@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
@@ -12,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from .. import jsonio
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,8 @@ def write_json(path: str | Path, payload: dict) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=_jsonable) + "\n")
+    # Strict JSON: a metric that could not be computed (NaN) is null, never a bare NaN.
+    tmp.write_text(jsonio.dumps(payload, indent=2, default=_jsonable) + "\n")
     tmp.replace(path)
     return path
 

@@ -74,21 +74,90 @@ class _SparseMatrix(_Opaque):
         return dense
 
 
+def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
+    """`_codecs.encode` as Python 3 protocol-2 pickles use it (numpy's raw bytes as latin-1
+    text); any other codec is refused, since codec lookup imports modules by name."""
+    if encoding.lower().replace("-", "") not in ("latin1", "iso88591"):
+        raise SMPLFileError(f"refused codec {encoding!r} in a pickle (only latin-1)")
+    return text.encode("latin1")
+
+
+_STAND_INS = (_ChumpyArray, _SparseMatrix)
+
+
+def _reconstructor(cls: type, base: type, state: Any) -> Any:
+    """copyreg._reconstructor for protocol 0/1 pickles of chumpy/scipy objects, restricted to
+    our stand-ins (the real one calls `base.__new__`/`base.__init__` of any class)."""
+    if cls not in _STAND_INS or base is not object or state is not None:
+        raise SMPLFileError(f"refused copyreg reconstruction of {cls!r} from {base!r}")
+    return cls()
+
+
+def _numpy_names() -> dict[tuple[str, str], Any]:
+    core = np._core.multiarray  # numpy 2's name; numpy 1 and Python 2 files say numpy.core
+    numeric = np._core.numeric
+    names: dict[tuple[str, str], Any] = {
+        ("numpy", "ndarray"): np.ndarray,  # the class handed to _reconstruct
+        ("numpy", "dtype"): np.dtype,  # every array's dtype is pickled as dtype(str, ...)
+    }
+    for mod in ("numpy.core", "numpy._core"):
+        names[(f"{mod}.multiarray", "_reconstruct")] = core._reconstruct  # ndarray.__reduce__
+        names[(f"{mod}.multiarray", "scalar")] = core.scalar  # numpy scalars (np.float64(1))
+        names[(f"{mod}.numeric", "_frombuffer")] = numeric._frombuffer  # protocol 5 arrays
+    return names
+
+
+# The complete allow-list: (module, name) as written in the pickle -> what it becomes. Nothing
+# is imported by name, so a pickle cannot reach any other callable (builtins.exec, os.system,
+# a module merely named `numpy...`). What a real file needs:
+# - SMPL .pkl (Python 2, protocol 2): a dict of numpy arrays and str; chumpy `Ch` for
+#   v_template/shapedirs/weights (state dict with 'x' and a set of dirty vars); the joint
+#   regressors as scipy csc matrices (`scipy.sparse.csc` in old scipy, `_csc` in new).
+# - SMPLify gmm_08.pkl: a dict of numpy arrays.
+# - Python 3 re-saves of either: `_codecs.encode` (protocol 2 bytes), numpy 2's `_core` names,
+#   `_frombuffer` (protocol 5); protocol 0/1 saves of objects: copyreg._reconstructor + object.
+ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
+    **_numpy_names(),
+    ("_codecs", "encode"): _latin1_encode,
+    ("builtins", "set"): set,
+    ("__builtin__", "set"): set,
+    ("builtins", "frozenset"): frozenset,
+    ("__builtin__", "frozenset"): frozenset,
+    ("builtins", "object"): object,
+    ("__builtin__", "object"): object,
+    ("copyreg", "_reconstructor"): _reconstructor,
+    ("copy_reg", "_reconstructor"): _reconstructor,
+    ("chumpy.ch", "Ch"): _ChumpyArray,
+    ("scipy.sparse.csc", "csc_matrix"): _SparseMatrix,
+    ("scipy.sparse._csc", "csc_matrix"): _SparseMatrix,
+    ("scipy.sparse.csr", "csr_matrix"): _SparseMatrix,
+    ("scipy.sparse._csr", "csr_matrix"): _SparseMatrix,
+}
+
+
 class _SMPLUnpickler(pickle.Unpickler):
+    """Resolves only ALLOWED_GLOBALS; every other global is refused before anything of it is
+    imported or called."""
+
     def find_class(self, module: str, name: str) -> Any:
-        if module.startswith("chumpy"):
-            return _ChumpyArray
-        if module.startswith("scipy.sparse"):
-            if name in ("csc_matrix", "csr_matrix"):
-                return _SparseMatrix
-            raise SMPLFileError(f"unsupported scipy object {module}.{name} in SMPL file")
-        if (module, name) == ("_codecs", "encode"):
-            # Protocol-2 pickles written by Python 3 store numpy's raw bytes through it.
-            return super().find_class(module, name)
-        if module.startswith("numpy") or module in ("builtins", "copy_reg", "copyreg",
-                                                    "__builtin__", "collections"):
-            return super().find_class(module, name)
-        raise SMPLFileError(f"unexpected object {module}.{name} in SMPL file")
+        try:
+            return ALLOWED_GLOBALS[(module, name)]
+        except KeyError:
+            raise SMPLFileError(
+                f"refused to load {module}.{name} from a pickle: not one of the names an "
+                "SMPL or SMPLify file needs (hmr_ros.body.smpl_io.ALLOWED_GLOBALS)") from None
+
+
+def load_restricted_pickle(path: str | Path, what: str = "SMPL") -> Any:
+    """Unpickle `path` with the allow-list above. SMPLFileError for refused names (the reason
+    names the global) and for truncated or foreign files."""
+    with open(path, "rb") as fh:
+        try:
+            return _SMPLUnpickler(fh, encoding="latin1").load()
+        except SMPLFileError as err:
+            raise SMPLFileError(f"{path}: {err}") from None
+        except Exception as err:  # a truncated or foreign file
+            raise SMPLFileError(f"{path}: not a readable {what} pickle ({err})") from err
 
 
 def _plain(value: Any) -> Any:
@@ -99,13 +168,7 @@ def _plain(value: Any) -> Any:
 
 def read_smpl_pkl(path: str | Path) -> dict[str, Any]:
     """The arrays of an official SMPL .pkl as plain numpy (no chumpy, no scipy)."""
-    with open(path, "rb") as fh:
-        try:
-            raw = _SMPLUnpickler(fh, encoding="latin1").load()
-        except SMPLFileError:
-            raise
-        except Exception as err:  # a truncated or foreign file
-            raise SMPLFileError(f"{path}: not a readable SMPL pickle ({err})") from err
+    raw = load_restricted_pickle(path, "SMPL")
     if not isinstance(raw, dict):
         raise SMPLFileError(f"{path}: expected a dict of arrays, found {type(raw).__name__}")
     return {k: _plain(v) for k, v in raw.items()}

@@ -277,11 +277,13 @@ def detect_topics(reader: BagReader, image: str = "", camera_info: str = "",
     return FrameTopics(image, camera_info, keypoints, ground_truth)
 
 
-def read_frames(reader: BagReader, topics: FrameTopics, limit: int | None = None
-                ) -> Iterator[Frame]:
+def read_frames(reader: BagReader, topics: FrameTopics, limit: int | None = None,
+                stats: dict[str, int] | None = None) -> Iterator[Frame]:
     """Frames in image order. Keypoints and ground truth are matched to an image by header
     stamp; CameraInfo is the latest one received before the image (or the first one of the
-    bag for images that precede it). Undecodable images are skipped with a warning."""
+    bag for images that precede it). Undecodable images are skipped with a warning and
+    counted in `stats["skipped_images"]`; a frame's index is its image's position on the
+    topic, so a skip leaves a gap (which the evaluator's ACCEL respects)."""
     by_stamp_kp: dict[int, tuple[Detection, ...]] = {}
     by_stamp_gt: dict[int, dict[int, BodyParams]] = {}
     side = [t for t in (topics.keypoints, topics.ground_truth) if t]
@@ -304,7 +306,7 @@ def read_frames(reader: BagReader, topics: FrameTopics, limit: int | None = None
             except ConversionError as err:
                 log.warning("%s at %d: %s; ignored", m.topic, stamp, err)
     camera = first_camera
-    index = 0
+    index = yielded = 0
     bad = 0
     wanted = [topics.image] + ([topics.camera_info] if topics.camera_info else [])
     for m in reader.messages(wanted):
@@ -319,8 +321,11 @@ def read_frames(reader: BagReader, topics: FrameTopics, limit: int | None = None
                      else msg_to_image(m.msg))
         except ConversionError as err:
             bad += 1
+            if stats is not None:
+                stats["skipped_images"] = stats.get("skipped_images", 0) + 1
             if bad <= 3:
                 log.warning("skipping image %d on %s: %s", index, m.topic, err)
+            index += 1  # the next image is the next one on the topic, not "image 0" again
             continue
         stamp = stamp_to_ns(m.msg.header.stamp)
         dets = by_stamp_kp.get(stamp, ())
@@ -332,7 +337,8 @@ def read_frames(reader: BagReader, topics: FrameTopics, limit: int | None = None
         yield Frame(image=image, stamp_ns=stamp, camera=camera, detections=dets, index=index,
                     ground_truth=by_stamp_gt.get(stamp, {}))
         index += 1
-        if limit is not None and index >= limit:
+        yielded += 1
+        if limit is not None and yielded >= limit:
             break
     if bad > 3:
         log.warning("skipped %d undecodable images in total", bad)

@@ -16,6 +16,17 @@ import numpy as np
 KEYPOINT_BOX_SCALE = 1.3
 BOX_SCALE = 1.1  # enlargement of a tight person box (detector or mask)
 MIN_BOX_SIZE = 16.0  # pixels; smaller boxes are rejected as degenerate
+# Validation at the door (issue 13): a crop that is mostly black gives a confident-looking body
+# that would be published and adapted on. Keypoints farther outside the image than this
+# fraction of its larger side are treated as missing (a detector's extrapolation, or garbage
+# such as x1e6); a box may be at most MAX_BOX_FACTOR times the image's larger side and must
+# have at least MIN_BOX_OVERLAP of its area on the image; images smaller than MIN_IMAGE_SIZE
+# on a side hold no person we can crop.
+KEYPOINT_MARGIN = 0.5
+MAX_BOX_FACTOR = 2.0
+MIN_BOX_OVERLAP = 0.2
+MIN_IMAGE_SIZE = 16
+MAX_CROP_COORD = 1e7  # px; crop_image refuses boxes with larger centres or sizes
 
 
 class CropError(ValueError):
@@ -23,15 +34,28 @@ class CropError(ValueError):
 
 
 def box_from_keypoints(xy: np.ndarray, confidence: np.ndarray, threshold: float = 0.1,
-                       scale: float = KEYPOINT_BOX_SCALE, min_joints: int = 4) -> np.ndarray:
+                       scale: float = KEYPOINT_BOX_SCALE, min_joints: int = 4,
+                       image_size: tuple[int, int] | None = None) -> np.ndarray:
     """Square box (3,) [cx, cy, size] around keypoints with confidence > threshold.
 
-    xy (J, 2) pixels; confidence (J,). Raises CropError with fewer than `min_joints` usable
-    keypoints or a degenerate extent.
+    xy (J, 2) pixels; confidence (J,); image_size (width, height): keypoints beyond
+    KEYPOINT_MARGIN outside it do not count. Raises CropError with fewer than `min_joints`
+    usable keypoints or a degenerate extent.
     """
     xy = np.asarray(xy, dtype=np.float64)
     conf = np.asarray(confidence, dtype=np.float64)
     ok = (conf > threshold) & np.all(np.isfinite(xy), axis=1)
+    confident = int(ok.sum())
+    if image_size is not None and confident:
+        w, h = image_size
+        m = KEYPOINT_MARGIN * max(w, h)
+        with np.errstate(invalid="ignore"):
+            inside = ((xy[:, 0] >= -m) & (xy[:, 0] <= w - 1 + m)
+                      & (xy[:, 1] >= -m) & (xy[:, 1] <= h - 1 + m))
+        ok &= inside
+        if ok.sum() < min_joints:
+            raise CropError(f"only {int(ok.sum())} of {confident} confident keypoints lie "
+                            f"on or near the {w}x{h} image; need {min_joints}")
     if ok.sum() < min_joints:
         raise CropError(f"only {int(ok.sum())} keypoints above confidence {threshold}; "
                         f"need {min_joints}")
@@ -54,6 +78,26 @@ def box_from_xyxy(box: np.ndarray, scale: float = BOX_SCALE) -> np.ndarray:
     return np.array([(b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0, size])
 
 
+def check_box(box: np.ndarray, width: int, height: int) -> np.ndarray:
+    """`box` if it is a sane crop of a width x height image, else CropError: finite, at least
+    MIN_BOX_SIZE and at most MAX_BOX_FACTOR times the image's larger side, with at least
+    MIN_BOX_OVERLAP of its area on the image."""
+    b = np.asarray(box, dtype=np.float64).reshape(3)
+    if min(width, height) < MIN_IMAGE_SIZE:
+        raise CropError(f"image of {width}x{height} px is too small to crop a person from")
+    if not np.all(np.isfinite(b)) or b[2] < MIN_BOX_SIZE:
+        raise CropError(f"box {b.tolist()} is not finite or smaller than {MIN_BOX_SIZE} px")
+    if b[2] > MAX_BOX_FACTOR * max(width, height):
+        raise CropError(f"box of {b[2]:.0f} px is more than {MAX_BOX_FACTOR:g}x the "
+                        f"{width}x{height} image")
+    x0, y0, x1, y1 = box_to_xyxy(b)
+    on = max(0.0, min(x1, width) - max(x0, 0.0)) * max(0.0, min(y1, height) - max(y0, 0.0))
+    if on < MIN_BOX_OVERLAP * b[2] ** 2:
+        raise CropError(f"only {on / b[2] ** 2:.0%} of the box lies on the image; need "
+                        f"{MIN_BOX_OVERLAP:.0%}")
+    return b
+
+
 def box_to_xyxy(box: np.ndarray) -> np.ndarray:
     cx, cy, s = np.asarray(box, dtype=np.float64).reshape(3)
     return np.array([cx - s / 2, cy - s / 2, cx + s / 2, cy + s / 2])
@@ -70,12 +114,19 @@ def crop_matrix(box: np.ndarray, size: int) -> np.ndarray:
 
 def crop_image(image: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
     """The (size, size, C) crop of `image` for `box`; outside the image is black."""
-    m = crop_matrix(box, size)[:2]
+    b = np.asarray(box, dtype=np.float64).reshape(3)
+    # Beyond these the crop matrix loses all precision (NaN and wrapped integer taps).
+    if not np.all(np.isfinite(b)) or not 1e-3 <= b[2] <= MAX_CROP_COORD or \
+            np.abs(b[:2]).max() > MAX_CROP_COORD or image.size == 0:
+        raise CropError(f"cannot crop box {b.tolist()} from an image of shape {image.shape}")
+    m = crop_matrix(b, size)[:2]
     # Downscaling by a large factor aliases with bilinear sampling; pre-blur in proportion.
-    shrink = float(np.asarray(box).reshape(3)[2]) / size
+    shrink = float(b[2]) / size
     src = image
     if shrink > 2.0:
-        sigma = 0.4 * shrink
+        # Capped at the image size: a wider blur changes nothing but asks OpenCV for a
+        # kernel it cannot allocate (a box of 1e9 px was cv2.error bad_array_new_length).
+        sigma = min(0.4 * shrink, float(max(image.shape[:2])))
         src = cv2.GaussianBlur(image, (0, 0), sigma)
     return _bilinear(src, m[0, 0], m[0, 2], m[1, 1], m[1, 2], size)
 

@@ -187,6 +187,12 @@ def load_domain(name_or_path: str | Path) -> DomainConfig:
         if not path.is_file():
             raise DomainError(f"unknown domain {name_or_path!r}; available: "
                               f"{', '.join(available_domains())}")
-    with open(path) as fh:
-        data = yaml.safe_load(fh)
+    try:
+        with open(path) as fh:
+            data = yaml.safe_load(fh)
+    except yaml.YAMLError as err:  # one line, not the parser's traceback
+        raise DomainError(f"{path}: not valid YAML: {getattr(err, 'problem', err)}") from None
+    if not isinstance(data, dict):
+        raise DomainError(f"{path}: expected a mapping at the top level, found a "
+                          f"{type(data).__name__}")
     return parse_domain(data, str(path))

@@ -58,8 +58,9 @@ class Keypoints:
 
     def __post_init__(self) -> None:
         js = get_joint_set(self.format)
-        xy = np.asarray(self.xy, dtype=np.float32).reshape(-1, 2)
-        conf = np.asarray(self.confidence, dtype=np.float32).reshape(-1)
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow -> inf -> missing
+            xy = np.asarray(self.xy, dtype=np.float32).reshape(-1, 2)
+            conf = np.asarray(self.confidence, dtype=np.float32).reshape(-1)
         if xy.shape[0] != len(js) or conf.shape[0] != len(js):
             raise ValueError(f"{self.format} has {len(js)} joints; got xy {xy.shape}, "
                              f"confidence {conf.shape}")

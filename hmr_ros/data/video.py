@@ -171,11 +171,13 @@ class VideoReader:
         self._cap: cv2.VideoCapture | None = None
         self._pending: np.ndarray | None = None  # the first frame, read to learn the size
         self._files: list[Path] = []
+        self.skipped = 0  # unreadable images of a folder (each logged once)
+        self._unreadable: set[Path] = set()
         count: int | None = None
         if self.kind == "images":
             path = Path(source)
             self._files = image_files(path) if path.is_dir() else [path]
-            first = self._imread(self._files[0])
+            first = self._first_readable()
             count = len(self._files)
             rate = fps or DEFAULT_FOLDER_FPS
         else:
@@ -222,6 +224,16 @@ class VideoReader:
             self._cameras[key] = CameraModel.from_focal(f, width, height)
         return self._cameras[key]
 
+    def _first_readable(self) -> np.ndarray:
+        """The first image of the folder that decodes (it gives the size); unreadable ones
+        before it (a 0-byte PNG) are skipped later like any other, not the end of the run."""
+        for p in self._files:
+            try:
+                return self._imread(p)
+            except VideoError:
+                self._unreadable.add(p)
+        raise VideoError(f"none of the {len(self._files)} images in {self.source} can be read")
+
     @staticmethod
     def _imread(path: Path) -> np.ndarray:
         bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
@@ -229,14 +241,19 @@ class VideoReader:
             raise VideoError(f"cannot read image {path}")
         return bgr
 
-    def _bgr_frames(self) -> Iterator[tuple[np.ndarray, int | None]]:
-        """(BGR image, wall-clock stamp or None for counted stamps)."""
+    def _bgr_frames(self) -> Iterator[tuple[np.ndarray | None, int | None]]:
+        """(BGR image or None for a skipped one, wall-clock stamp or None for counted
+        stamps)."""
         if self.kind == "images":
             for p in self._files:
                 try:
+                    if p in self._unreadable:
+                        raise VideoError(f"cannot read image {p}")
                     yield self._imread(p), None
                 except VideoError as err:
-                    log.warning("%s; skipped", err)
+                    self.skipped += 1
+                    log.warning("%s; skipped (%d so far)", err, self.skipped)
+                    yield None, None  # the index (and the counted stamp) still advance
             return
         if self._grabber is not None:
             while (item := self._grabber.next()) is not None:
@@ -255,9 +272,13 @@ class VideoReader:
 
     def __iter__(self) -> Iterator[Frame]:
         index = 0
+        yielded = 0
         for bgr, wall in self._bgr_frames():
-            if self.limit is not None and index >= self.limit:
+            if self.limit is not None and yielded >= self.limit:
                 return
+            if bgr is None:  # a skipped image: a gap in the stream, not a renumbering
+                index += 1
+                continue
             if bgr.ndim == 2:
                 bgr = cv2.cvtColor(bgr, cv2.COLOR_GRAY2BGR)
             rgb = np.ascontiguousarray(bgr[:, :, 2::-1])
@@ -266,6 +287,7 @@ class VideoReader:
                                                                       rgb.shape[0]),
                         index=index)
             index += 1
+            yielded += 1
 
     def close(self) -> None:
         if self._grabber is not None:

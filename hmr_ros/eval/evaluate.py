@@ -112,6 +112,8 @@ class StreamEvaluator:
 
     def summary(self) -> dict[str, float]:
         means = self.report.means()
+        for key in ("mpjpe", "pa_mpjpe"):  # present (NaN, null in JSON) when nothing scored
+            means.setdefault(key, float("nan"))
         acc = self.accel()
         means["accel"] = float(np.nanmean(acc)) if np.isfinite(acc).any() else float("nan")
         means["detected"] = self.found / self.people if self.people else float("nan")

@@ -18,9 +18,11 @@ The state-dict checks shared with the importers of public checkpoints (`check_st
 
 from __future__ import annotations
 
+import glob
 import os
 import pickle
 import tempfile
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,7 +134,19 @@ def load_state_dict_checked(
     full = {k: v for k, v in state_dict.items() if k in expected}
     for k, v in expected.items():
         full.setdefault(k, v)  # only ignored keys can be absent here
+    check_finite(full, source)
     model.load_state_dict(full, strict=True)
+
+
+def check_finite(state_dict: Mapping[str, Any], source: str) -> None:
+    """CheckpointError naming the tensors that hold NaN or inf: such weights give NaN bodies
+    that would be published (and break scoring), so they are refused at the door."""
+    bad = [k for k, v in state_dict.items()
+           if isinstance(v, Tensor) and v.is_floating_point() and not bool(v.isfinite().all())]
+    if bad:
+        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        raise CheckpointError(f"{source}: non-finite weights (NaN or inf) in {len(bad)} "
+                              f"tensor(s): {', '.join(bad[:5])}{more}")
 
 
 def _check_plain(obj: Any, where: str) -> None:
@@ -180,7 +194,10 @@ def save_checkpoint(
         "meta": meta_dict,
         "hmr_ros_version": __version__,
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with _SAVING_LOCK:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        _SAVING.add(os.path.abspath(tmp))
+    _remove_orphans(path)
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(payload, f)
@@ -197,7 +214,29 @@ def save_checkpoint(
         except FileNotFoundError:
             pass
         raise
+    finally:
+        with _SAVING_LOCK:
+            _SAVING.discard(os.path.abspath(tmp))
     return path
+
+
+# Temp files of saves in progress in this process (a save in another thread must not lose its
+# file to the orphan sweep of a concurrent one).
+_SAVING: set[str] = set()
+_SAVING_LOCK = threading.Lock()
+
+
+def _remove_orphans(path: Path) -> None:
+    """Remove `.NAME.*.tmp` files next to `path` left by saves killed before their rename
+    (SIGKILL skips the cleanup above; each one is a whole checkpoint)."""
+    for orphan in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        with _SAVING_LOCK:
+            if os.path.abspath(orphan) in _SAVING:
+                continue
+        try:
+            orphan.unlink()
+        except OSError:  # gone already, or not ours to remove: the save goes on
+            pass
 
 
 @dataclass(frozen=True)
@@ -209,26 +248,21 @@ class LoadedCheckpoint:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-def read_checkpoint_file(
-    path: str | os.PathLike[str], map_location: Any = "cpu", *, weights_only: bool = True
-) -> Any:
-    """`torch.load` with errors turned into CheckpointError (FileNotFoundError passes through).
-
-    weights_only=False runs arbitrary pickled code: only for files you trust.
+def read_checkpoint_file(path: str | os.PathLike[str], map_location: Any = "cpu") -> Any:
+    """`torch.load(weights_only=True)` with errors turned into CheckpointError
+    (FileNotFoundError passes through). There is no way to unpickle arbitrary objects: a file
+    that needs it must be converted (load it yourself, save its state dict) by someone who
+    trusts it.
     """
     try:
-        return torch.load(path, map_location=map_location, weights_only=weights_only)
+        return torch.load(path, map_location=map_location, weights_only=True)
     except (FileNotFoundError, IsADirectoryError, PermissionError):
         raise  # already clear, and not a property of the file's content
     except pickle.UnpicklingError as e:
-        hint = ""
-        if weights_only:
-            hint = (
-                "\nhint: the file contains Python objects other than tensors and plain types;"
-                " if you trust its source, pass weights_only=False"
-            )
         raise CheckpointError(
-            f"{path}: cannot be read with torch.load(weights_only={weights_only}): {e}{hint}"
+            f"{path}: cannot be read with torch.load(weights_only=True): {e}\nhint: the file"
+            " contains Python objects other than tensors and plain types; if you trust its"
+            " source, load it yourself and save only its state dict (torch.save(sd, path))"
         ) from e
     except Exception as e:
         # A corrupt or foreign file surfaces as almost any exception type from the unpickler

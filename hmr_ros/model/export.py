@@ -398,7 +398,8 @@ def export_onnx(model: HMR, path: str | os.PathLike[str], max_batch: int = DEFAU
                         input_size=size, max_batch=int(max_batch), opset=int(opset),
                         model_hash=digest, config=net.config, unused=unused)
     _atomic_write(path, proto.SerializeToString())
-    _atomic_write(record.names_path, (json.dumps(record.to_json(), indent=1) + "\n").encode())
+    text = json.dumps(record.to_json(), indent=1, allow_nan=False) + "\n"
+    _atomic_write(record.names_path, text.encode())
     return record
 
 

@@ -28,15 +28,13 @@ _BN_ONLY = ("running_mean", "running_var")
 Source = str | os.PathLike[str] | Mapping[str, Any]
 
 
-def _extract_state_dict(
-    src: Source, map_location: Any, weights_only: bool
-) -> tuple[dict[str, Any], str]:
+def _extract_state_dict(src: Source, map_location: Any) -> tuple[dict[str, Any], str]:
     """Return (state dict with prefixes stripped, description of the source for messages)."""
     if isinstance(src, Mapping):
         obj: Any = src
         where = "checkpoint dict"
     else:
-        obj = read_checkpoint_file(src, map_location, weights_only=weights_only)
+        obj = read_checkpoint_file(src, map_location)
         where = str(src)
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{where}: expected a dict, got {type(obj).__name__}")
@@ -74,9 +72,8 @@ def _import(
     *,
     layout: str,
     map_location: Any,
-    weights_only: bool,
 ) -> HMR:
-    state_dict, where = _extract_state_dict(src, map_location, weights_only)
+    state_dict, where = _extract_state_dict(src, map_location)
     hints = []
     has_bn = _has_bn_stats(state_dict)
     if config.norm == "group" and has_bn:
@@ -105,16 +102,15 @@ def import_spin(
     *,
     config: ModelConfig | None = None,
     map_location: Any = "cpu",
-    weights_only: bool = True,
 ) -> HMR:
     """Build `hmr_r50` with BatchNorm and load SPIN's weights (path, checkpoint or state dict).
 
     `config` overrides the architecture (default: hmr_r50 with norm='batch'). The model is
-    returned in eval mode. weights_only=False unpickles arbitrary objects: trusted files only.
+    returned in eval mode. Files are read with weights_only=True (tensors and plain types).
     Raises CheckpointKeyError if keys or shapes differ; CheckpointError for unreadable input.
     """
     cfg = config if config is not None else get_preset("hmr_r50", norm="batch")
-    return _import(src, cfg, layout="SPIN", map_location=map_location, weights_only=weights_only)
+    return _import(src, cfg, layout="SPIN", map_location=map_location)
 
 
 def import_boa(
@@ -122,7 +118,6 @@ def import_boa(
     *,
     config: ModelConfig | None = None,
     map_location: Any = "cpu",
-    weights_only: bool = True,
 ) -> HMR:
     """Build `hmr_r50` with GroupNorm(4) and load BOA's base model (path, checkpoint or dict).
 
@@ -131,4 +126,4 @@ def import_boa(
     a SPIN BatchNorm checkpoint was given); CheckpointError for unreadable input.
     """
     cfg = config if config is not None else get_preset("hmr_r50", norm="group", gn_groups=4)
-    return _import(src, cfg, layout="BOA", map_location=map_location, weights_only=weights_only)
+    return _import(src, cfg, layout="BOA", map_location=map_location)
