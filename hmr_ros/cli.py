@@ -425,10 +425,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from .adapt.prior import PriorFileError
     from .body.smpl_io import SMPLFileError
     from .config import ConfigError
-    from .data.bag import BagError
     from .data.domain import DomainError
     from .data.video import VideoError
     from .detect.base import DetectorUnavailable
+    from .messages.bag import BagError
     from .model.checkpoint import CheckpointError
     from .model.config import ConfigError as ModelConfigError
     from .model.export import BackendUnavailable, ExportError

@@ -32,7 +32,6 @@ import numpy as np
 
 from .bench.timing import machine_info, write_json
 from .config import PipelineConfig
-from .data.bag import BODIES, BagError, BagReader, BagWriter, detect_topics, read_frames
 from .data.frame import Frame
 from .data.video import VideoReader, input_kind
 from .detect.base import KeypointSource
@@ -40,10 +39,12 @@ from .detect.reprojection import KeypointErrorMeter
 from .detect.stage import DetectionStage, build_stage
 from .eval.evaluate import StreamEvaluator
 from .eval.overlay import FrameSink, colour_for, draw_people
+from .messages.bag import BODIES, BagError, BagReader, BagWriter, detect_topics, read_frames
+from .messages.bodies import bodies_to_msg
+from .messages.status import adaptation_status_to_msg
 from .online import run_online
 from .pipeline import FrameResult, Pipeline, build_pipeline
 from .progress import Progress
-from .ros.convert import adaptation_status_to_msg, bodies_to_msg
 
 log = logging.getLogger("hmr_ros")
 

@@ -79,10 +79,10 @@ def test_blazepose33_layout_follows_mediapipe_and_maps_from_smpl():
 
 
 def test_blazepose_keypoints_travel_in_our_messages_and_get_tracked():
+    from hmr_ros import messages as cv
     from hmr_ros.detect import DetectionStage, Tracker
-    from hmr_ros.msgdefs import hmr_typestore
-    from hmr_ros.ros import convert as cv
-    from hmr_ros.ros.convert import RosbagsFactory
+    from hmr_ros.messages.definitions import hmr_typestore
+    from hmr_ros.messages.factory import RosbagsFactory
 
     ts = hmr_typestore("humble")
     rng = np.random.default_rng(1)

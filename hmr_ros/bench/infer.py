@@ -30,6 +30,9 @@ import torch
 from ..body import BodyModel
 from ..data.frame import BodyParams, CameraModel
 from ..geometry import crop_cam_to_translation, matrix_to_axis_angle
+from ..messages.bodies import bodies_to_msg
+from ..messages.definitions import hmr_typestore
+from ..messages.factory import RosbagsFactory
 from ..model.backend import (
     Backend,
     BackendUnavailable,
@@ -39,9 +42,7 @@ from ..model.backend import (
 )
 from ..model.config import PRESETS
 from ..model.hmr import HMR
-from ..msgdefs import hmr_typestore
 from ..pipeline import PersonEstimate
-from ..ros.convert import RosbagsFactory, bodies_to_msg
 from .environment import footnote, provenance
 from .timing import Timing, time_calls, write_json
 

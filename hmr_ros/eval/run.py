@@ -31,7 +31,7 @@ def domain_frames(domain: str, seeds: Sequence[int], duration: float
 
 def bag_frames(path: str, limit: int | None = None, **topics: str
                ) -> Iterator[tuple[int, Frame]]:
-    from ..data.bag import BagReader, detect_topics, read_frames
+    from ..messages.bag import BagReader, detect_topics, read_frames
 
     with BagReader(path) as reader:
         for frame in read_frames(reader, detect_topics(reader, **topics), limit):

@@ -22,11 +22,12 @@ from typing import Any
 
 import numpy as np
 
-from ..data.bag import BODIES, BagError, BagReader
 from ..data.frame import Frame
 from ..eval.evaluate import pose_bodies
+from ..messages.bag import BODIES, BagError, BagReader
+from ..messages.bodies import msg_to_bodies
+from ..messages.factory import ConversionError, stamp_to_ns
 from ..pipeline import FrameResult, PersonEstimate
-from .convert import ConversionError, msg_to_bodies, stamp_to_ns
 
 _EMPTY = np.zeros((1, 1, 3), np.uint8)
 

@@ -30,27 +30,22 @@ from ..config import ConfigError, PipelineConfig
 from ..data.frame import CameraModel, Frame
 from ..detect.base import DetectorUnavailable, KeypointSource
 from ..detect.stage import DetectionStage, make_source, resolve_kind
-from .convert import (
+from ..messages.bodies import bodies_to_msg
+from ..messages.camera import msg_to_camera
+from ..messages.factory import ConversionError, MessageFactory, stamp_to_ns
+from ..messages.image import compressed_to_image, msg_to_image
+from ..messages.keypoints import msg_to_detections
+from ..messages.marker_cdr import bodies_to_markers_cdr
+from ..messages.markers import bodies_to_markers, faces_to_msg, vertices_to_cloud
+from ..messages.status import (
     DIAG_ERROR,
     DIAG_OK,
     DIAG_WARN,
-    ConversionError,
     DiagnosticEntry,
-    MessageFactory,
     adaptation_status_to_msg,
-    bodies_to_markers,
-    bodies_to_msg,
-    compressed_to_image,
     diagnostics_to_msg,
-    faces_to_msg,
-    msg_to_camera,
-    msg_to_detections,
-    msg_to_image,
-    stamp_to_ns,
-    transforms_to_msgs,
-    vertices_to_cloud,
 )
-from .marker_cdr import bodies_to_markers_cdr
+from ..messages.tf import transforms_to_msgs
 from .params import NodeConfig, check_update
 from .sync import FrameSync, Match
 

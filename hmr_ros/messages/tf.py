@@ -1,4 +1,5 @@
-"""TF frames of an estimated body, as plain numpy (no ROS): REP-155 body frame and joint frames.
+"""TF frames of an estimated body (plain numpy: REP-155 body frame and joint frames) and
+their geometry_msgs/TransformStamped.
 
 REP-155 (human body frames): the body frame origin is the mid-point of the two hip joints; x
 points forward out of the front of the body, z up towards the head, y to the person's left
@@ -14,13 +15,16 @@ rest pose every joint frame is parallel to the body frame.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
 from ..body.joints import SMPL_JOINT_NAMES, SMPL_PARENTS
 from ..geometry import axis_angle_to_matrix, matrix_to_quaternion
+from .factory import ConversionError, MessageFactory, make_header, vector3
 
 #: Columns: the body frame's x (forward), y (left), z (up) in SMPL model coordinates.
 SMPL_TO_BODY = np.array([[0.0, 1.0, 0.0],
@@ -108,3 +112,47 @@ def body_frames(full_pose: np.ndarray, joints: np.ndarray, body_id: int, camera_
         out.append(FramePose(body, f"{prefix}{name}_{body_id}", inv @ (joints[k] - origin),
                              _orthonormal(inv @ g[k] @ SMPL_TO_BODY)))
     return out
+
+
+# ------------------------------------------------------------------------ messages
+
+
+def _quaternion(factory: MessageFactory, q_xyzw: np.ndarray) -> Any:
+    return factory.new("geometry_msgs/msg/Quaternion", x=float(q_xyzw[0]), y=float(q_xyzw[1]),
+                       z=float(q_xyzw[2]), w=float(q_xyzw[3]))
+
+
+def frame_poses(people: Sequence[Any], camera_frame: str, prefix: str = "",
+                with_joints: bool = True) -> list[Any]:
+    """REP-155 `body_<id>` frames (mid-hip, x forward, z up) under `camera_frame` and, with
+    `with_joints`, the 24 joint frames `<joint>_<id>` under each body (`frames.FramePose`)."""
+    out = []
+    for p in people:
+        try:
+            out += body_frames(p.params.full_pose(), p.joints, max(int(p.id), 0), camera_frame,
+                               prefix, with_joints)
+        except ValueError as err:
+            raise ConversionError(f"body {p.id}: {err}") from None
+    return out
+
+
+def transforms_to_msgs(factory: MessageFactory, people: Sequence[Any], stamp_ns: int,
+                       camera_frame: str, prefix: str = "", with_joints: bool = True
+                       ) -> list[Any]:
+    """geometry_msgs/TransformStamped for every frame of `frame_poses`, all stamped `stamp_ns`
+    (one list, meant for ONE sendTransform call)."""
+    poses = frame_poses(people, camera_frame, prefix, with_joints)
+    if not poses:
+        return []
+    quats = quaternions_xyzw(np.stack([f.rotation for f in poses]))
+    out = []
+    for f, q in zip(poses, quats):
+        out.append(factory.new(
+            "geometry_msgs/msg/TransformStamped",
+            header=make_header(factory, stamp_ns, f.parent), child_frame_id=f.child,
+            transform=factory.new("geometry_msgs/msg/Transform",
+                                  translation=vector3(factory, f.translation),
+                                  rotation=_quaternion(factory, q))))
+    return out
+
+

@@ -21,18 +21,13 @@ from rosbags.rosbag2 import Reader as Rosbag2Reader
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import get_types_from_msg
 
-from ..msgdefs import hmr_typestore
-from ..ros.convert import (
-    ConversionError,
-    RosbagsFactory,
-    compressed_to_image,
-    msg_to_bodies,
-    msg_to_camera,
-    msg_to_detections,
-    msg_to_image,
-    stamp_to_ns,
-)
-from .frame import BodyParams, CameraModel, Detection, Frame
+from ..data.frame import BodyParams, CameraModel, Detection, Frame
+from .bodies import msg_to_bodies
+from .camera import msg_to_camera
+from .definitions import hmr_typestore
+from .factory import ConversionError, RosbagsFactory, stamp_to_ns
+from .image import compressed_to_image, msg_to_image
+from .keypoints import msg_to_detections
 
 log = logging.getLogger("hmr_ros")
 

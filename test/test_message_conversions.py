@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 import torch
 
+from hmr_ros import messages as cv
 from hmr_ros.body import BodyModel
 from hmr_ros.body.joints import SMPL_JOINT_NAMES, SOURCE_NAMES
 from hmr_ros.data.frame import BodyParams, CameraModel, Detection, Keypoints
 from hmr_ros.geometry import quaternion_to_matrix
-from hmr_ros.msgdefs import hmr_typestore
+from hmr_ros.messages.definitions import hmr_typestore
+from hmr_ros.messages.factory import ConversionError, RosbagsFactory
+from hmr_ros.messages.tf import SMPL_TO_BODY, body_frames, global_rotations
 from hmr_ros.pipeline import PersonEstimate
-from hmr_ros.ros import convert as cv
-from hmr_ros.ros.convert import ConversionError, RosbagsFactory
-from hmr_ros.ros.frames import SMPL_TO_BODY, body_frames, global_rotations
 from hmr_ros.ros.rclpy_factory import RclpyFactory, adapt_value
 
 STAMP = 1_700_000_123_456_789_000
