@@ -135,7 +135,7 @@ def _synth(args: argparse.Namespace) -> int:
 
     domain = load_domain(args.domain)
     if args.trainset:
-        from .data.synth import write_trainset
+        from .synth import write_trainset
 
         path = write_trainset(domain.name if not args.domain.endswith(".yaml") else domain,
                               args.trainset, args.out, seed=args.seed,
@@ -143,7 +143,7 @@ def _synth(args: argparse.Namespace) -> int:
         print(f"wrote {args.trainset} training crops of {domain.name} to {path}")
         return 0
     from .data.scene import SyntheticSequence
-    from .data.synth import write_stream_bag
+    from .synth import write_stream_bag
 
     seq = SyntheticSequence(domain, seed=args.seed, duration_s=args.duration,
                             n_people=args.people)
@@ -165,7 +165,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _score(args: argparse.Namespace) -> int:
-    from .ros.bag_eval import main as score
+    from .eval.bag_eval import main as score
 
     argv = [args.bag] + (["--bodies", args.bodies] if args.bodies else []) \
         + (["--ground-truth", args.ground_truth] if args.ground_truth else []) \

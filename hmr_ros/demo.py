@@ -23,9 +23,9 @@ from .data.domain import load_domain
 from .data.scene import SyntheticSequence
 from .eval.evaluate import StreamEvaluator
 from .eval.overlay import FrameSink, draw_people
-from .online import run_online
 from .pipeline import build_pipeline
 from .progress import Progress
+from .stream.runner import run_online
 
 
 def demo(out_dir: str | Path = "runs/demo", seconds: float = 7.0, seed: int = 2024,

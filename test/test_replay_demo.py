@@ -16,8 +16,8 @@ from hmr_ros.data.domain import load_domain
 from hmr_ros.data.scene import SyntheticSequence
 from hmr_ros.messages.bag import BagError
 from hmr_ros.messages.definitions import hmr_typestore
-from hmr_ros.online import run_online
 from hmr_ros.pipeline import build_pipeline
+from hmr_ros.stream.runner import run_online
 
 
 @pytest.fixture(scope="module")

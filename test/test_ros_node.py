@@ -45,7 +45,7 @@ from hmr_ros.ros.engine import (
     NodeEngine,
 )
 from hmr_ros.ros.params import NodeConfig
-from hmr_ros.ros.sync import FrameSync
+from hmr_ros.stream.frames import FrameSync
 
 ROOT = Path(__file__).resolve().parents[1]
 W, H = 160, 120
@@ -460,8 +460,8 @@ def test_engine_thread_processes_in_the_background(body, model, ts, coco):
 
 
 def test_bag_eval_scores_recorded_bodies(tmp_path, body):
+    from hmr_ros.eval.bag_eval import evaluate_recorded, main
     from hmr_ros.messages.bag import BagWriter
-    from hmr_ros.ros.bag_eval import evaluate_recorded, main
 
     rng = np.random.default_rng(0)
     path = tmp_path / "rec"
@@ -510,7 +510,7 @@ def test_ros_free_modules_import_with_ros_blocked():
     """Everything under hmr_ros/ros/ but node.py runs without ROS (bags, tests, docs)."""
     mods = ["hmr_ros.messages", "hmr_ros.messages.bag", "hmr_ros.messages.cdr",
             "hmr_ros.messages.marker_cdr", "hmr_ros.ros.params", "hmr_ros.ros.engine",
-            "hmr_ros.ros.sync", "hmr_ros.ros.rclpy_factory", "hmr_ros.ros.bag_eval"]
+            "hmr_ros.ros.rclpy_factory", "hmr_ros.eval.bag_eval"]
     code = (
         "import importlib, importlib.abc, sys\n"
         "BLOCKED = {'rclpy', 'tf2_ros', 'cv_bridge', 'launch', 'launch_ros', 'sensor_msgs',"

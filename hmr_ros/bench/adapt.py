@@ -74,8 +74,8 @@ def _job(args: tuple) -> dict:
     import torch
 
     from ..eval.evaluate import StreamEvaluator
-    from ..online import run_online
     from ..pipeline import build_pipeline
+    from ..stream.runner import run_online
 
     torch.set_num_threads(1)
     torch.manual_seed(seed)

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from ..body import BodyModel
-from ..data.frame import BodyParams, CameraModel
+from ..data.frame import BodyParams, CameraModel, PersonEstimate
 from ..geometry import crop_cam_to_translation, matrix_to_axis_angle
 from ..messages.bodies import bodies_to_msg
 from ..messages.definitions import hmr_typestore
@@ -42,7 +42,6 @@ from ..model.backend import (
 )
 from ..model.config import PRESETS
 from ..model.hmr import HMR
-from ..pipeline import PersonEstimate
 from .environment import footnote, provenance
 from .timing import Timing, time_calls, write_json
 

@@ -116,7 +116,7 @@ def make_bag(path: Path, fps: float, width: int, height: int, seconds: float, se
     """A robot_cam stream at the asked rate and size (rendered once, reused)."""
     from ..data.domain import load_domain
     from ..data.scene import SyntheticSequence
-    from ..data.synth import write_stream_bag
+    from ..synth import write_stream_bag
 
     if path.exists():
         return path

@@ -31,10 +31,11 @@ def domain_frames(domain: str, seeds: Sequence[int], duration: float
 
 def bag_frames(path: str, limit: int | None = None, **topics: str
                ) -> Iterator[tuple[int, Frame]]:
-    from ..messages.bag import BagReader, detect_topics, read_frames
+    from ..messages.bag import BagReader, detect_topics
+    from ..stream.frames import bag_frames
 
     with BagReader(path) as reader:
-        for frame in read_frames(reader, detect_topics(reader, **topics), limit):
+        for frame in bag_frames(reader, detect_topics(reader, **topics), limit=limit):
             yield 0, frame
 
 

@@ -7,14 +7,14 @@ from typing import Any
 
 import numpy as np
 
-from ..data.frame import BodyParams
+from ..data.frame import BodyParams, PersonEstimate
 from .factory import MessageFactory, make_header
 
 
-def bodies_to_msg(factory: MessageFactory, people: Sequence[Any], stamp_ns: int, frame_id: str,
-                  model_version: int, model_name: str, with_vertices: bool = False) -> Any:
-    """Estimates (objects with id, params, joints, bbox_xyxy, confidence and optionally
-    vertices) -> hmr_ros/SMPLBodyArray."""
+def bodies_to_msg(factory: MessageFactory, people: Sequence[PersonEstimate], stamp_ns: int,
+                  frame_id: str, model_version: int, model_name: str,
+                  with_vertices: bool = False) -> Any:
+    """Estimates -> hmr_ros/SMPLBodyArray (vertices only `with_vertices`)."""
     bodies = []
     for p in people:
         prm: BodyParams = p.params

@@ -17,10 +17,10 @@ every byte with rosbags' serializer for both layouts, and the ROS suite with rcl
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
+from ..data.frame import PersonEstimate
 from .cdr import CdrWriter
 from .markers import MARKER_ADD, MARKER_DELETEALL, MARKER_TRIANGLE_LIST, body_color, mesh_vertices
 
@@ -55,7 +55,7 @@ def _marker(w: CdrWriter, stamp_ns: int, frame_id: str, ns: str, action: int,
     w.pack("?", False)  # mesh_use_embedded_materials
 
 
-def bodies_to_markers_cdr(people: Sequence[Any], faces: np.ndarray, stamp_ns: int,
+def bodies_to_markers_cdr(people: Sequence[PersonEstimate], faces: np.ndarray, stamp_ns: int,
                           frame_id: str, alpha: float = 0.8, textured: bool = True) -> bytes:
     """The serialized `visualization_msgs/MarkerArray` that `convert.bodies_to_markers`
     builds as objects: a DELETEALL marker, then one TRIANGLE_LIST per body (faces (F, 3)

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ..data.frame import PersonEstimate
 from .factory import ConversionError, MessageFactory, byte_view, make_header, make_points, vector3
 
 MARKER_TRIANGLE_LIST = 11
@@ -51,7 +52,7 @@ def msg_to_faces(msg: Any) -> np.ndarray:
     return data.reshape(-1, 3)
 
 
-def mesh_vertices(person: Any) -> np.ndarray:
+def mesh_vertices(person: PersonEstimate) -> np.ndarray:
     if getattr(person, "vertices", None) is None:
         raise ConversionError(f"body {person.id} has no vertices (inference.vertices is "
                               "false)")
@@ -69,7 +70,7 @@ def _identity_pose(factory: MessageFactory) -> Any:
         orientation=factory.new("geometry_msgs/msg/Quaternion", x=0.0, y=0.0, z=0.0, w=1.0))
 
 
-def body_marker(factory: MessageFactory, person: Any, faces: np.ndarray, stamp_ns: int,
+def body_marker(factory: MessageFactory, person: PersonEstimate, faces: np.ndarray, stamp_ns: int,
                 frame_id: str, alpha: float = 0.8) -> Any:
     """One visualization_msgs/Marker TRIANGLE_LIST for a body: 3 points per face (camera
     frame, identity pose), namespace `body_<id>`, colour by id."""
@@ -93,7 +94,7 @@ def body_marker(factory: MessageFactory, person: Any, faces: np.ndarray, stamp_n
         colors=[], text="", mesh_resource="", mesh_use_embedded_materials=False)
 
 
-def bodies_to_markers(factory: MessageFactory, people: Sequence[Any], faces: np.ndarray,
+def bodies_to_markers(factory: MessageFactory, people: Sequence[PersonEstimate], faces: np.ndarray,
                       stamp_ns: int, frame_id: str, alpha: float = 0.8) -> Any:
     """visualization_msgs/MarkerArray: a DELETEALL marker (clears bodies no longer seen),
     then one TRIANGLE_LIST per body."""
@@ -104,7 +105,7 @@ def bodies_to_markers(factory: MessageFactory, people: Sequence[Any], faces: np.
         body_marker(factory, p, faces, stamp_ns, frame_id, alpha) for p in people])
 
 
-def vertices_to_cloud(factory: MessageFactory, people: Sequence[Any], stamp_ns: int,
+def vertices_to_cloud(factory: MessageFactory, people: Sequence[PersonEstimate], stamp_ns: int,
                       frame_id: str) -> Any:
     """All bodies' vertices as one sensor_msgs/PointCloud2 with float32 x, y, z (what
     sensor_msgs_py.point_cloud2.create_cloud_xyz32 makes), unorganised (height 1)."""
