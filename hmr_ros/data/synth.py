@@ -22,10 +22,10 @@ import numpy as np
 from ..body import BodyModel
 from ..progress import Progress
 from ..ros.convert import bodies_to_msg, camera_to_msg, detections_to_msg, image_to_msg
+from ..world.domain import DomainConfig, load_domain
+from ..world.motion import generate_motion
+from ..world.scene import PersonView, SyntheticSequence, render_training_crop
 from .bag import BODIES, CAMERA_INFO, IMAGE, KEYPOINTS, BagWriter
-from .domain import DomainConfig, load_domain
-from .motion import generate_motion
-from .scene import PersonView, SyntheticSequence, render_training_crop
 
 TOPIC_IMAGE = "/camera/image_raw"
 TOPIC_CAMERA_INFO = "/camera/camera_info"

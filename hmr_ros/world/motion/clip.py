@@ -43,7 +43,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..body.joints import SMPL_JOINT_NAMES
+from ...body.joints import SMPL_JOINT_NAMES
 
 __all__ = [
     "ACTIONS",
