@@ -131,7 +131,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from .data.domain import load_domain
+    from .world.domain import load_domain
 
     domain = load_domain(args.domain)
     if args.trainset:
@@ -142,8 +142,8 @@ def _synth(args: argparse.Namespace) -> int:
                               input_size=args.input_size, workers=args.workers)
         print(f"wrote {args.trainset} training crops of {domain.name} to {path}")
         return 0
-    from .data.scene import SyntheticSequence
     from .synth import write_stream_bag
+    from .world.scene import SyntheticSequence
 
     seq = SyntheticSequence(domain, seed=args.seed, duration_s=args.duration,
                             n_people=args.people)
@@ -425,13 +425,13 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from .adapt.prior import PriorFileError
     from .body.smpl_io import SMPLFileError
     from .config import ConfigError
-    from .data.domain import DomainError
     from .data.video import VideoError
     from .detect.base import DetectorUnavailable
     from .messages.bag import BagError
     from .model.checkpoint import CheckpointError
     from .model.config import ConfigError as ModelConfigError
     from .model.export import BackendUnavailable, ExportError
+    from .world.domain import DomainError
 
     return (PriorFileError, SMPLFileError, ConfigError, BagError, DomainError, VideoError,
             DetectorUnavailable, CheckpointError, ModelConfigError, BackendUnavailable,

@@ -197,11 +197,11 @@ def source_replay(n: int, domain: str = "h36m_like", seed: int = 7) -> dict | No
     """`n` labelled source-domain crops for BOA's replay term (None when n == 0)."""
     if n <= 0:
         return None
-    from .data.domain import load_domain
-    from .data.motion import generate_motion
-    from .data.scene import render_training_crop
     from .geometry import axis_angle_to_matrix
     from .model.weights import load_regressor
+    from .world.domain import load_domain
+    from .world.motion import generate_motion
+    from .world.scene import render_training_crop
 
     size = load_regressor().config.input_size
     d = load_domain(domain)

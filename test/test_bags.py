@@ -10,13 +10,13 @@ import pytest
 from rosbags.highlevel import AnyReader
 
 from hmr_ros.cli import main
-from hmr_ros.data.domain import load_domain
-from hmr_ros.data.scene import SyntheticSequence
 from hmr_ros.messages.bag import BagError, BagReader, BagWriter, detect_topics
 from hmr_ros.messages.definitions import hmr_typestore
 from hmr_ros.messages.factory import RosbagsFactory
 from hmr_ros.messages.image import image_to_msg
 from hmr_ros.stream.frames import FrameAssembler, bag_frames
+from hmr_ros.world.domain import load_domain
+from hmr_ros.world.scene import SyntheticSequence
 
 # Bags written by real ROS 2 (Foxy to Rolling), copied with their licences and README.
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "rosbag2"

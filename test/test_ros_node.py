@@ -25,9 +25,7 @@ from hmr_ros import messages as cv
 from hmr_ros.adapt.worker import AdaptStatus
 from hmr_ros.body import BodyModel, map_points
 from hmr_ros.config import PipelineConfig, replace_path
-from hmr_ros.data.domain import load_domain
 from hmr_ros.data.frame import CameraModel, Detection, Frame, Keypoints
-from hmr_ros.data.scene import SyntheticSequence
 from hmr_ros.detect import DetectorUnavailable, GroundTruthSource
 from hmr_ros.messages.definitions import hmr_typestore
 from hmr_ros.messages.factory import RosbagsFactory
@@ -46,6 +44,8 @@ from hmr_ros.ros.engine import (
 )
 from hmr_ros.ros.params import NodeConfig
 from hmr_ros.stream.frames import FrameSync
+from hmr_ros.world.domain import load_domain
+from hmr_ros.world.scene import SyntheticSequence
 
 ROOT = Path(__file__).resolve().parents[1]
 W, H = 160, 120

@@ -19,8 +19,8 @@ COLUMNS = ("frames", "detected", "mpjpe", "pa_mpjpe", "pve", "accel")
 def domain_frames(domain: str, seeds: Sequence[int], duration: float
                   ) -> Iterator[tuple[int, Frame]]:
     """(stream key, frame) of every stream: the key is the seed."""
-    from ..data.domain import load_domain
-    from ..data.scene import SyntheticSequence
+    from ..world.domain import load_domain
+    from ..world.scene import SyntheticSequence
 
     d = load_domain(domain)
     for seed in seeds:
@@ -79,7 +79,7 @@ def main(bags: Sequence[str], domains: Sequence[str], seeds: Sequence[int], dura
     pipeline = build_pipeline(cfg, adapt=False)  # the frozen regressor
     rows: dict[str, dict[str, float]] = {}
     for d in domains:
-        from ..data.domain import load_domain
+        from ..world.domain import load_domain
 
         fps = load_domain(d).fps
         total = len(seeds) * max(1, int(round(duration * fps)))
