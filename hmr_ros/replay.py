@@ -30,19 +30,20 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .bench.timing import machine_info, write_json
 from .config import PipelineConfig
 from .data.bag import BODIES, BagError, BagReader, BagWriter, detect_topics, read_frames
 from .data.frame import Frame
 from .data.video import VideoReader, input_kind
 from .detect.base import KeypointSource
-from .detect.reprojection import KeypointErrorMeter
 from .detect.stage import DetectionStage, build_stage
 from .eval.evaluate import StreamEvaluator
+from .eval.keypoint_error import KeypointErrorMeter
 from .eval.overlay import FrameSink, colour_for, draw_people
+from .jsonio import write_json
 from .online import run_online
 from .pipeline import FrameResult, Pipeline, build_pipeline
 from .progress import Progress
+from .provenance import machine_info
 from .ros.convert import adaptation_status_to_msg, bodies_to_msg
 
 log = logging.getLogger("hmr_ros")

@@ -30,6 +30,7 @@ import torch
 from ..body import BodyModel
 from ..data.frame import BodyParams, CameraModel
 from ..geometry import crop_cam_to_translation, matrix_to_axis_angle
+from ..jsonio import write_json
 from ..model.backend import (
     Backend,
     BackendUnavailable,
@@ -41,9 +42,9 @@ from ..model.config import PRESETS
 from ..model.hmr import HMR
 from ..msgdefs import hmr_typestore
 from ..pipeline import PersonEstimate
+from ..provenance import footnote, provenance
 from ..ros.convert import RosbagsFactory, bodies_to_msg
-from .environment import footnote, provenance
-from .timing import Timing, time_calls, write_json
+from .timing import Timing, time_calls
 
 DEFAULT_OUT = "bench/results/infer_cpu.json"
 DEFAULT_PRESETS = ("hmr_small", "hmr_r50")

@@ -16,8 +16,9 @@ from ..body import BodyModel
 from ..data.domain import load_domain
 from ..data.render import RenderMesh, render
 from ..data.scene import SyntheticSequence
-from .environment import provenance
-from .timing import time_calls, write_json
+from ..jsonio import write_json
+from ..provenance import provenance
+from .timing import time_calls
 
 SIZES = ((256, 256), (640, 480))
 
