@@ -17,12 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .bench.timing import machine_info, write_json
 from .config import PipelineConfig
 from .eval.evaluate import StreamEvaluator
 from .eval.overlay import FrameSink, draw_people
+from .jsonio import write_json
 from .pipeline import build_pipeline
 from .progress import Progress
+from .provenance import machine_info
 from .stream.runner import run_online
 from .world.domain import load_domain
 from .world.scene import SyntheticSequence

@@ -30,7 +30,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .bench.timing import machine_info, write_json
 from .config import PipelineConfig
 from .data.frame import Frame, FrameResult
 from .data.video import VideoReader, input_kind
@@ -38,9 +37,11 @@ from .detect.base import KeypointSource
 from .detect.stage import build_stage
 from .eval.overlay import draw_people
 from .eval.sinks import KeypointErrorSink, OverlaySink, TruthSink
+from .jsonio import write_json
 from .messages.bag import BagError, BagReader, detect_topics
 from .pipeline import Pipeline, build_pipeline
 from .progress import Progress
+from .provenance import machine_info
 from .stream.frames import FrameAssembler, bag_frames
 from .stream.runner import StreamRunner
 from .stream.sinks import BagSink

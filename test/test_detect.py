@@ -26,14 +26,13 @@ from hmr_ros.config import DetectorConfig
 from hmr_ros.data.frame import CameraModel, Detection, Frame, Keypoints
 from hmr_ros.detect import (
     DetectorUnavailable,
-    KeypointErrorMeter,
     box_iou,
     build_stage,
     detection_box,
     keypoint_box,
-    person_errors,
     resolve_kind,
 )
+from hmr_ros.eval.keypoint_error import KeypointErrorMeter, person_errors
 from hmr_ros.model import HMR, save_checkpoint
 
 # ------------------------------------------------------------------------ blazepose33

@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from ..config import PipelineConfig
-from .environment import footnote, provenance
+from ..jsonio import write_json
+from ..provenance import footnote, provenance
 from .spread import RESAMPLES, Interval, bootstrap_mean, paired_difference
-from .timing import write_json
 
 log = logging.getLogger("hmr_ros")
 

@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from .environment import footnote, provenance
-from .timing import write_json
+from ..jsonio import write_json
+from ..provenance import footnote, provenance
 
 CAMERA = "/bench_cam"
 NODE = "/hmr_ros"

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from ..bench.environment import provenance
-from ..bench.timing import write_json
 from ..config import PipelineConfig, replace_path
 from ..data.frame import Frame
+from ..jsonio import write_json
 from ..pipeline import Pipeline, build_pipeline
 from ..progress import Progress
+from ..provenance import provenance
 from .evaluate import StreamEvaluator
 
 COLUMNS = ("frames", "detected", "mpjpe", "pa_mpjpe", "pve", "accel")

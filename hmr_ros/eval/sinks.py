@@ -11,9 +11,9 @@ import numpy as np
 
 from ..body import BodyModel
 from ..data.frame import CameraModel, Frame, FrameResult, PersonEstimate
-from ..detect.reprojection import KeypointErrorMeter
 from ..pipeline import Pipeline
 from .evaluate import StreamEvaluator
+from .keypoint_error import KeypointErrorMeter
 from .overlay import FrameSink, colour_for, draw_people
 
 CameraFor = Callable[[Frame], CameraModel]

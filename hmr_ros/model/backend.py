@@ -30,15 +30,13 @@ import torch
 from torch import Tensor
 
 from ..config import BACKENDS, InferenceConfig
+from .errors import BackendUnavailable, ExportError, TensorRTUnavailable
 from .export import (
     DEFAULT_MAX_BATCH,
     DEFAULT_OPSET,
     INPUT_NAME,
     OUTPUT_NAMES,
-    BackendUnavailable,
-    ExportError,
     OnnxExport,
-    TensorRTUnavailable,
     build_serialized_engine,
     engine_cache_key,
     export_onnx,
