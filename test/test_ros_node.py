@@ -78,6 +78,8 @@ def coco(body):
 
 
 class FakeWorker:
+    alive = True  # as if started: the runner's async start leaves it alone
+
     def __init__(self):
         self.enabled, self.version, self.calls = True, 4, []
 
