@@ -110,3 +110,32 @@ def test_input_faster_than_the_node_drops_the_oldest_and_never_queues(node):
     received, dropped = delta("images received"), delta("images dropped")
     assert len(answered) <= received <= len(sent)
     assert received - len(answered) - 8 <= dropped <= received - len(answered) + 8
+
+
+def _resized_camera_info(bag: Path, out: Path) -> Path:
+    """The bag with every CameraInfo from the middle on claiming twice the image size (a
+    driver reconfigured to another resolution while the images did not follow)."""
+    from hmr_ros.messages.bag import BagReader, BagWriter
+
+    with BagReader(bag) as r, BagWriter(out) as w:
+        topics = [t.name for t in r.topics()]
+        types = {t.name: t.msgtype for t in r.topics()}
+        msgs = list(r.messages(topics))
+        half = msgs[len(msgs) // 2].timestamp_ns
+        for m in msgs:
+            if types[m.topic] == "sensor_msgs/msg/CameraInfo" and m.timestamp_ns >= half:
+                m.msg.width, m.msg.height = 2 * m.msg.width, 2 * m.msg.height
+            w.write(m.topic, types[m.topic], m.msg, m.timestamp_ns)
+    return out
+
+
+def test_camera_info_whose_size_changes_mid_stream_is_not_used_and_counted(node):
+    """Images keep being answered (with the fallback focal for the mismatched ones), the
+    mismatch is logged with both sizes and counted in /diagnostics."""
+    tmp, bag, env, launched, _ = node
+    resized = _resized_camera_info(bag, tmp / "resized")
+    rec = _play(resized, tmp / "resized.json", env)
+    assert _answered(rec) >= 0.9, launched.log()[-3000:]
+    assert int(rec["diagnostics"]["images with a CameraInfo of another size"]) >= 10
+    log = launched.log()
+    assert "but the images are" in log and "ignoring CameraInfo" in log

@@ -81,11 +81,11 @@ class FakeWorker:
     alive = True  # as if started: the runner's async start leaves it alone
 
     def __init__(self):
-        self.enabled, self.version, self.calls = True, 4, []
+        self.enabled, self.version, self.calls, self.resets = True, 4, [], 0
 
     def status(self):
         return AdaptStatus("running" if self.enabled else "paused", self.enabled, "boa_2nd",
-                           self.version, 10, 1, 2.0, 0.5, 3, 0, 0, "")
+                           self.version, 10, 1, 2.0, 0.5, 3, 0, 0, "", self.resets)
 
     def reset(self):
         self.calls.append("reset")
@@ -390,6 +390,16 @@ def test_engine_counts_failures_and_reports_them(body, model, ts, coco):
     eng.publish_diagnostics(1)
     est = rec.msgs[DIAGNOSTICS][0].status[0]
     assert est.level == cv.DIAG_ERROR and "model exploded" in est.message
+
+
+def test_diagnostics_say_when_the_guard_reset_to_the_source(body, model, ts):
+    worker = FakeWorker()
+    worker.resets = 2
+    eng, rec, _ = engine_for(body, model, ts, worker=worker)
+    eng.publish_diagnostics(1)
+    adaptation = rec.msgs[DIAGNOSTICS][0].status[1]
+    values = {v.key: v.value for v in adaptation.values}
+    assert values["resets to source"] == "2" and values["rollbacks"] == "1"
 
 
 def test_debug_outputs_are_throttled_and_skipped_without_subscribers(body, model, ts, coco):

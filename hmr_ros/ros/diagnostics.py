@@ -117,6 +117,7 @@ def diagnostic_entries(engine: NodeEngine) -> list[DiagnosticEntry]:
         "state": st.state, "enabled": str(st.enabled).lower(), "method": st.method,
         "model version": str(st.version), "steps": str(st.steps),
         "steps per second": f"{st.steps_per_second:.3f}", "rollbacks": str(st.rollbacks),
+        "resets to source": str(st.resets),
         "last loss": f"{st.last_loss:.5g}", "buffered frames": str(st.buffered),
         "dropped": str(st.dropped), "errors": str(st.errors), "message": st.message,
     }, hardware_id=engine.frame_id)
