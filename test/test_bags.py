@@ -122,7 +122,8 @@ def test_bad_images_are_skipped_not_fatal(tmp_path, caplog):
     assert "unsupported image encoding 'yuv422'" in caplog.text
     # Skips are counted and named by their own position (it said "image 0" every time); the
     # frame after them keeps its place, a gap the evaluator's ACCEL respects.
-    assert assembler.skipped == {"image": 2, "keypoints": 0, "camera_info": 0, "camera_size": 0}
+    assert assembler.skipped == {"image": 2, "keypoints": 0, "camera_info": 0, "camera_size": 0,
+                                 "damaged_bag": 0}
     assert "image 1: " in caplog.text and "image 2: " in caplog.text
     assert [f.index for f in frames] == [0, 3]
 
@@ -170,3 +171,24 @@ def test_every_real_fixture_opens_or_says_why(name, caplog):
         with pytest.raises(BagError, match="no sensor_msgs/msg/Image") as err:
             detect_topics(r)
         assert r.topics()[0].name in str(err.value)
+
+
+def test_a_damaged_chunk_ends_the_read_with_a_warning_not_a_traceback(stream_bag, tmp_path,
+                                                                      caplog):
+    """Found by the fuzz suite: one flipped byte in the chunk (checksum mismatch) made
+    rosbags' ReaderError escape from the middle of a read. Now the frames read before the
+    damage come out (none here: the bag is one chunk), the damage is logged and counted."""
+    (mcap,) = sorted(stream_bag.glob("*.mcap"))
+    raw = bytearray(mcap.read_bytes())
+    raw[76] ^= 1
+    out = tmp_path / "damaged"
+    out.mkdir()
+    (out / "metadata.yaml").write_bytes((stream_bag / "metadata.yaml").read_bytes())
+    (out / mcap.name).write_bytes(bytes(raw))
+    assembler = FrameAssembler()
+    with caplog.at_level(logging.WARNING, logger="hmr_ros"), BagReader(out) as r:
+        frames = list(bag_frames(r, detect_topics(r), assembler))
+        with pytest.raises(BagError, match="damaged after 0 messages"):
+            list(r.messages([t.name for t in r.topics()]))
+    assert frames == [] and assembler.skipped["damaged_bag"] >= 1
+    assert "checksum" in caplog.text and "using the messages before the damage" in caplog.text

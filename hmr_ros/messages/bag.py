@@ -154,7 +154,7 @@ class BagReader:
         one warning per topic (never silently)."""
         wanted = [c for c in self._connections if c.topic in set(topics)]
         warned: set[str] = set()
-        for conn, timestamp, raw in self._reader.messages(connections=wanted):
+        for conn, timestamp, raw in self._records(wanted):
             try:
                 if self.mode == "anyreader":
                     msg = self._reader.deserialize(raw, conn.msgtype)
@@ -173,8 +173,21 @@ class BagReader:
         """The serialized (CDR) bytes of `topics` in log-time order, undecoded: what a player
         publishes as is (`BagMessage.msg` is `bytes`)."""
         wanted = [c for c in self._connections if c.topic in set(topics)]
-        for conn, timestamp, raw in self._reader.messages(connections=wanted):
+        for conn, timestamp, raw in self._records(wanted):
             yield BagMessage(conn.topic, conn.msgtype, int(timestamp), bytes(raw))
+
+    def _records(self, connections: list[Any]) -> Iterator[tuple[Any, int, bytes]]:
+        """The storage's records; a storage file that breaks while being read (a truncated
+        chunk, a bad index, corrupt compression) ends the read with a BagError saying how
+        far it got, instead of the storage library's exception."""
+        count = 0
+        try:
+            for conn, timestamp, raw in self._reader.messages(connections=connections):
+                count += 1
+                yield conn, timestamp, raw
+        except Exception as err:  # rosbags raises several error types
+            raise BagError(f"{self.path}: the bag is damaged after {count} messages: "
+                           f"{_short(err)}") from None
 
 
 class BagWriter:

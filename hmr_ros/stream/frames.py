@@ -30,7 +30,7 @@ import numpy as np
 
 from ..data.frame import BodyParams, CameraModel, Detection, Frame
 from ..logs import Log, ThrottledLog
-from ..messages.bag import COMPRESSED, BagReader, FrameTopics
+from ..messages.bag import COMPRESSED, BagError, BagMessage, BagReader, FrameTopics
 from ..messages.bodies import msg_to_bodies
 from ..messages.camera import msg_to_camera
 from ..messages.factory import ConversionError, stamp_to_ns
@@ -179,7 +179,7 @@ class FrameAssembler:
     `camera_info`, which a subscription callback may call while the inference thread
     assembles frames."""
 
-    KINDS = ("image", "keypoints", "camera_info", "camera_size")
+    KINDS = ("image", "keypoints", "camera_info", "camera_size", "damaged_bag")
 
     def __init__(self, camera_frame: str = "", log: ThrottledLog | Log | None = None,
                  topics: dict[str, str] | None = None) -> None:
@@ -293,7 +293,8 @@ def bag_frames(reader: BagReader, topics: FrameTopics, assembler: FrameAssembler
     first_info: Any = None
     side = [t for t in (topics.keypoints, topics.ground_truth) if t]
     if side or topics.camera_info:
-        for m in reader.messages(side + ([topics.camera_info] if topics.camera_info else [])):
+        for m in _until_damaged(reader.messages(
+                side + ([topics.camera_info] if topics.camera_info else [])), assembler):
             if m.topic == topics.camera_info:
                 first_info = m.msg if first_info is None else first_info
                 continue
@@ -316,7 +317,7 @@ def bag_frames(reader: BagReader, topics: FrameTopics, assembler: FrameAssembler
     truth = _StampIndex(gt_stamps, gt_bodies, tolerance_ns)
     index = yielded = 0
     wanted = [topics.image] + ([topics.camera_info] if topics.camera_info else [])
-    for m in reader.messages(wanted):
+    for m in _until_damaged(reader.messages(wanted), assembler):
         if m.topic == topics.camera_info:
             assembler.camera_info(m.msg)
             continue
@@ -330,6 +331,17 @@ def bag_frames(reader: BagReader, topics: FrameTopics, assembler: FrameAssembler
         yielded += 1
         if limit is not None and yielded >= limit:
             break
+
+
+def _until_damaged(messages: Iterator[BagMessage], assembler: FrameAssembler
+                   ) -> Iterator[BagMessage]:
+    """The messages up to where the storage breaks: a damaged bag gives the frames before
+    the damage (one warning, counted as `damaged_bag`) instead of ending the run."""
+    try:
+        yield from messages
+    except BagError as err:
+        assembler.skipped["damaged_bag"] += 1
+        assembler.log.log.warning(f"{err}; using the messages before the damage")
 
 
 class _StampIndex:
