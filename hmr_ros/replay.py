@@ -69,7 +69,7 @@ def draw_keypoints(image: np.ndarray, people, threshold: float = 0.2) -> np.ndar
 def frozen_twin(pipeline: Pipeline, config: PipelineConfig) -> Pipeline:
     """A second pipeline with the unadapted regressor, sharing the body model: the baseline
     that sees exactly the same crops as the adapted one."""
-    from .model.backend import make_backend
+    from .model.backends import make_backend
     from .model.weights import load_regressor
 
     loaded = load_regressor(config.inference.weights or None)

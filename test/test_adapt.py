@@ -27,7 +27,7 @@ from hmr_ros.data.frame import Keypoints
 from hmr_ros.data.scene import SyntheticSequence
 from hmr_ros.geometry import perspective_project
 from hmr_ros.model import HMR, load_checkpoint
-from hmr_ros.model.backend import TorchBackend
+from hmr_ros.model.backends import TorchBackend
 from hmr_ros.pipeline import Pipeline
 
 

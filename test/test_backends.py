@@ -20,7 +20,7 @@ import torch
 
 from hmr_ros.config import InferenceConfig
 from hmr_ros.model import HMR, get_preset
-from hmr_ros.model.backend import (
+from hmr_ros.model.backends import (
     BackendUnavailable,
     OnnxRuntimeBackend,
     TensorRTBackend,

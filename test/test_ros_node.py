@@ -29,7 +29,7 @@ from hmr_ros.data.frame import CameraModel, Detection, Frame, Keypoints
 from hmr_ros.data.scene import SyntheticSequence
 from hmr_ros.detect import DetectorUnavailable, GroundTruthSource
 from hmr_ros.model import HMR
-from hmr_ros.model.backend import TorchBackend
+from hmr_ros.model.backends import TorchBackend
 from hmr_ros.model.config import get_preset
 from hmr_ros.msgdefs import hmr_typestore
 from hmr_ros.pipeline import Pipeline

@@ -30,7 +30,7 @@ import torch
 from ..body import BodyModel
 from ..data.frame import BodyParams, CameraModel
 from ..geometry import crop_cam_to_translation, matrix_to_axis_angle
-from ..model.backend import (
+from ..model.backends import (
     Backend,
     BackendUnavailable,
     OnnxRuntimeBackend,
@@ -68,7 +68,7 @@ def available_backends(device: str) -> dict[str, str | None]:
 
 def make(name: str, model: HMR, device: str, threads: int, max_batch: int) -> Backend:
     if name == "torch":
-        return TorchBackend(model, device=device, threads=threads)
+        return TorchBackend(model, device=device)
     if name == "onnxruntime":
         # A temporary export folder: the benchmark leaves no cache behind.
         return OnnxRuntimeBackend(model, device=device, threads=threads,
