@@ -24,9 +24,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -35,6 +34,7 @@ from ..body.joints import get_joint_set
 from ..config import AdaptConfig
 from ..data.frame import Keypoints
 from ..model.checkpoint import save_checkpoint
+from .commands import Commands
 from .methods import AdaptBatch, Adapter, DriftGuard, FrameBatch, StepReport
 
 log = logging.getLogger("hmr_ros")
@@ -45,20 +45,6 @@ STATE_IDLE, STATE_RUNNING, STATE_PAUSED, STATE_ERROR, STATE_STOPPED = (
 # How long `reset` and `save` wait for the worker thread to run them: a step of hmr_r50 with
 # boa_2nd takes seconds on a small CPU, so a minute means the thread is stuck.
 COMMAND_TIMEOUT_S = 60.0
-
-_T = TypeVar("_T")
-
-
-@dataclass(eq=False)
-class _Command:
-    """A function to run on the worker thread between steps, and its outcome."""
-
-    name: str
-    run: Callable[[], Any]
-    done: threading.Event = field(default_factory=threading.Event)
-    result: Any = None
-    error: BaseException | None = None
-
 
 @dataclass(frozen=True)
 class AdaptSample:
@@ -107,8 +93,7 @@ class AdaptationWorker:
         # run_pending and of commands when no thread runs), so the two never interleave.
         # `submit` never takes it.
         self._step_lock = threading.RLock()
-        self._commands: deque[_Command] = deque()
-        self._accepting = False  # commands go to the thread (True from start to its exit)
+        self._commands = Commands(self._lock, self._step_lock)  # reset, save
         self.command_timeout = COMMAND_TIMEOUT_S
         self._tracks: dict[int, deque[AdaptSample]] = {}
         self._frames: deque[int] = deque()  # frame indices waiting (every_frame, every_n)
@@ -137,11 +122,10 @@ class AdaptationWorker:
     def start(self) -> None:
         if self._thread is not None and self._thread.is_alive():
             return
-        with self._lock:
-            self._stop = False
-            self._accepting = True
+        self._stop = False
         self._thread = threading.Thread(target=self._run, name="hmr_ros-adaptation",
                                         daemon=True)
+        self._commands.open(self._thread)
         self._thread.start()
 
     def stop(self, timeout: float = 30.0) -> None:
@@ -174,7 +158,7 @@ class AdaptationWorker:
 
         Runs on the worker thread between steps (a step in progress finishes, and is
         published if accepted, first); waits up to `command_timeout` s for it."""
-        return self._command("reset", self._reset_now)
+        return self._commands.call("reset", self._reset_now, self.command_timeout)
 
     def save(self, path: str | Path | None = None) -> Path:
         """Write the last good adapted weights (our checkpoint format, atomic).
@@ -183,54 +167,13 @@ class AdaptationWorker:
         snapshots are never modified in place); building the checkpoint and writing it happen
         on the caller's thread, so neither adaptation nor inference waits for the disk."""
         path = Path(path or self.cfg.save_path or "runs/adapted.pt")
-        state, version, steps, rollbacks = self._command("save", self._snapshot)
+        state, version, steps, rollbacks = self._commands.call("save", self._snapshot,
+                                                               self.command_timeout)
         model = self.adapter.teacher.__class__(self.adapter.model.config)
         model.load_state_dict(state)  # copies to the CPU when the adapter is on a GPU
         return save_checkpoint(path, model, meta={
             "source": "hmr_ros adaptation", "method": self.cfg.method,
             "model_version": version, "steps": steps, "rollbacks": rollbacks})
-
-    def _command(self, name: str, fn: Callable[[], _T]) -> _T:
-        """`fn()` run between steps: on the worker thread when it runs, else on this one."""
-        if threading.current_thread() is self._thread:
-            return fn()  # already between steps (or inside one, e.g. from publish)
-        cmd = _Command(name, fn)
-        with self._lock:
-            queued = self._accepting
-            if queued:
-                self._commands.append(cmd)
-                self._lock.notify_all()
-        if not queued:
-            with self._step_lock:
-                return fn()
-        if not cmd.done.wait(self.command_timeout):
-            with self._lock:
-                cancelled = cmd in self._commands
-                if cancelled:
-                    self._commands.remove(cmd)
-            what = ("was cancelled before it started" if cancelled
-                    else "started and will still take effect")
-            raise TimeoutError(f"adaptation {name}: the worker thread did not complete it within "
-                               f"{self.command_timeout:g} s (state {self.state}: a step stuck?); "
-                               f"the {name} {what}")
-        if cmd.error is not None:
-            raise cmd.error
-        return cmd.result
-
-    def _run_commands(self) -> None:
-        """Run the queued commands, oldest first (worker thread, between steps)."""
-        while True:
-            with self._lock:
-                if not self._commands:
-                    return
-                cmd = self._commands.popleft()
-            with self._step_lock:
-                try:
-                    cmd.result = cmd.run()
-                except Exception as err:  # handed to the caller, the thread carries on
-                    cmd.error = err
-                finally:
-                    cmd.done.set()
 
     def _reset_now(self) -> int:
         self.adapter.reset()
@@ -336,17 +279,13 @@ class AdaptationWorker:
         try:
             self._loop()
         finally:
-            # From here on commands run on their callers' threads; the ones queued before
-            # still run here, so none waits for a thread that has gone.
-            with self._lock:
-                self._accepting = False
-            self._run_commands()
+            self._commands.close()  # runs what is queued; later commands run on their callers
 
     def _loop(self) -> None:
         while True:
             index = None
             with self._lock:
-                while not self._stop and not self._commands:
+                while not self._stop and not self._commands.pending:
                     index = self._next_frame()
                     if index is not None:
                         break
@@ -357,14 +296,14 @@ class AdaptationWorker:
                 batch = self._batch(index) if index is not None else None
                 if index is not None:
                     self._last_done = index
-            self._run_commands()
+            self._commands.run_queued()
             if batch is None:
                 continue
             batch = batch.to(self.adapter.device)  # outside the lock that submit takes
             for _ in range(self.cfg.steps_per_frame):
                 if self._stop:
                     return
-                self._run_commands()  # between steps: never in the middle of one
+                self._commands.run_queued()  # between steps: never in the middle of one
                 with self._step_lock:
                     failed = self._guarded_step(batch)
                 if failed:
