@@ -46,6 +46,7 @@ STATE_IDLE, STATE_RUNNING, STATE_PAUSED, STATE_ERROR, STATE_STOPPED = (
 # boa_2nd takes seconds on a small CPU, so a minute means the thread is stuck.
 COMMAND_TIMEOUT_S = 60.0
 
+
 @dataclass(frozen=True)
 class AdaptSample:
     """One person in one frame, as inference saw it: the crop (R, R, 3) uint8, its box (3,),
@@ -86,8 +87,8 @@ class AdaptationWorker:
         self.publish = publish
         self.guard = DriftGuard(cfg)
         self.replay = replay
-        # Guards the buffers, the schedule, the flags and the command queue; held for
-        # microseconds (never during a step, a clone or a publish), since `submit` takes it.
+        # Guards the buffers, the schedule, the flags and the command queue. `submit` takes
+        # it, so it is never held during a step, a copy of weights or a publish.
         self._lock = threading.Condition()
         # Held by whoever runs a step or a command (the worker thread, or the caller of
         # run_pending and of commands when no thread runs), so the two never interleave.
@@ -373,11 +374,10 @@ class AdaptationWorker:
         log.warning("adaptation %s", self.message)
 
     def _rollback(self) -> None:
-        # The snapshot is never modified in place (save hands it out by reference; it is the
-        # dict that was published): loading it takes copies.
         state, opt = self._last_good
         # Copies of both: torch's Optimizer.load_state_dict keeps the given tensors (no copy
-        # when dtype and device match), and Adam updates them in place afterwards.
+        # when dtype and device match), and Adam updates them in place afterwards, while the
+        # snapshot must stay as it is (it was published, and save hands it out by reference).
         self.adapter.load_state({k: v.clone() for k, v in state.items()}, clone_tree(opt))
 
     # ------------------------------------------------------------ batches
