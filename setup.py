@@ -40,6 +40,9 @@ setup(
         # import (README, Install). `python -m hmr_ros.envcheck` fails on two.
         "opencv-contrib-python>=5.1,<6",
         "pyyaml>=6.0",
+        # Progress bars of long commands (hmr_ros/progress.py); 4.66.3 fixed the CLI's
+        # argument evaluation (CVE-2024-34062).
+        "tqdm>=4.66.3",
     ],
     extras_require={
         # ONNX export and the ONNX Runtime backend (CPU; use onnxruntime-gpu for CUDA).

@@ -45,10 +45,10 @@ def _record(calls: dict) -> None:
 def dump(path: str, frames: int) -> None:
     from hmr_ros.config import PipelineConfig
     from hmr_ros.data.crop import crop_image
-    from hmr_ros.data.domain import load_domain
-    from hmr_ros.data.scene import SyntheticSequence
     from hmr_ros.envcheck import owners
     from hmr_ros.pipeline import build_pipeline
+    from hmr_ros.world.domain import load_domain
+    from hmr_ros.world.scene import SyntheticSequence
 
     calls: dict = defaultdict(list)
     _record(calls)

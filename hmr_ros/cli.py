@@ -131,19 +131,19 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from .data.domain import load_domain
+    from .world.domain import load_domain
 
     domain = load_domain(args.domain)
     if args.trainset:
-        from .data.synth import write_trainset
+        from .synth import write_trainset
 
         path = write_trainset(domain.name if not args.domain.endswith(".yaml") else domain,
                               args.trainset, args.out, seed=args.seed,
                               input_size=args.input_size, workers=args.workers)
         print(f"wrote {args.trainset} training crops of {domain.name} to {path}")
         return 0
-    from .data.scene import SyntheticSequence
-    from .data.synth import write_stream_bag
+    from .synth import write_stream_bag
+    from .world.scene import SyntheticSequence
 
     seq = SyntheticSequence(domain, seed=args.seed, duration_s=args.duration,
                             n_people=args.people)
@@ -165,7 +165,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _score(args: argparse.Namespace) -> int:
-    from .ros.bag_eval import main as score
+    from .eval.bag_eval import main as score
 
     argv = [args.bag] + (["--bodies", args.bodies] if args.bodies else []) \
         + (["--ground-truth", args.ground_truth] if args.ground_truth else []) \
@@ -223,9 +223,57 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .model import export
+    """`hmr-ros export`: 0 on success, 1 on a failed export, 2 when TensorRT is missing."""
+    from .model.errors import ExportError, TensorRTUnavailable
+    from .model.export import export_onnx, export_tensorrt, import_tensorrt
 
-    return export.main(args)
+    fmt = getattr(args, "format", "onnx")
+    max_batch = max(1, int(getattr(args, "batch", 1) or 1))
+    if fmt == "tensorrt":
+        # Before any slow work: without TensorRT there is nothing this command can do.
+        try:
+            import_tensorrt()
+        except TensorRTUnavailable as e:
+            print(f"hmr-ros export: cannot build a TensorRT engine: {e}", file=sys.stderr)
+            return 2
+    from .model.checkpoint import CheckpointError
+    from .model.weights import load_regressor
+
+    try:
+        loaded = load_regressor(args.weights or None)
+    except (FileNotFoundError, CheckpointError) as e:
+        print(f"hmr-ros export: cannot load the regressor weights: {e}", file=sys.stderr)
+        return 1
+    out = Path(args.out)
+    # The engine's ONNX (and its weight-name map, which refitting by name needs) goes next to
+    # the engine: `model.engine` -> `model.onnx`.
+    onnx_path = out if fmt == "onnx" else out.with_name(out.stem + ".onnx")
+    if fmt == "tensorrt" and onnx_path == out:
+        onnx_path = out.with_name(out.name + ".onnx")
+    try:
+        record = export_onnx(loaded.model, onnx_path, max_batch=max_batch)
+    except ExportError as e:
+        print(f"hmr-ros export: {e}", file=sys.stderr)
+        return 1
+    size_mb = record.path.stat().st_size / 1e6
+    print(f"wrote {record.path} ({size_mb:.1f} MB, opset {record.opset}, input "
+          f"{record.input_name} (B, 3, {record.input_size}, {record.input_size}), "
+          f"outputs {', '.join(record.output_names)})")
+    print(f"wrote {record.names_path} ({len(record.names)} weights mapped to initializers)")
+    if fmt == "onnx":
+        return 0
+    try:
+        build = export_tensorrt(record.path, out, fp16=bool(args.fp16), max_batch=max_batch)
+    except TensorRTUnavailable as e:  # pragma: no cover - checked above
+        print(f"hmr-ros export: {e}", file=sys.stderr)
+        return 2
+    except ExportError as e:
+        print(f"hmr-ros export: {e}", file=sys.stderr)
+        return 1
+    print(f"wrote {build.engine_path} (TensorRT {build.trt_version}, "
+          f"{'fp16' if build.fp16 else 'fp32'}, batch 1..{build.max_batch}, refittable, "
+          f"{build.seconds:.1f} s)")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -425,13 +473,13 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from .adapt.prior import PriorFileError
     from .body.smpl_io import SMPLFileError
     from .config import ConfigError
-    from .data.bag import BagError
-    from .data.domain import DomainError
     from .data.video import VideoError
     from .detect.base import DetectorUnavailable
+    from .messages.bag import BagError
     from .model.checkpoint import CheckpointError
     from .model.config import ConfigError as ModelConfigError
-    from .model.export import BackendUnavailable, ExportError
+    from .model.errors import BackendUnavailable, ExportError
+    from .world.domain import DomainError
 
     return (PriorFileError, SMPLFileError, ConfigError, BagError, DomainError, VideoError,
             DetectorUnavailable, CheckpointError, ModelConfigError, BackendUnavailable,

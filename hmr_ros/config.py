@@ -3,13 +3,14 @@
 Commands build it from their flags, the ROS node from its parameters (in one mapping function,
 `hmr_ros/ros/params.py`), tests directly. Nested sections are frozen dataclasses; `to_dict`,
 `from_dict` and `replace_path` give a flat, checkable view (`section.field` names) that both the
-YAML files and the ROS parameters use.
+YAML files and the ROS parameters use, and `coerce_value` is the one coercion of their values.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -211,50 +212,88 @@ def to_flat_dict(cfg: Any) -> dict[str, Any]:
     return _section_fields(cfg)
 
 
-def replace_path(cfg: Any, path: str, value: Any) -> Any:
-    """A copy of `cfg` with the leaf at `section.field` replaced, type-checked."""
+def replace_path(cfg: Any, path: str, value: Any, prefix: str = "") -> Any:
+    """A copy of `cfg` with the leaf at `section.field` replaced, its value passed through
+    `coerce_value`. `prefix` is where `cfg` sits in a larger config (`"adapt."` for an
+    AdaptConfig), so that errors name the full key."""
     head, _, rest = path.partition(".")
     names = {f.name: f for f in dataclasses.fields(cfg)}
     if head not in names:
-        raise ConfigError(f"unknown config key {path!r}; known: {sorted(to_flat_dict(cfg))}")
+        raise ConfigError(f"unknown config key {prefix + path!r}; known: "
+                          f"{sorted(prefix + k for k in to_flat_dict(cfg))}")
     current = getattr(cfg, head)
     if rest:
         if not dataclasses.is_dataclass(current):
-            raise ConfigError(f"{head!r} is a value, not a section (in {path!r})")
-        return dataclasses.replace(cfg, **{head: replace_path(current, rest, value)})
+            raise ConfigError(f"{prefix + head!r} is a value, not a section (in "
+                              f"{prefix + path!r})")
+        return dataclasses.replace(
+            cfg, **{head: replace_path(current, rest, value, f"{prefix}{head}.")})
     if dataclasses.is_dataclass(current):
-        raise ConfigError(f"{path!r} is a section; set one of its fields")
-    return dataclasses.replace(cfg, **{head: _coerce(path, current, value)})
+        raise ConfigError(f"{prefix + path!r} is a section; set one of its fields")
+    return dataclasses.replace(cfg, **{head: coerce_value(prefix + path, current, value)})
 
 
-def _coerce(path: str, current: Any, value: Any) -> Any:
-    if isinstance(current, bool):
+def coerce_value(name: str, default: Any, value: Any) -> Any:
+    """`value` as the type of `default`, or ConfigError naming `name`: THE coercion of every
+    configuration value, whether it came from a YAML config file, `--set key=value` (both read
+    as YAML by PyYAML, so YAML 1.1 rules apply before this), a ROS params file or a ROS
+    parameter (typed by ROS). The type of the field's default decides:
+
+    - bool field: only true/false (`bool`). Refused: 1/0, "true"/"yes" as quoted strings,
+      None -> "NAME: expected true/false, got VALUE". (YAML itself reads unquoted yes/no/on/off
+      as booleans.)
+    - int field: an integer (`int` or any `numbers.Integral`, not bool). Refused: 4.0, "4",
+      True, None -> "NAME: expected an integer, got VALUE".
+    - float field: an integer or a real number, or a string that Python's `float()` reads
+      (YAML 1.1 reads `1e-5`, without a dot, as the string "1e-5"), surrounding blanks
+      allowed. Refused: bools, None, "", other strings -> "NAME: expected a number, got
+      VALUE"; NaN and +-inf however written (.nan, "nan", float("inf"), "-inf") -> "NAME must
+      be a finite number, got VALUE" (NaN passes every range check and inf made every
+      adaptation step roll back silently).
+    - str field: a string, "" included. Refused: None (an empty YAML value: write "" for an
+      empty string) and non-strings -> "NAME: expected a string, got VALUE".
+    - tuple field: a list or tuple, kept as a tuple (elements unchecked). Refused:
+      anything else -> "NAME: expected a list, got VALUE".
+    """
+    if isinstance(default, bool):
         if not isinstance(value, bool):
-            raise ConfigError(f"{path}: expected true/false, got {value!r}")
+            raise ConfigError(f"{name}: expected true/false, got {value!r}")
         return value
-    if isinstance(current, int):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{path}: expected an integer, got {value!r}")
-        return value
-    if isinstance(current, float):
-        if isinstance(value, str):
-            # YAML 1.1 reads "1e-5" (no dot) as a string; accept numbers written that way.
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{path}: expected a number, got {value!r}")
-        return float(value)
-    if isinstance(current, str):
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise ConfigError(f"{name}: expected an integer, got {value!r}")
+        return int(value)
+    if isinstance(default, float):
+        return _coerce_float(name, value)
+    if isinstance(default, str):
         if not isinstance(value, str):
-            raise ConfigError(f"{path}: expected a string, got {value!r}")
+            hint = ' (write "" for an empty string)' if value is None else ""
+            raise ConfigError(f"{name}: expected a string, got {value!r}{hint}")
         return value
-    if isinstance(current, tuple):
+    if isinstance(default, tuple):
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{path}: expected a list, got {value!r}")
+            raise ConfigError(f"{name}: expected a list, got {value!r}")
         return tuple(value)
-    raise ConfigError(f"{path}: unsupported type {type(current).__name__}")
+    raise ConfigError(f"{name}: unsupported type {type(default).__name__}")
+
+
+def _coerce_float(name: str, value: Any) -> float:
+    number: float | None = None
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+    elif isinstance(value, numbers.Real) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except OverflowError:  # an int beyond the float range: as infinite as "1e400"
+            number = math.inf
+    if number is None:
+        raise ConfigError(f"{name}: expected a number, got {value!r}")
+    if not math.isfinite(number):
+        raise ConfigError(f"{name} must be a finite number, got {value!r}")
+    return number
 
 
 def from_flat_dict(values: dict[str, Any], base: Any | None = None) -> Any:

@@ -17,15 +17,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .bench.timing import machine_info, write_json
 from .config import PipelineConfig
-from .data.domain import load_domain
-from .data.scene import SyntheticSequence
 from .eval.evaluate import StreamEvaluator
 from .eval.overlay import FrameSink, draw_people
-from .online import run_online
+from .jsonio import write_json
 from .pipeline import build_pipeline
 from .progress import Progress
+from .provenance import machine_info
+from .stream.runner import run_online
+from .world.domain import load_domain
+from .world.scene import SyntheticSequence
 
 
 def demo(out_dir: str | Path = "runs/demo", seconds: float = 7.0, seed: int = 2024,

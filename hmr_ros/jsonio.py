@@ -1,4 +1,5 @@
-"""Strict JSON out: every file this package writes is valid JSON (RFC 8259).
+"""Strict JSON out: every file this package writes is valid JSON (RFC 8259); `write_json`
+writes one.
 
 Python's json writes NaN and Infinity as bare words, which other readers (jq, browsers,
 `json.loads(..., parse_constant=...)` users) reject; a metric that could not be computed is
@@ -44,3 +45,16 @@ def strict(obj: Any) -> Any:
 def dumps(obj: Any, **kwargs: Any) -> str:
     """json.dumps of `strict(obj)` with allow_nan=False."""
     return json.dumps(strict(obj), allow_nan=False, **kwargs)
+
+
+def write_json(path: str | Path, payload: Any) -> Path:
+    """Write `payload` as indented strict JSON (`dumps`) to `path`, creating its folder; the
+    file is replaced in one rename, so a reader never sees half of it. Returns the path.
+    TypeError for an object `strict` cannot make plain."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    # Strict JSON: a metric that could not be computed (NaN) is null, never a bare NaN.
+    tmp.write_text(dumps(payload, indent=2) + "\n")
+    tmp.replace(path)
+    return path

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -21,52 +20,14 @@ from .data.crop import (
     CropError,
     box_from_keypoints,
     box_from_xyxy,
-    box_to_xyxy,
     check_box,
     crop_image,
 )
-from .data.frame import BodyParams, CameraModel, Detection, Frame, Keypoints
+from .data.frame import BodyParams, CameraModel, Detection, Frame, FrameResult, PersonEstimate
 from .geometry import crop_cam_to_translation, matrix_to_axis_angle
 from .model.backends import Backend
 
 log = logging.getLogger("hmr_ros")
-
-
-@dataclass(frozen=True)
-class PersonEstimate:
-    """One person's estimate in one frame (camera frame, metres).
-
-    box (3,) [cx, cy, size] crop box in pixels; cam (3,) crop camera [s, tx, ty]; joints
-    (24, 3); points (46, 3) joints then landmarks; vertices (V, 3) or None; keypoints: the 2D
-    input used (or None when the crop came from a box).
-    """
-
-    id: int
-    box: np.ndarray
-    cam: np.ndarray
-    params: BodyParams
-    joints: np.ndarray
-    points: np.ndarray
-    vertices: np.ndarray | None
-    keypoints: Keypoints | None
-    confidence: float
-
-    @property
-    def bbox_xyxy(self) -> np.ndarray:
-        return box_to_xyxy(self.box)
-
-
-@dataclass(frozen=True)
-class FrameResult:
-    """What the pipeline made of one frame."""
-
-    index: int
-    stamp_ns: int
-    people: tuple[PersonEstimate, ...]
-    model_version: int
-    latency_ms: float
-    skipped: tuple[str, ...] = ()  # one reason per detection that produced no estimate
-    crops: np.ndarray | None = None  # (N, R, R, 3) the crops used, same order as people
 
 
 class Pipeline:
@@ -169,6 +130,7 @@ class Pipeline:
         transl = crop_cam_to_translation(out.cam, box_t, K)
         with torch.inference_mode():
             body = self.body.forward_rotmat(out.rotmat, out.betas, transl)
+            rotations = self.body.global_rotations(out.rotmat).numpy()
         # A non-finite estimate (NaN weights, an overflow) is dropped with its reason, never
         # published nor adapted on.
         finite = (torch.isfinite(body.joints).flatten(1).all(1)
@@ -196,7 +158,7 @@ class Pipeline:
                 id=det.id, box=boxes[i], cam=out.cam[i].numpy().copy(), params=params,
                 joints=body.joints[i].numpy(), points=body.points[i].numpy(),
                 vertices=body.vertices[i].numpy() if self.inference.vertices else None,
-                keypoints=det.keypoints, confidence=conf))
+                keypoints=det.keypoints, confidence=conf, rotations=rotations[i]))
         if keep_crops and not all(finite):
             crops = crops[np.asarray(finite)]
         return FrameResult(frame.index, frame.stamp_ns, tuple(people), version,
@@ -205,10 +167,11 @@ class Pipeline:
 
 
 def build_pipeline(config: PipelineConfig | None = None, adapt: bool | None = None,
-                   start: bool = True) -> Pipeline:
+                   start: bool = True, body: BodyModel | None = None) -> Pipeline:
     """A torch pipeline from the config: weights (default: the bundled regressor), body
-    model (default: the bundled synthetic SMPL), and, when `adapt` (default:
-    config.adapt.enabled) and the method is not `none`, a started adaptation worker."""
+    model (default: the bundled synthetic SMPL; `body` shares one already loaded), and, when
+    `adapt` (default: config.adapt.enabled) and the method is not `none`, a started
+    adaptation worker."""
     from .adapt.methods import Adapter
     from .model.backends import make_backend
     from .model.weights import load_regressor
@@ -217,7 +180,7 @@ def build_pipeline(config: PipelineConfig | None = None, adapt: bool | None = No
     inf = config.inference
     torch.set_num_threads(inf.threads)  # process-wide; see InferenceConfig.threads
     loaded = load_regressor(inf.weights or None)
-    body = BodyModel(inf.body_model or None, gender=inf.gender)
+    body = body if body is not None else BodyModel(inf.body_model or None, gender=inf.gender)
     backend = make_backend(loaded.model, inf)
     worker = None
     use = config.adapt.enabled if adapt is None else adapt
@@ -234,11 +197,11 @@ def source_replay(n: int, domain: str = "h36m_like", seed: int = 7) -> dict | No
     """`n` labelled source-domain crops for BOA's replay term (None when n == 0)."""
     if n <= 0:
         return None
-    from .data.domain import load_domain
-    from .data.motion import generate_motion
-    from .data.scene import render_training_crop
     from .geometry import axis_angle_to_matrix
     from .model.weights import load_regressor
+    from .world.domain import load_domain
+    from .world.motion import generate_motion
+    from .world.scene import render_training_crop
 
     size = load_regressor().config.input_size
     d = load_domain(domain)

@@ -24,144 +24,86 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from .bench.timing import machine_info, write_json
 from .config import PipelineConfig
-from .data.bag import BODIES, BagError, BagReader, BagWriter, detect_topics, read_frames
-from .data.frame import Frame
+from .data.frame import Frame, FrameResult
 from .data.video import VideoReader, input_kind
 from .detect.base import KeypointSource
-from .detect.reprojection import KeypointErrorMeter
-from .detect.stage import DetectionStage, build_stage
-from .eval.evaluate import StreamEvaluator
-from .eval.overlay import FrameSink, colour_for, draw_people
-from .online import run_online
-from .pipeline import FrameResult, Pipeline, build_pipeline
+from .detect.stage import build_stage
+from .eval.overlay import draw_people
+from .eval.sinks import KeypointErrorSink, OverlaySink, TruthSink
+from .jsonio import write_json
+from .messages.bag import BagError, BagReader, detect_topics
+from .pipeline import Pipeline, build_pipeline
 from .progress import Progress
-from .ros.convert import adaptation_status_to_msg, bodies_to_msg
+from .provenance import machine_info
+from .stream.frames import FrameAssembler, bag_frames
+from .stream.runner import StreamRunner
+from .stream.sinks import BagSink
 
 log = logging.getLogger("hmr_ros")
 
-TOPIC_BODIES = "/hmr/bodies"
-TOPIC_STATUS = "/hmr/adaptation_status"
-STATUS = "hmr_ros/msg/AdaptationStatus"
 BAG_OVERLAY_FPS = 25.0
-
-
-def draw_keypoints(image: np.ndarray, people, threshold: float = 0.2) -> np.ndarray:
-    """Dots (in each person's colour) on the keypoints the estimates were made from."""
-    out = image
-    for p in people:
-        if p.keypoints is None:
-            continue
-        c = tuple(int(v) for v in colour_for(p.id) * 255)
-        for (x, y), conf in zip(p.keypoints.xy, p.keypoints.confidence):
-            if conf > threshold:
-                cv2.circle(out, (int(round(x)), int(round(y))), 2, c, -1, cv2.LINE_AA)
-    return out
 
 
 def frozen_twin(pipeline: Pipeline, config: PipelineConfig) -> Pipeline:
     """A second pipeline with the unadapted regressor, sharing the body model: the baseline
     that sees exactly the same crops as the adapted one."""
-    from .model.backends import make_backend
-    from .model.weights import load_regressor
-
-    loaded = load_regressor(config.inference.weights or None)
-    twin = Pipeline(make_backend(loaded.model, config.inference), pipeline.body, config, None)
+    twin = build_pipeline(config, adapt=False, body=pipeline.body)
     twin.warn_missing_camera = False
     return twin
 
 
-def _staged(frames: Iterable[Frame], stage: DetectionStage, pipeline: Pipeline,
-            strip: bool) -> Iterator[Frame]:
-    """Frames through the detection stage; tracks that timed out leave the worker."""
-    for frame in frames:
-        if strip:  # an explicitly chosen detector replaces the input's keypoints
-            frame = dataclasses.replace(frame, detections=())
-        frame = stage.process(frame)
-        for track in stage.pop_lost():
-            if pipeline.adaptation is not None:
-                pipeline.adaptation.forget(track)
-        yield frame
+class _Tally:
+    """Per-frame bookkeeping of one run (a sink): latencies, people, ids."""
 
-
-class _Outputs:
-    """The estimates bag, the overlay video and the per-frame bookkeeping of one run."""
-
-    def __init__(self, out: Path | None, pipeline: Pipeline, frozen: Pipeline | None,
-                 video: bool, fps: float, with_truth: bool, threshold: float) -> None:
-        self.out = out
-        self.pipeline = pipeline
-        self.frozen = frozen
-        self.writer = BagWriter(out / "estimates") if out is not None else None
-        self.sink = FrameSink(out / "overlay.mp4", fps=fps) if video and out else None
-        self.ev = StreamEvaluator(pipeline.body) if with_truth else None
-        self.err = KeypointErrorMeter(threshold)
-        self.err_frozen = KeypointErrorMeter(threshold) if frozen is not None else None
-        self.threshold = threshold
+    def __init__(self) -> None:
         self.latencies: list[float] = []
         self.people = 0
         self.skipped = 0
         self.ids: set[int] = set()
 
-    def add(self, frame: Frame, result: FrameResult) -> dict:
-        frame_id = frame.camera.frame_id if frame.camera else "camera_optical_frame"
-        if self.writer is not None:
-            f = self.writer.factory
-            self.writer.write(TOPIC_BODIES, BODIES, bodies_to_msg(
-                f, result.people, frame.stamp_ns, frame_id, result.model_version, "hmr_ros"),
-                frame.stamp_ns)
-            if self.pipeline.adaptation is not None:
-                msg = adaptation_status_to_msg(f, self.pipeline.adaptation.status(),
-                                               frame.stamp_ns)
-                msg.header.frame_id = frame_id
-                self.writer.write(TOPIC_STATUS, STATUS, msg, frame.stamp_ns)
+    def add(self, frame: Frame, result: FrameResult) -> None:
         self.latencies.append(result.latency_ms)
         self.people += len(result.people)
         self.skipped += len(result.skipped)
         self.ids.update(p.id for p in result.people)
-        vals = self.ev.add(frame, result) if self.ev is not None else {}
-        camera = self.pipeline.camera_for(frame)
-        px = self.err.add(frame.index, result.people, camera)
-        if px is not None:
-            vals["kp_px"] = px
-        if self.frozen is not None and self.err_frozen is not None:
-            base = self.frozen.process(frame, submit=False)
-            self.err_frozen.add(frame.index, base.people, camera)
-        if self.sink is not None:
-            img = draw_people(frame.image, result.people, self.pipeline.body.faces, camera,
-                              label=f"v{result.model_version}")
-            self.sink.add(draw_keypoints(img, result.people, self.threshold))
+
+
+class _Outputs:
+    """The sinks of one run: tally, estimates bag, ground truth, 2D error, overlay video."""
+
+    def __init__(self, out: Path | None, pipeline: Pipeline, frozen: Pipeline | None,
+                 video: bool, fps: float, with_truth: bool, threshold: float) -> None:
+        self.tally = _Tally()
+        self.bag = BagSink(out / "estimates", pipeline.adaptation) if out is not None else None
+        self.truth = TruthSink(pipeline.body) if with_truth else None
+        self.err = KeypointErrorSink(pipeline.camera_for, threshold, frozen)
+        self.overlay = (OverlaySink(out / "overlay.mp4", fps, pipeline.body.faces,
+                                    pipeline.camera_for, threshold) if video and out else None)
+
+    @property
+    def sinks(self) -> list:
+        return [s for s in (self.tally, self.bag, self.truth, self.err, self.overlay)
+                if s is not None]
+
+    def progress(self) -> dict[str, float]:
+        vals = {}
+        if self.truth is not None and "pa_mpjpe" in self.truth.last:
+            vals["pa_mpjpe"] = self.truth.last["pa_mpjpe"]
+        if self.err.last is not None:
+            vals["kp_px"] = self.err.last
         return vals
 
     def close(self) -> Path | None:
-        if self.writer is not None:
-            self.writer.close()
-        return self.sink.close() if self.sink is not None else None
-
-    def keypoint_report(self, adapt: bool, protocol: str) -> dict:
-        adapted = self.err.summary()
-        report = {
-            "threshold": self.threshold,
-            "normalised_by": "side of the square crop box",
-            # Under `after` each frame is predicted after adapting on its own keypoints.
-            "held_out": not (adapt and protocol == "after"),
-            "protocol": protocol if adapt else "none",
-        }
-        if self.err_frozen is not None:
-            report["frozen"] = self.err_frozen.summary()
-            report["adapted"] = adapted
-        elif adapt:
-            report["adapted"] = adapted
-        else:
-            report["frozen"] = adapted
-        return report
+        if self.bag is not None:
+            self.bag.close()
+        return self.overlay.close() if self.overlay is not None else None
 
 
 def _print_keypoint_report(rep: dict) -> None:
@@ -213,7 +155,7 @@ def replay(bag: str | Path, out_dir: str | Path, config: PipelineConfig | None =
     kind = input_kind(bag)
     det_cfg = config.detector
     explicit = det_cfg.kind not in ("auto", "none")
-    read_stats: dict[str, int] = {}  # skipped (undecodable) images
+    assembler: FrameAssembler | None = None
     vr: VideoReader | None = None
     with contextlib.ExitStack() as stack:
         if kind == "bag":
@@ -226,7 +168,10 @@ def replay(bag: str | Path, out_dir: str | Path, config: PipelineConfig | None =
                   f"{chosen.camera_info or '-'}, keypoints {chosen.keypoints or '-'}, ground "
                   f"truth {chosen.ground_truth or '-'}")
             has_kp, has_truth = bool(chosen.keypoints), bool(chosen.ground_truth)
-            frames: Iterable[Frame] = read_frames(reader, chosen, limit, read_stats)
+            assembler = FrameAssembler(topics={"image": chosen.image,
+                                               "keypoints": chosen.keypoints or "keypoints",
+                                               "camera_info": chosen.camera_info or "-"})
+            frames: Iterable[Frame] = bag_frames(reader, chosen, assembler, limit=limit)
             overlay_fps, topics_used = BAG_OVERLAY_FPS, chosen.__dict__
         else:
             if topics:
@@ -255,22 +200,24 @@ def replay(bag: str | Path, out_dir: str | Path, config: PipelineConfig | None =
         outputs = _Outputs(out, pipeline, frozen, video, overlay_fps, has_truth,
                            config.adapt.keypoint_threshold)
         t0 = time.perf_counter()
-        strip = explicit and has_kp and keypoint_source is None
+        runner = StreamRunner(pipeline, stage, protocol if adapt else "async", outputs.sinks,
+                              replace_input_people=explicit and has_kp
+                              and keypoint_source is None)
         with Progress(total, "replay", enabled=progress) as bar:
-            staged = _staged(frames, stage, pipeline, strip)
-            for frame, result in run_online(pipeline, staged, protocol if adapt else "async"):
-                vals = outputs.add(frame, result)
-                bar.update(1, **{k: vals[k] for k in ("pa_mpjpe", "kp_px") if k in vals})
+            for _ in runner.run(frames):
+                bar.update(1, **outputs.progress())
         elapsed = time.perf_counter() - t0
         status = pipeline.adaptation.status() if pipeline.adaptation is not None else None
     video_path = outputs.close()
-    n = len(outputs.latencies)
-    lat = np.asarray(outputs.latencies) if n else np.zeros(1)
-    kp_report = outputs.keypoint_report(adapt, protocol)
+    tally = outputs.tally
+    n = len(tally.latencies)
+    lat = np.asarray(tally.latencies) if n else np.zeros(1)
+    kp_report = outputs.err.report(adapt, protocol)
     summary = {
         "bag": str(bag), "input": str(bag), "input_kind": kind, "topics": topics_used,
-        "frames": n, "people": outputs.people, "skipped_people": outputs.skipped,
-        "skipped_images": vr.skipped if vr is not None else read_stats.get("skipped_images", 0),
+        "frames": n, "people": tally.people, "skipped_people": tally.skipped,
+        "skipped_images": vr.skipped if vr is not None else assembler.skipped["image"],
+        "skipped_inputs": dict(assembler.skipped) if assembler is not None else None,
         "adapt": adapt, "protocol": protocol if adapt else "none",
         "method": config.adapt.method,
         "elapsed_s": elapsed, "fps": n / elapsed if elapsed > 0 else 0.0,
@@ -278,24 +225,24 @@ def replay(bag: str | Path, out_dir: str | Path, config: PipelineConfig | None =
                        "p95": float(np.percentile(lat, 95))},
         "adaptation": None if status is None else status.__dict__,
         "detection": {"people_from": what, "frames_detected": stage.detected,
-                      "ids": sorted(outputs.ids)},
+                      "ids": sorted(tally.ids)},
         "keypoint_error": kp_report,
-        "metrics": outputs.ev.summary() if outputs.ev is not None else None,
+        "metrics": outputs.truth.summary() if outputs.truth is not None else None,
         "outputs": {"bag": str(out / "estimates"),
                     "video": str(video_path) if video_path else None},
         "machine": machine_info(),
     }
     write_json(out / "metrics.json", summary)
-    print(f"{n} frames, {outputs.people} body estimates in {elapsed:.1f} s "
+    print(f"{n} frames, {tally.people} body estimates in {elapsed:.1f} s "
           f"({summary['fps']:.1f} fps), inference p50 {summary['latency_ms']['p50']:.1f} ms")
-    if outputs.ids:
-        print(f"people ids: {', '.join(str(i) for i in sorted(outputs.ids))}")
+    if tally.ids:
+        print(f"people ids: {', '.join(str(i) for i in sorted(tally.ids))}")
     if status is not None:
         print(f"adaptation {status.method}: {status.steps} steps, version {status.version}, "
               f"{status.rollbacks} rollbacks")
-    if outputs.err.frames:
+    if outputs.err.adapted.frames:
         _print_keypoint_report(kp_report)
-    if outputs.ev is not None:
+    if outputs.truth is not None:
         print(format_metrics(summary["metrics"]))
     print(f"wrote {out / 'estimates'}, {out / 'metrics.json'}"
           + (f", {video_path}" if video_path else ""))
@@ -330,16 +277,16 @@ def live(camera: int | str, out_dir: str | Path | None = None,
                            config.adapt.keypoint_threshold)
         t0 = last = time.perf_counter()
         shown = show
+        runner = StreamRunner(pipeline, stage, "async", outputs.sinks)
         try:
-            staged = _staged(vr, stage, pipeline, False)
-            for frame, result in run_online(pipeline, staged, "async"):
-                outputs.add(frame, result)
+            for frame, result in runner.run(vr):
                 now = time.perf_counter()
                 if now - last >= 1.0:
                     last = now
                     st = pipeline.adaptation.status() if pipeline.adaptation else None
                     ids = ", ".join(str(p.id) for p in result.people) or "-"
-                    print(f"{now - t0:6.1f} s  {len(outputs.latencies) / (now - t0):5.1f} fps  "
+                    fps = len(outputs.tally.latencies) / (now - t0)
+                    print(f"{now - t0:6.1f} s  {fps:5.1f} fps  "
                           f"people {ids}  model v{result.model_version}"
                           + (f"  adaptation steps {st.steps}" if st else ""), flush=True)
                 if shown:
@@ -351,17 +298,18 @@ def live(camera: int | str, out_dir: str | Path | None = None,
         elapsed = time.perf_counter() - t0
         status = pipeline.adaptation.status() if pipeline.adaptation is not None else None
     video_path = outputs.close()
-    n = len(outputs.latencies)
+    tally = outputs.tally
+    n = len(tally.latencies)
     summary = {
-        "input": str(camera), "input_kind": info.kind, "frames": n, "people": outputs.people,
+        "input": str(camera), "input_kind": info.kind, "frames": n, "people": tally.people,
         "elapsed_s": elapsed, "fps": n / elapsed if elapsed > 0 else 0.0, "adapt": adapt,
         "adaptation": None if status is None else status.__dict__,
-        "detection": {"people_from": what, "ids": sorted(outputs.ids)},
-        "keypoint_error": outputs.keypoint_report(adapt, "async"),
+        "detection": {"people_from": what, "ids": sorted(tally.ids)},
+        "keypoint_error": outputs.err.report(adapt, "async"),
         "outputs": {"video": str(video_path) if video_path else None},
     }
     print(f"{n} frames in {elapsed:.1f} s ({summary['fps']:.1f} fps), ids "
-          f"{sorted(outputs.ids) or '-'}"
+          f"{sorted(tally.ids) or '-'}"
           + (f", adaptation {status.steps} steps, version {status.version}" if status else ""))
     if out is not None:
         write_json(out / "metrics.json", summary)

@@ -2,7 +2,7 @@
 
     hmr-ros synth --domain pw3d_like --seed 3 --duration 20 --out /tmp/in      # or your bag
     ros2 launch hmr_ros eval_bag.launch.py bag:=/tmp/in out:=/tmp/node_out
-    python3 -m hmr_ros.ros.bag_eval /tmp/node_out                              # scores
+    python3 -m hmr_ros.eval.bag_eval /tmp/node_out                              # scores
 
 Starts adapt.launch.py with use_sim_time (all its arguments can be given here too: camera,
 keypoints_topic, weights, adapt, params_file, ...), then `ros2 bag record -s mcap` of the node's

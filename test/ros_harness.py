@@ -58,9 +58,9 @@ def ros_env(domain: int | None = None) -> dict[str, str]:
 def write_stream(path: Path, fps: float = 10.0, scale: float = 0.5, seconds: float = 8.0,
                  seed: int = 11, domain: str = "robot_cam") -> Path:
     """A synthetic robot_cam bag (one person, keypoints with ids, CameraInfo, truth)."""
-    from hmr_ros.data.domain import load_domain
-    from hmr_ros.data.scene import SyntheticSequence
-    from hmr_ros.data.synth import write_stream_bag
+    from hmr_ros.synth import write_stream_bag
+    from hmr_ros.world.domain import load_domain
+    from hmr_ros.world.scene import SyntheticSequence
 
     d = load_domain(domain)
     d = dataclasses.replace(d, fps=fps, image=dataclasses.replace(d.image, render_scale=scale))

@@ -22,13 +22,13 @@ from hmr_ros.body import BodyModel
 from hmr_ros.body.joints import get_joint_set
 from hmr_ros.config import AdaptConfig, ConfigError, PipelineConfig, replace_path
 from hmr_ros.data.crop import crop_image
-from hmr_ros.data.domain import load_domain
 from hmr_ros.data.frame import Keypoints
-from hmr_ros.data.scene import SyntheticSequence
 from hmr_ros.geometry import perspective_project
 from hmr_ros.model import HMR, load_checkpoint
 from hmr_ros.model.backends import TorchBackend
 from hmr_ros.pipeline import Pipeline
+from hmr_ros.world.domain import load_domain
+from hmr_ros.world.scene import SyntheticSequence
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,13 @@ import pytest
 from rosbags.highlevel import AnyReader
 
 from hmr_ros.cli import main
-from hmr_ros.data.bag import BagError, BagReader, BagWriter, detect_topics, read_frames
-from hmr_ros.data.domain import load_domain
-from hmr_ros.data.scene import SyntheticSequence
-from hmr_ros.msgdefs import hmr_typestore
-from hmr_ros.ros.convert import RosbagsFactory, image_to_msg
+from hmr_ros.messages.bag import BagError, BagReader, BagWriter, detect_topics
+from hmr_ros.messages.definitions import hmr_typestore
+from hmr_ros.messages.factory import RosbagsFactory
+from hmr_ros.messages.image import image_to_msg
+from hmr_ros.stream.frames import FrameAssembler, bag_frames
+from hmr_ros.world.domain import load_domain
+from hmr_ros.world.scene import SyntheticSequence
 
 # Bags written by real ROS 2 (Foxy to Rolling), copied with their licences and README.
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "rosbag2"
@@ -75,7 +77,7 @@ def test_synth_bag_decodes_with_anyreader_to_the_rendered_frames(stream_bag):
 def test_frames_from_a_bag_equal_the_stream(stream_bag):
     seq = SyntheticSequence(load_domain("robot_cam"), seed=4, duration_s=0.3)
     with BagReader(stream_bag) as reader:
-        frames = list(read_frames(reader, detect_topics(reader)))
+        frames = list(bag_frames(reader, detect_topics(reader)))
     assert [f.index for f in frames] == list(range(9))
     for fr in frames:
         ref = seq.frame(fr.index).frame
@@ -113,15 +115,15 @@ def test_bad_images_are_skipped_not_fatal(tmp_path, caplog):
         w.write("/cam/image_raw", "sensor_msgs/msg/Image", bad, 2)
         w.write("/cam/image_raw", "sensor_msgs/msg/Image", bad, 3)
         w.write("/cam/image_raw", "sensor_msgs/msg/Image", good, 4)
-    stats: dict[str, int] = {}
+    assembler = FrameAssembler()
     with caplog.at_level(logging.WARNING, logger="hmr_ros"), BagReader(bag) as r:
-        frames = list(read_frames(r, detect_topics(r), stats=stats))
+        frames = list(bag_frames(r, detect_topics(r), assembler))
     assert len(frames) == 2 and frames[0].camera is None
     assert "unsupported image encoding 'yuv422'" in caplog.text
     # Skips are counted and named by their own position (it said "image 0" every time); the
     # frame after them keeps its place, a gap the evaluator's ACCEL respects.
-    assert stats == {"skipped_images": 2}
-    assert "skipping image 1 " in caplog.text and "skipping image 2 " in caplog.text
+    assert assembler.skipped == {"image": 2, "keypoints": 0, "camera_info": 0, "camera_size": 0}
+    assert "image 1: " in caplog.text and "image 2: " in caplog.text
     assert [f.index for f in frames] == [0, 3]
 
 

@@ -7,9 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hmr_ros.msgdefs import hmr_typestore
-from hmr_ros.ros.cdr import CdrReader, image_from_cdr
-from hmr_ros.ros.convert import ConversionError, RosbagsFactory, image_to_msg, msg_to_image
+from hmr_ros.messages.cdr import CdrReader, image_from_cdr
+from hmr_ros.messages.definitions import hmr_typestore
+from hmr_ros.messages.factory import ConversionError, RosbagsFactory
+from hmr_ros.messages.image import image_to_msg, msg_to_image
 
 
 @pytest.fixture(scope="module")

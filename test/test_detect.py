@@ -26,14 +26,13 @@ from hmr_ros.config import DetectorConfig
 from hmr_ros.data.frame import CameraModel, Detection, Frame, Keypoints
 from hmr_ros.detect import (
     DetectorUnavailable,
-    KeypointErrorMeter,
     box_iou,
     build_stage,
     detection_box,
     keypoint_box,
-    person_errors,
     resolve_kind,
 )
+from hmr_ros.eval.keypoint_error import KeypointErrorMeter, person_errors
 from hmr_ros.model import HMR, save_checkpoint
 
 # ------------------------------------------------------------------------ blazepose33
@@ -79,10 +78,10 @@ def test_blazepose33_layout_follows_mediapipe_and_maps_from_smpl():
 
 
 def test_blazepose_keypoints_travel_in_our_messages_and_get_tracked():
+    from hmr_ros import messages as cv
     from hmr_ros.detect import DetectionStage, Tracker
-    from hmr_ros.msgdefs import hmr_typestore
-    from hmr_ros.ros import convert as cv
-    from hmr_ros.ros.convert import RosbagsFactory
+    from hmr_ros.messages.definitions import hmr_typestore
+    from hmr_ros.messages.factory import RosbagsFactory
 
     ts = hmr_typestore("humble")
     rng = np.random.default_rng(1)

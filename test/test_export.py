@@ -25,11 +25,10 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from hmr_ros.cli import main  # noqa: E402
 from hmr_ros.model import HMR, get_preset, save_checkpoint  # noqa: E402
+from hmr_ros.model.errors import ExportError, TensorRTUnavailable  # noqa: E402
 from hmr_ros.model.export import (  # noqa: E402
     INPUT_NAME,
     OUTPUT_NAMES,
-    ExportError,
-    TensorRTUnavailable,
     engine_cache_key,
     export_tensorrt,
     load_onnx_export,

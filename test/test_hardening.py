@@ -72,7 +72,7 @@ def test_strict_json_writes_null_for_non_finite():
     text = jsonio.dumps(payload)
     assert json.loads(text) == {"a": None, "b": [1.0, None, None], "c": [0, 1, 2],
                                 "d": [4, True], "e": {"f": None}}
-    from hmr_ros.bench.timing import write_json
+    from hmr_ros.jsonio import write_json
 
     path = write_json(__import__("pathlib").Path(__import__("tempfile").mkdtemp()) / "m.json",
                       payload)

@@ -8,9 +8,10 @@ import pytest
 from rosbags.typesys import get_types_from_msg
 
 from hmr_ros.data.frame import BodyParams
-from hmr_ros.msgdefs import hmr_typestore
-from hmr_ros.ros.convert import ConversionError, RosbagsFactory, bodies_to_markers
-from hmr_ros.ros.marker_cdr import bodies_to_markers_cdr
+from hmr_ros.messages.definitions import hmr_typestore
+from hmr_ros.messages.factory import ConversionError, RosbagsFactory
+from hmr_ros.messages.marker_cdr import bodies_to_markers_cdr
+from hmr_ros.messages.markers import bodies_to_markers
 
 
 class Person:

@@ -16,7 +16,7 @@ import pytest
 from rosbags.serde import SerdeError
 from rosbags.typesys import Stores, TypesysError, get_types_from_msg, get_typestore
 
-from hmr_ros import msgdefs
+from hmr_ros.messages import definitions as msgdefs
 
 MSG_DIR = Path(__file__).resolve().parents[1] / "msg"
 

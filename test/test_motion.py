@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from hmr_ros.body import LANDMARK_NAMES, SMPL_JOINT_NAMES, BodyModel
-from hmr_ros.data.motion import (
+from hmr_ros.geometry import axis_angle_to_matrix
+from hmr_ros.world.motion import (
     ACTIONS,
     JOINT_LIMITS,
     NUM_PARAMS,
@@ -25,7 +26,6 @@ from hmr_ros.data.motion import (
     generate_motion,
     params_to_pose,
 )
-from hmr_ros.geometry import axis_angle_to_matrix
 
 J = {n: i for i, n in enumerate(SMPL_JOINT_NAMES)}
 # Points that can touch the ground: ankles, toe joints, heels and toe tips.

@@ -12,12 +12,12 @@ from rosbags.highlevel import AnyReader
 
 from hmr_ros.cli import main
 from hmr_ros.config import PipelineConfig, replace_path
-from hmr_ros.data.bag import BagError
-from hmr_ros.data.domain import load_domain
-from hmr_ros.data.scene import SyntheticSequence
-from hmr_ros.msgdefs import hmr_typestore
-from hmr_ros.online import run_online
+from hmr_ros.messages.bag import BagError
+from hmr_ros.messages.definitions import hmr_typestore
 from hmr_ros.pipeline import build_pipeline
+from hmr_ros.stream.runner import run_online
+from hmr_ros.world.domain import load_domain
+from hmr_ros.world.scene import SyntheticSequence
 
 
 @pytest.fixture(scope="module")

@@ -21,20 +21,18 @@ import pytest
 import torch
 from ros_harness import require_ros
 
+from hmr_ros import messages as cv
 from hmr_ros.adapt.worker import AdaptStatus
 from hmr_ros.body import BodyModel, map_points
 from hmr_ros.config import PipelineConfig, replace_path
-from hmr_ros.data.domain import load_domain
 from hmr_ros.data.frame import CameraModel, Detection, Frame, Keypoints
-from hmr_ros.data.scene import SyntheticSequence
 from hmr_ros.detect import DetectorUnavailable, GroundTruthSource
+from hmr_ros.messages.definitions import hmr_typestore
+from hmr_ros.messages.factory import RosbagsFactory
 from hmr_ros.model import HMR
 from hmr_ros.model.backends import TorchBackend
 from hmr_ros.model.config import get_preset
-from hmr_ros.msgdefs import hmr_typestore
 from hmr_ros.pipeline import Pipeline
-from hmr_ros.ros import convert as cv
-from hmr_ros.ros.convert import RosbagsFactory
 from hmr_ros.ros.engine import (
     BODIES,
     CLOUD,
@@ -45,7 +43,9 @@ from hmr_ros.ros.engine import (
     NodeEngine,
 )
 from hmr_ros.ros.params import NodeConfig
-from hmr_ros.ros.sync import FrameSync
+from hmr_ros.stream.frames import FrameSync
+from hmr_ros.world.domain import load_domain
+from hmr_ros.world.scene import SyntheticSequence
 
 ROOT = Path(__file__).resolve().parents[1]
 W, H = 160, 120
@@ -460,8 +460,8 @@ def test_engine_thread_processes_in_the_background(body, model, ts, coco):
 
 
 def test_bag_eval_scores_recorded_bodies(tmp_path, body):
-    from hmr_ros.data.bag import BagWriter
-    from hmr_ros.ros.bag_eval import evaluate_recorded, main
+    from hmr_ros.eval.bag_eval import evaluate_recorded, main
+    from hmr_ros.messages.bag import BagWriter
 
     rng = np.random.default_rng(0)
     path = tmp_path / "rec"
@@ -508,9 +508,9 @@ def test_bag_eval_scores_recorded_bodies(tmp_path, body):
 
 def test_ros_free_modules_import_with_ros_blocked():
     """Everything under hmr_ros/ros/ but node.py runs without ROS (bags, tests, docs)."""
-    mods = ["hmr_ros.ros.convert", "hmr_ros.ros.params", "hmr_ros.ros.engine",
-            "hmr_ros.ros.sync", "hmr_ros.ros.frames", "hmr_ros.ros.rclpy_factory",
-            "hmr_ros.ros.bag_eval"]
+    mods = ["hmr_ros.messages", "hmr_ros.messages.bag", "hmr_ros.messages.cdr",
+            "hmr_ros.messages.marker_cdr", "hmr_ros.ros.params", "hmr_ros.ros.engine",
+            "hmr_ros.ros.rclpy_factory", "hmr_ros.eval.bag_eval"]
     code = (
         "import importlib, importlib.abc, sys\n"
         "BLOCKED = {'rclpy', 'tf2_ros', 'cv_bridge', 'launch', 'launch_ros', 'sensor_msgs',"
@@ -636,7 +636,7 @@ def test_marker_bytes_equal_rclpy_serialization(body, model, ts, coco):
     require_ros("rclpy")
     from rclpy.serialization import deserialize_message, serialize_message
 
-    from hmr_ros.ros.marker_cdr import bodies_to_markers_cdr
+    from hmr_ros.messages.marker_cdr import bodies_to_markers_cdr
     from hmr_ros.ros.rclpy_factory import RclpyFactory
 
     dets = tuple(Detection(i, Keypoints("coco17", coco + 3 * i, np.ones(17, np.float32)))

@@ -127,7 +127,7 @@ def test_stream_cache_is_npz_under_the_cache_folder(tmp_path, monkeypatch):
     as a path, was written next to the YAML instead of under --cache."""
     from hmr_ros.bench import adapt
     from hmr_ros.data import frame_cache
-    from hmr_ros.data.domain import domain_dir
+    from hmr_ros.world.domain import domain_dir
 
     elsewhere = tmp_path / "some" / "dir"
     elsewhere.mkdir(parents=True)
@@ -141,7 +141,7 @@ def test_stream_cache_is_npz_under_the_cache_folder(tmp_path, monkeypatch):
     with np.load(cache / files[0], allow_pickle=False) as z:  # plain arrays only
         assert "meta" in z.files
     # A second call reads the cache (rendering is not called) and gets the same frames.
-    monkeypatch.setattr("hmr_ros.data.scene.SyntheticSequence", None)
+    monkeypatch.setattr("hmr_ros.world.scene.SyntheticSequence", None)
     _same_frames(fresh, adapt.stream_frames(str(yaml_path.resolve()), 3, 0.2, cache))
     # An edited YAML is another stream, not the old frames.
     yaml_path.write_text(yaml_path.read_text() + "\n# edited\n")

@@ -10,12 +10,12 @@ import logging
 import numpy as np
 import pytest
 
-import hmr_ros.data.scene as scene
+import hmr_ros.world.scene as scene
 from hmr_ros.config import DetectorConfig
-from hmr_ros.data.domain import load_domain
 from hmr_ros.data.frame import Detection, Frame, Keypoints
-from hmr_ros.data.motion import generate_motion
 from hmr_ros.detect import DetectionStage, GroundTruthSource, Tracker, box_iou
+from hmr_ros.world.domain import load_domain
+from hmr_ros.world.motion import generate_motion
 
 FPS = 10.0
 SEC = 1_000_000_000

@@ -10,15 +10,14 @@ import pytest
 import torch
 
 from hmr_ros.body import BodyModel
-from hmr_ros.data.domain import load_domain
-from hmr_ros.data.frame import Frame
-from hmr_ros.data.scene import SyntheticSequence
-from hmr_ros.data.synth import write_trainset
+from hmr_ros.data.frame import Frame, FrameResult, PersonEstimate
 from hmr_ros.eval.evaluate import StreamEvaluator, truth_from_params
 from hmr_ros.eval.metrics import pa_mpjpe
 from hmr_ros.model import CheckpointError, load_checkpoint
-from hmr_ros.pipeline import FrameResult, PersonEstimate
+from hmr_ros.synth import write_trainset
 from hmr_ros.train import TrainConfig, TrainSet, train
+from hmr_ros.world.domain import load_domain
+from hmr_ros.world.scene import SyntheticSequence
 
 TINY = TrainConfig(preset="hmr_tiny", steps=12, batch_size=8, lr=1e-3, warmup=2, threads=1,
                    eval_every=6, log_every=3)

@@ -14,8 +14,6 @@ import pytest
 
 from hmr_ros.cli import main
 from hmr_ros.config import ConfigError, PipelineConfig, replace_path
-from hmr_ros.data.domain import load_domain
-from hmr_ros.data.scene import SyntheticSequence
 from hmr_ros.data.video import (
     DEFAULT_HFOV_DEG,
     VideoError,
@@ -25,6 +23,8 @@ from hmr_ros.data.video import (
 )
 from hmr_ros.detect import GroundTruthSource
 from hmr_ros.replay import replay
+from hmr_ros.world.domain import load_domain
+from hmr_ros.world.scene import SyntheticSequence
 
 
 def _colour_frames(n: int, w: int = 96, h: int = 64) -> list[np.ndarray]:

@@ -25,11 +25,11 @@ from hmr_ros.adapt.worker import AdaptationWorker, AdaptSample
 from hmr_ros.body import BodyModel
 from hmr_ros.config import AdaptConfig, ConfigError, PipelineConfig, replace_path
 from hmr_ros.data.crop import crop_image
-from hmr_ros.data.domain import load_domain
-from hmr_ros.data.scene import SyntheticSequence
 from hmr_ros.model import HMR, load_checkpoint
 from hmr_ros.model.backends import OnnxRuntimeBackend, TensorRTBackend, TorchBackend
 from hmr_ros.pipeline import Pipeline
+from hmr_ros.world.domain import load_domain
+from hmr_ros.world.scene import SyntheticSequence
 
 HAVE_ORT = importlib.util.find_spec("onnxruntime") is not None
 HAVE_TRT = importlib.util.find_spec("tensorrt") is not None and torch.cuda.is_available()

@@ -77,7 +77,7 @@ def _log_gauss(x: np.ndarray, means: np.ndarray, covars: np.ndarray) -> np.ndarr
 def motion_library_poses(n_clips: int = 40, duration_s: float = 20.0, fps: float = 10.0,
                          seed: int = 0) -> np.ndarray:
     """Body poses (N, 69) from the synthetic motion library."""
-    from ..data.motion import generate_library
+    from ..world.motion import generate_library
 
     clips = generate_library(seed, n_clips, duration_s, fps)
     return np.concatenate([c.body_pose.reshape(len(c), POSE_DIM) for c in clips]).astype(

@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from ..config import PipelineConfig
-from .environment import footnote, provenance
+from ..jsonio import write_json
+from ..provenance import footnote, provenance
 from .spread import RESAMPLES, Interval, bootstrap_mean, paired_difference
-from .timing import write_json
 
 log = logging.getLogger("hmr_ros")
 
@@ -51,9 +51,9 @@ def cache_name(domain: str, seed: int, duration: float) -> str:
 def stream_frames(domain: str, seed: int, duration: float, cache: Path | None = None):
     """The frames of one synthetic stream, rendered once and cached under `cache` as npz
     (`data.frame_cache`: arrays and JSON, nothing unpickled)."""
-    from ..data.domain import load_domain
     from ..data.frame_cache import FrameCacheError, load_frames, save_frames
-    from ..data.scene import SyntheticSequence
+    from ..world.domain import load_domain
+    from ..world.scene import SyntheticSequence
 
     path = cache / cache_name(domain, seed, duration) if cache else None
     if path is not None and path.exists():
@@ -74,8 +74,8 @@ def _job(args: tuple) -> dict:
     import torch
 
     from ..eval.evaluate import StreamEvaluator
-    from ..online import run_online
     from ..pipeline import build_pipeline
+    from ..stream.runner import run_online
 
     torch.set_num_threads(1)
     torch.manual_seed(seed)
@@ -131,8 +131,8 @@ def latency_with_and_without_worker(domain: str, seed: int, duration: float,
     adaptation worker adapting in the background (schedule 'latest')."""
     import torch
 
-    from ..data.domain import load_domain
     from ..pipeline import build_pipeline
+    from ..world.domain import load_domain
 
     torch.set_num_threads(1)
     frames = stream_frames(domain, seed, duration, cache)

@@ -28,8 +28,12 @@ import numpy as np
 import torch
 
 from ..body import BodyModel
-from ..data.frame import BodyParams, CameraModel
+from ..data.frame import BodyParams, CameraModel, PersonEstimate
 from ..geometry import crop_cam_to_translation, matrix_to_axis_angle
+from ..jsonio import write_json
+from ..messages.bodies import bodies_to_msg
+from ..messages.definitions import hmr_typestore
+from ..messages.factory import RosbagsFactory
 from ..model.backends import (
     Backend,
     BackendUnavailable,
@@ -39,11 +43,8 @@ from ..model.backends import (
 )
 from ..model.config import PRESETS
 from ..model.hmr import HMR
-from ..msgdefs import hmr_typestore
-from ..pipeline import PersonEstimate
-from ..ros.convert import RosbagsFactory, bodies_to_msg
-from .environment import footnote, provenance
-from .timing import Timing, time_calls, write_json
+from ..provenance import footnote, provenance
+from .timing import Timing, time_calls
 
 DEFAULT_OUT = "bench/results/infer_cpu.json"
 DEFAULT_PRESETS = ("hmr_small", "hmr_r50")

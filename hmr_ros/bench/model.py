@@ -8,9 +8,10 @@ from pathlib import Path
 import torch
 
 from ..body import BodyModel
+from ..jsonio import write_json
 from ..model import HMR, PRESETS
-from .environment import provenance
-from .timing import time_calls, write_json
+from ..provenance import provenance
+from .timing import time_calls
 
 
 def run(out: str | Path, presets: list[str] | None = None, repeats: int = 20,

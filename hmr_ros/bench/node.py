@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from .environment import footnote, provenance
-from .timing import write_json
+from ..jsonio import write_json
+from ..provenance import footnote, provenance
 
 CAMERA = "/bench_cam"
 NODE = "/hmr_ros"
@@ -114,9 +114,9 @@ def require_ros() -> None:
 
 def make_bag(path: Path, fps: float, width: int, height: int, seconds: float, seed: int) -> Path:
     """A robot_cam stream at the asked rate and size (rendered once, reused)."""
-    from ..data.domain import load_domain
-    from ..data.scene import SyntheticSequence
-    from ..data.synth import write_stream_bag
+    from ..synth import write_stream_bag
+    from ..world.domain import load_domain
+    from ..world.scene import SyntheticSequence
 
     if path.exists():
         return path

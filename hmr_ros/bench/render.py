@@ -13,11 +13,12 @@ import numpy as np
 import torch
 
 from ..body import BodyModel
-from ..data.domain import load_domain
-from ..data.render import RenderMesh, render
-from ..data.scene import SyntheticSequence
-from .environment import provenance
-from .timing import time_calls, write_json
+from ..jsonio import write_json
+from ..provenance import provenance
+from ..world.domain import load_domain
+from ..world.render import RenderMesh, render
+from ..world.scene import SyntheticSequence
+from .timing import time_calls
 
 SIZES = ((256, 256), (640, 480))
 

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import platform
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
-import torch
-
-from .. import jsonio
 
 
 @dataclass(frozen=True)
@@ -42,38 +36,3 @@ def time_calls(fn: Callable[[], object], repeats: int = 20, warmup: int = 3) -> 
         fn()
         samples.append(time.perf_counter() - t0)
     return Timing.from_seconds(samples)
-
-
-def machine_info() -> dict[str, object]:
-    """What a benchmark result needs to be read correctly later."""
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-        "cuda": torch.cuda.is_available(),
-    }
-
-
-def write_json(path: str | Path, payload: dict) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    # Strict JSON: a metric that could not be computed (NaN) is null, never a bare NaN.
-    tmp.write_text(jsonio.dumps(payload, indent=2, default=_jsonable) + "\n")
-    tmp.replace(path)
-    return path
-
-
-def _jsonable(obj: object) -> object:
-    if hasattr(obj, "__dataclass_fields__"):
-        return asdict(obj)  # type: ignore[arg-type]
-    if isinstance(obj, (np.floating, np.integer)):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

@@ -131,6 +131,16 @@ class BodyModel(nn.Module):
         """Pose from the regressor's layout: rotmat (B, 24, 3, 3) with the root first."""
         return self.forward(betas, rotmat[:, 1:], rotmat[:, :1], transl)
 
+    def global_rotations(self, rotmat: Tensor) -> Tensor:
+        """(B, 24, 3, 3) parent-relative joint rotations (root first) -> (B, 24, 3, 3) each
+        joint's rotation accumulated down the kinematic tree, in the root's parent frame
+        (the camera frame for estimates): the rotation part of the joint transforms."""
+        parents = self.parents.tolist()
+        out = [rotmat[:, 0]]
+        for k in range(1, rotmat.shape[1]):
+            out.append(out[parents[k]] @ rotmat[:, k])
+        return torch.stack(out, dim=1)
+
     def forward_axis_angle(self, pose: Tensor, betas: Tensor,
                            transl: Tensor | None = None) -> BodyOutput:
         """Pose from SMPL's 72 axis-angle numbers: pose (B, 72) or (B, 24, 3)."""

@@ -120,6 +120,15 @@ class Frame:
     detections: tuple[Detection, ...] = ()
     index: int = 0
     ground_truth: dict[int, BodyParams] = field(default_factory=dict)
+    frame_id: str = ""  # the camera optical frame of the outputs; "" = the camera's
+
+    @property
+    def output_frame_id(self) -> str:
+        """Where this frame's 3D outputs live: `frame_id`, else the camera's frame, else
+        `camera_optical_frame` (the rule of `hmr_ros.stream.frames`)."""
+        if self.frame_id:
+            return self.frame_id
+        return self.camera.frame_id if self.camera is not None else "camera_optical_frame"
 
     @property
     def height(self) -> int:
@@ -128,3 +137,43 @@ class Frame:
     @property
     def width(self) -> int:
         return int(self.image.shape[1])
+
+
+@dataclass(frozen=True)
+class PersonEstimate:
+    """One person's estimate in one frame (camera frame, metres).
+
+    box (3,) [cx, cy, size] crop box in pixels; cam (3,) crop camera [s, tx, ty]; joints
+    (24, 3); points (46, 3) joints then landmarks; vertices (V, 3) or None; keypoints: the 2D
+    input used (or None when the crop came from a box).
+    """
+
+    id: int
+    box: np.ndarray
+    cam: np.ndarray
+    params: BodyParams
+    joints: np.ndarray
+    points: np.ndarray
+    vertices: np.ndarray | None
+    keypoints: Keypoints | None
+    confidence: float
+    rotations: np.ndarray | None = None
+
+    @property
+    def bbox_xyxy(self) -> np.ndarray:
+        """(4,) x_min, y_min, x_max, y_max of the square crop box."""
+        cx, cy, s = np.asarray(self.box, dtype=np.float64).reshape(3)
+        return np.array([cx - s / 2, cy - s / 2, cx + s / 2, cy + s / 2])
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """What the pipeline made of one frame."""
+
+    index: int
+    stamp_ns: int
+    people: tuple[PersonEstimate, ...]
+    model_version: int
+    latency_ms: float
+    skipped: tuple[str, ...] = ()  # one reason per detection that produced no estimate
+    crops: np.ndarray | None = None  # (N, R, R, 3) the crops used, same order as people

@@ -163,7 +163,7 @@ class VideoReader:
                  limit: int | None = None, latest: bool | None = None) -> None:
         self.kind = input_kind(source)
         if self.kind == "bag":
-            raise VideoError(f"{source} is a rosbag2; read it with hmr_ros.data.bag")
+            raise VideoError(f"{source} is a rosbag2; read it with hmr_ros.messages.bag")
         self.source = str(source)
         self.limit = limit
         self.hfov_deg = hfov_deg

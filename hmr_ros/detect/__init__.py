@@ -2,8 +2,9 @@
 
 `base` (the KeypointSource protocol, boxes, the synthetic ground-truth source), `tracker`
 (stable ids), `stage` (DetectionStage between an input and the pipeline), `mediapipe_pose`
-(BlazePose, optional dependency, imported only when used), `hog` (OpenCV's HOG person boxes),
-`reprojection` (2D error of the predictions against the detected keypoints).
+(BlazePose, optional dependency, imported only when used), `hog` (OpenCV's HOG person boxes).
+The 2D error of the predictions against the detected keypoints is a metric:
+`hmr_ros.eval.keypoint_error`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from .base import (
     detection_box,
     keypoint_box,
 )
-from .reprojection import KeypointErrorMeter, person_errors
 from .stage import DetectionStage, build_stage, hog_available, make_source, resolve_kind
 from .tracker import Tracker
 
@@ -26,7 +26,6 @@ __all__ = [
     "DetectionStage",
     "DetectorUnavailable",
     "GroundTruthSource",
-    "KeypointErrorMeter",
     "KeypointSource",
     "Tracker",
     "box_iou",
@@ -35,6 +34,5 @@ __all__ = [
     "hog_available",
     "keypoint_box",
     "make_source",
-    "person_errors",
     "resolve_kind",
 ]

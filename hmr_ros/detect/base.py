@@ -19,7 +19,7 @@ import numpy as np
 from ..data.frame import Detection, Frame, Keypoints
 
 if TYPE_CHECKING:
-    from ..data.scene import SyntheticFrame, SyntheticSequence
+    from ..world.scene import SyntheticFrame, SyntheticSequence
 
 
 class DetectorUnavailable(RuntimeError):

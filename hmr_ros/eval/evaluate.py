@@ -16,8 +16,7 @@ import numpy as np
 import torch
 
 from ..body import BodyModel, BodyOutput, map_points
-from ..data.frame import BodyParams, Frame
-from ..pipeline import FrameResult, PersonEstimate
+from ..data.frame import BodyParams, Frame, FrameResult, PersonEstimate
 from .metrics import MetricReport, accel_error, mpjpe, pa_mpjpe, pve
 
 JOINT_SET = "lsp14"

@@ -8,9 +8,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..data.frame import CameraModel
-from ..data.render import Light, RenderMesh, render
-from ..pipeline import PersonEstimate
+from ..data.frame import CameraModel, PersonEstimate
+from ..world.render import Light, RenderMesh, render
 
 # Distinct, bright colours for person ids (RGB in [0, 1]).
 PALETTE = np.array([

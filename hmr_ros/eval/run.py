@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from ..bench.environment import provenance
-from ..bench.timing import write_json
 from ..config import PipelineConfig, replace_path
 from ..data.frame import Frame
+from ..jsonio import write_json
 from ..pipeline import Pipeline, build_pipeline
 from ..progress import Progress
+from ..provenance import provenance
 from .evaluate import StreamEvaluator
 
 COLUMNS = ("frames", "detected", "mpjpe", "pa_mpjpe", "pve", "accel")
@@ -19,8 +19,8 @@ COLUMNS = ("frames", "detected", "mpjpe", "pa_mpjpe", "pve", "accel")
 def domain_frames(domain: str, seeds: Sequence[int], duration: float
                   ) -> Iterator[tuple[int, Frame]]:
     """(stream key, frame) of every stream: the key is the seed."""
-    from ..data.domain import load_domain
-    from ..data.scene import SyntheticSequence
+    from ..world.domain import load_domain
+    from ..world.scene import SyntheticSequence
 
     d = load_domain(domain)
     for seed in seeds:
@@ -31,10 +31,11 @@ def domain_frames(domain: str, seeds: Sequence[int], duration: float
 
 def bag_frames(path: str, limit: int | None = None, **topics: str
                ) -> Iterator[tuple[int, Frame]]:
-    from ..data.bag import BagReader, detect_topics, read_frames
+    from ..messages.bag import BagReader, detect_topics
+    from ..stream.frames import bag_frames
 
     with BagReader(path) as reader:
-        for frame in read_frames(reader, detect_topics(reader, **topics), limit):
+        for frame in bag_frames(reader, detect_topics(reader, **topics), limit=limit):
             yield 0, frame
 
 
@@ -78,7 +79,7 @@ def main(bags: Sequence[str], domains: Sequence[str], seeds: Sequence[int], dura
     pipeline = build_pipeline(cfg, adapt=False)  # the frozen regressor
     rows: dict[str, dict[str, float]] = {}
     for d in domains:
-        from ..data.domain import load_domain
+        from ..world.domain import load_domain
 
         fps = load_domain(d).fps
         total = len(seeds) * max(1, int(round(duration * fps)))

@@ -34,7 +34,6 @@ the opset-21 GroupNormalization. Both keep the GroupNorm weights as their own in
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import copy
 import hashlib
@@ -42,7 +41,6 @@ import json
 import logging
 import os
 import re
-import sys
 import tempfile
 import time
 import warnings
@@ -56,6 +54,7 @@ import torch
 from torch import Tensor
 
 from .config import ModelConfig
+from .errors import ExportError, TensorRTUnavailable
 from .hmr import HMR
 
 INPUT_NAME = "images"
@@ -68,18 +67,6 @@ NAMES_FORMAT_VERSION = 1
 
 # State-dict entries that an eval-mode graph never reads (BatchNorm's step counter).
 _UNUSED_SUFFIXES = ("num_batches_tracked",)
-
-
-class ExportError(RuntimeError):
-    """An export that cannot be produced or would not map every weight to the graph."""
-
-
-class BackendUnavailable(RuntimeError):
-    """An inference backend cannot run here (its package or device is missing)."""
-
-
-class TensorRTUnavailable(BackendUnavailable):
-    """TensorRT (the `tensorrt` Python package) or a CUDA device is missing."""
 
 
 @dataclass(frozen=True)
@@ -500,57 +487,3 @@ def export_tensorrt(onnx_path: str | os.PathLike[str], engine_path: str | os.Pat
     return TensorRTBuild(engine_path=engine_path, trt_version=str(trt.__version__), fp16=fp16,
                          max_batch=max_batch, refittable=refit,
                          seconds=time.perf_counter() - t0)
-
-
-# ------------------------------------------------------------------------ CLI
-
-
-def main(args: argparse.Namespace) -> int:
-    """`hmr-ros export`: 0 on success, 1 on a failed export, 2 when TensorRT is missing."""
-    fmt = getattr(args, "format", "onnx")
-    max_batch = max(1, int(getattr(args, "batch", 1) or 1))
-    if fmt == "tensorrt":
-        # Before any slow work: without TensorRT there is nothing this command can do.
-        try:
-            import_tensorrt()
-        except TensorRTUnavailable as e:
-            print(f"hmr-ros export: cannot build a TensorRT engine: {e}", file=sys.stderr)
-            return 2
-    from .checkpoint import CheckpointError
-    from .weights import load_regressor
-
-    try:
-        loaded = load_regressor(args.weights or None)
-    except (FileNotFoundError, CheckpointError) as e:
-        print(f"hmr-ros export: cannot load the regressor weights: {e}", file=sys.stderr)
-        return 1
-    out = Path(args.out)
-    # The engine's ONNX (and its weight-name map, which refitting by name needs) goes next to
-    # the engine: `model.engine` -> `model.onnx`.
-    onnx_path = out if fmt == "onnx" else out.with_name(out.stem + ".onnx")
-    if fmt == "tensorrt" and onnx_path == out:
-        onnx_path = out.with_name(out.name + ".onnx")
-    try:
-        record = export_onnx(loaded.model, onnx_path, max_batch=max_batch)
-    except ExportError as e:
-        print(f"hmr-ros export: {e}", file=sys.stderr)
-        return 1
-    size_mb = record.path.stat().st_size / 1e6
-    print(f"wrote {record.path} ({size_mb:.1f} MB, opset {record.opset}, input "
-          f"{record.input_name} (B, 3, {record.input_size}, {record.input_size}), "
-          f"outputs {', '.join(record.output_names)})")
-    print(f"wrote {record.names_path} ({len(record.names)} weights mapped to initializers)")
-    if fmt == "onnx":
-        return 0
-    try:
-        build = export_tensorrt(record.path, out, fp16=bool(args.fp16), max_batch=max_batch)
-    except TensorRTUnavailable as e:  # pragma: no cover - checked above
-        print(f"hmr-ros export: {e}", file=sys.stderr)
-        return 2
-    except ExportError as e:
-        print(f"hmr-ros export: {e}", file=sys.stderr)
-        return 1
-    print(f"wrote {build.engine_path} (TensorRT {build.trt_version}, "
-          f"{'fp16' if build.fp16 else 'fp32'}, batch 1..{build.max_batch}, refittable, "
-          f"{build.seconds:.1f} s)")
-    return 0

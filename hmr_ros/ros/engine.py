@@ -4,9 +4,13 @@ The node (`node.py`) owns the rclpy objects and forwards to this class: subscrip
 call `on_image` / `on_camera_info` / `on_keypoints` (they only store, never wait), timers call
 `publish_status` / `publish_diagnostics`, services call `reset_adaptation` /
 `save_adaptation` / `set_adaptation`, parameter changes go through `update_parameters`.
-Inference runs in the engine's own thread (`start`): it takes the newest image that has its
-keypoints (`FrameSync`), converts it to a `Frame`, runs `Pipeline.process` and publishes
-through an `Outputs` object. Adaptation runs in the pipeline's `AdaptationWorker` thread.
+
+A frame's path (docs/architecture.md): `on_image` stores the raw image in `FrameSync`
+(stream/frames.py); the inference thread (`start`) takes the newest image that has its
+keypoints, the `FrameAssembler` makes it a `Frame` by the one rule of every input, the
+`StreamRunner` (stream/runner.py) finds people (detect/stage.py) and runs `Pipeline.process`
+(pipeline.py), and `publish_result` (this file) is the node's sink. Adaptation runs in the
+pipeline's `AdaptationWorker` thread.
 
 Messages are built with a `MessageFactory` (rclpy classes in the node, rosbags classes in the
 tests), so this whole file runs and is tested on machines without ROS 2.
@@ -15,7 +19,6 @@ tests), so this whole file runs and is tested on machines without ROS 2.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import threading
 import time
 from collections import deque
@@ -27,38 +30,26 @@ import numpy as np
 
 from ..adapt.worker import AdaptStatus
 from ..config import ConfigError, PipelineConfig
-from ..data.frame import CameraModel, Frame
+from ..data.frame import CameraModel, FrameResult, PersonEstimate
 from ..detect.base import DetectorUnavailable, KeypointSource
 from ..detect.stage import DetectionStage, make_source, resolve_kind
-from .convert import (
-    DIAG_ERROR,
-    DIAG_OK,
-    DIAG_WARN,
-    ConversionError,
-    DiagnosticEntry,
-    MessageFactory,
-    adaptation_status_to_msg,
-    bodies_to_markers,
-    bodies_to_msg,
-    compressed_to_image,
-    diagnostics_to_msg,
-    faces_to_msg,
-    msg_to_camera,
-    msg_to_detections,
-    msg_to_image,
-    stamp_to_ns,
-    transforms_to_msgs,
-    vertices_to_cloud,
-)
-from .marker_cdr import bodies_to_markers_cdr
+from ..logs import Log, ThrottledLog
+from ..messages.bodies import bodies_to_msg
+from ..messages.factory import MessageFactory, stamp_to_ns
+from ..messages.marker_cdr import bodies_to_markers_cdr
+from ..messages.markers import bodies_to_markers, faces_to_msg, vertices_to_cloud
+from ..messages.status import DiagnosticEntry, adaptation_status_to_msg, diagnostics_to_msg
+from ..messages.tf import transforms_to_msgs
+from ..pipeline import Pipeline
+from ..stream.frames import FrameAssembler, FrameSync, Match, RawImage
+from ..stream.runner import StreamRunner
+from .diagnostics import RateMeter, diagnostic_entries
 from .params import NodeConfig, check_update
-from .sync import FrameSync, Match
 
 # Output names (the node maps them to publishers).
 BODIES, FACES, MARKERS, CLOUD, STATUS, DIAGNOSTICS = (
     "bodies", "mesh_faces", "markers", "vertices", "adaptation_status", "diagnostics")
 
-STALE_S = 3.0  # inputs silent for longer than this are reported in diagnostics
 LATENCY_WINDOW = 300
 
 
@@ -73,44 +64,6 @@ class Outputs(Protocol):
         """Whether anyone listens (debug outputs are skipped otherwise)."""
 
 
-class Log(Protocol):
-    def info(self, msg: str) -> None: ...
-
-    def warning(self, msg: str) -> None: ...
-
-    def error(self, msg: str) -> None: ...
-
-
-class RateMeter:
-    """Events per second over a sliding window."""
-
-    def __init__(self, window: float = 5.0) -> None:
-        self.window = window
-        self.times: deque[float] = deque()
-        self.count = 0
-        self.last: float | None = None
-
-    def tick(self, now: float) -> None:
-        self.times.append(now)
-        self.count += 1
-        self.last = now
-        self._trim(now)
-
-    def _trim(self, now: float) -> None:
-        while self.times and self.times[0] < now - self.window:
-            self.times.popleft()
-
-    def rate(self, now: float) -> float:
-        self._trim(now)
-        if len(self.times) < 2:
-            return 0.0
-        span = max(now - self.times[0], self.times[-1] - self.times[0])
-        return (len(self.times) - 1) / span if span > 0 else 0.0
-
-    def silent_for(self, now: float) -> float:
-        return float("inf") if self.last is None else now - self.last
-
-
 def default_model_name(cfg: PipelineConfig) -> str:
     if cfg.inference.weights:
         return Path(cfg.inference.weights).stem
@@ -120,7 +73,7 @@ def default_model_name(cfg: PipelineConfig) -> str:
 
 
 class NodeEngine:
-    def __init__(self, pipeline: Any, config: PipelineConfig, node: NodeConfig,
+    def __init__(self, pipeline: Pipeline, config: PipelineConfig, node: NodeConfig,
                  factory: MessageFactory, outputs: Outputs, log: Log | None = None,
                  clock: Callable[[], float] = time.monotonic, name: str = "hmr_ros",
                  keypoint_source: KeypointSource | None = None) -> None:
@@ -133,15 +86,12 @@ class NodeEngine:
         self.node = node
         self.factory = factory
         self.outputs = outputs
-        self.log: Log = log or logging.getLogger("hmr_ros")
+        self.warn = ThrottledLog(log, clock)
+        self.log = self.warn.log
         self.clock = clock
         self.name = name
         self.model_name = node.model_name or default_model_name(config)
         self.faces = np.asarray(pipeline.body.faces)
-        self._camera: CameraModel | None = None
-        self._lock = threading.Lock()
-        self._warned: set[str] = set()
-        self._throttle: dict[str, float] = {}
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._last_markers = -float("inf")
@@ -156,9 +106,9 @@ class NodeEngine:
         self.frames = 0
         self.people_last = 0
         self.errors = 0
-        self.bad_inputs = 0
+        self.errors_reported = 0
+        self.rejected_images = 0  # raw bytes that were not even an Image message
         self.last_error = ""
-        self._errors_reported = 0
         self.frame_id = ""
         source = keypoint_source
         unavailable = ""
@@ -176,30 +126,27 @@ class NodeEngine:
         self.stage = DetectionStage.from_config(config.detector, source)
         self.sync = FrameSync(int(round(node.keypoints_tolerance * 1e9)), node.image_buffer,
                               need_keypoints=bool(node.keypoints_topic))
+        self.assembler = FrameAssembler(node.camera_frame, self.warn, topics={
+            "image": node.image_subscription_topic, "keypoints": node.keypoints_topic,
+            "camera_info": node.camera_info_topic})
+        self.runner = StreamRunner(pipeline, self.stage, "async")
         if source is not None:
             self.log.info(f"people from the in-process detector {source.name}"
                           + (f" where {node.keypoints_topic} brings nobody"
                              if node.keypoints_topic else ""))
         elif not node.keypoints_topic:
-            self.warn_once("no_keypoints_topic", (
+            self.warn.once("no_keypoints_topic", (
                 f"keypoints_topic is empty and there is no in-process detector "
                 f"({unavailable or 'detector.kind is none'}). People are found only through a "
                 "hmr_ros/Keypoints2DArray topic or the in-process MediaPipe detector (the "
                 "[mediapipe] extra); without either the node estimates nothing and publishes "
                 "only /diagnostics and ~/adaptation_status."))
 
-    # ------------------------------------------------------------ logging helpers
-
-    def warn_once(self, key: str, msg: str) -> None:
-        if key not in self._warned:
-            self._warned.add(key)
-            self.log.warning(msg)
-
-    def warn_throttled(self, key: str, msg: str, period: float = 10.0) -> None:
-        now = self.clock()
-        if now - self._throttle.get(key, -float("inf")) >= period:
-            self._throttle[key] = now
-            self.log.warning(msg)
+    @property
+    def bad_inputs(self) -> int:
+        """Inputs skipped because they could not be read (images, keypoints, CameraInfo)."""
+        s = self.assembler.skipped
+        return s["image"] + s["keypoints"] + s["camera_info"] + self.rejected_images
 
     # ------------------------------------------------------------ inputs (callback threads)
 
@@ -209,13 +156,13 @@ class NodeEngine:
         self.images.tick(now)
         if not self.node.keypoints_topic and self.stage.source is None:
             return  # nobody could be found in it
-        self.sync.add_image(stamp_to_ns(msg.header.stamp), (msg, compressed), now)
+        self.sync.add_image(stamp_to_ns(msg.header.stamp), RawImage(msg, compressed), now)
 
     def reject_image(self, reason: str) -> None:
         """An image that could not even be read (e.g. truncated bytes): counted, logged."""
         self.images.tick(self.clock())
-        self.bad_inputs += 1
-        self.warn_throttled("image", f"{self.node.image_subscription_topic}: {reason}; image "
+        self.rejected_images += 1
+        self.warn.throttled("image", f"{self.node.image_subscription_topic}: {reason}; image "
                             "skipped", 10.0)
 
     def on_keypoints(self, msg: Any) -> None:
@@ -223,24 +170,17 @@ class NodeEngine:
         self.sync.add_keypoints(stamp_to_ns(msg.header.stamp), msg)
 
     def on_camera_info(self, msg: Any) -> None:
-        try:
-            camera = msg_to_camera(msg)
-        except ConversionError as err:
-            self.warn_throttled("camera_info", f"{self.node.camera_info_topic}: {err}; "
-                                "ignored (using the fallback focal length)", 30.0)
+        first = self.assembler.camera is None
+        if self.assembler.camera_info(msg) is None:
             return
         self.camera_infos.tick(self.clock())
-        with self._lock:
-            first = self._camera is None
-            self._camera = camera
-        if first and "no_camera_info" in self._warned:
+        if first and self.warn.warned("no_camera_info"):
             self.log.info(f"CameraInfo received on {self.node.camera_info_topic}; using its "
                           "intrinsics from now on")
 
     @property
     def camera(self) -> CameraModel | None:
-        with self._lock:
-            return self._camera
+        return self.assembler.camera
 
     # ------------------------------------------------------------ inference thread
 
@@ -248,6 +188,7 @@ class NodeEngine:
         if self._thread is not None and self._thread.is_alive():
             return
         self._stop.clear()
+        self.runner.start()
         self._thread = threading.Thread(target=self._run, name="hmr_ros-inference",
                                         daemon=True)
         self._thread.start()
@@ -262,9 +203,7 @@ class NodeEngine:
         """Stop inference, the detector and the adaptation thread."""
         self.stop()
         self.stage.close()
-        close = getattr(self.pipeline, "close", None)
-        if close is not None:
-            close()
+        self.pipeline.close()
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -281,82 +220,35 @@ class NodeEngine:
         except Exception as err:  # keep the thread alive whatever one frame does
             self.errors += 1
             self.last_error = f"{type(err).__name__}: {err}"
-            self.warn_throttled("process", f"frame at {match.stamp_ns} ns failed: "
+            self.warn.throttled("process", f"frame at {match.stamp_ns} ns failed: "
                                 f"{self.last_error} ({self.errors} errors so far)")
         return True
 
-    def _image(self, match: Match) -> np.ndarray | None:
-        msg, compressed = match.image
-        try:
-            return compressed_to_image(msg) if compressed else msg_to_image(msg)
-        except ConversionError as err:
-            self.bad_inputs += 1
-            self.warn_throttled("image", f"{self.node.image_subscription_topic}: {err}; "
-                                "image skipped", 10.0)
+    def process(self, match: Match) -> FrameResult | None:
+        """One matched image -> Frame -> StreamRunner -> published outputs. Returns the
+        FrameResult (None when the image could not be decoded)."""
+        frame = self.assembler.frame(match.image, match.keypoints, self.frames,
+                                     stamp_ns=match.stamp_ns)
+        if frame is None:
             return None
-
-    def _camera_for(self, image: np.ndarray) -> CameraModel | None:
-        camera = self.camera
-        if camera is None:
-            self.warn_once("no_camera_info", (
+        if frame.camera is None and self.assembler.camera is None:
+            self.warn.once("no_camera_info", (
                 f"no CameraInfo received on {self.node.camera_info_topic} (yet): using the "
                 f"fallback focal length inference.fallback_focal = "
                 f"{self.config.inference.fallback_focal:g} px with the principal point at "
                 "the image centre. Depth and translation are only as right as that focal; "
                 "publish the camera's CameraInfo for metric results."))
-            return None
-        h, w = image.shape[:2]
-        if (camera.width, camera.height) != (w, h):
-            self.warn_throttled("camera_size", (
-                f"CameraInfo is {camera.width}x{camera.height} but the images are {w}x{h}: "
-                "ignoring CameraInfo (fallback focal length) for these images"), 30.0)
-            return None
-        return camera
-
-    def _frame_id(self, msg: Any, camera: CameraModel | None) -> str:
-        if self.node.camera_frame:
-            return self.node.camera_frame
-        frame_id = str(msg.header.frame_id)
-        if frame_id:
-            return frame_id
-        fallback = camera.frame_id if camera is not None else "camera_optical_frame"
-        self.warn_once("empty_frame_id", f"images carry an empty header.frame_id: outputs use "
-                       f"{fallback!r} (set camera_frame to choose)")
-        return fallback
-
-    def process(self, match: Match) -> Any:
-        """One matched image -> Frame -> Pipeline.process -> published outputs. Returns the
-        FrameResult (None when the image could not be decoded)."""
-        image = self._image(match)
-        if image is None:
-            return None
-        msg = match.image[0]
-        detections: tuple = ()
-        if match.keypoints is not None:
-            try:
-                detections = msg_to_detections(match.keypoints)
-            except ConversionError as err:
-                self.bad_inputs += 1
-                self.warn_throttled("keypoints", f"{self.node.keypoints_topic}: {err}; these "
-                                    "keypoints are ignored", 10.0)
-        camera = self._camera_for(image)
-        frame_id = self._frame_id(msg, camera)
-        self.frame_id = frame_id
-        frame = Frame(image=image, stamp_ns=match.stamp_ns, camera=camera,
-                      detections=detections, index=self.frames)
+        self.frame_id = frame.frame_id
         # Stable ids: upstream ids are kept when they are distinct, otherwise the tracker
         # assigns them; people gone for detector.timeout_s leave the adaptation buffers.
-        frame = self.stage.process(frame)
-        worker = getattr(self.pipeline, "adaptation", None)
-        for lost in self.stage.pop_lost():
-            if worker is not None:
-                worker.forget(lost)
-        result = self.pipeline.process(frame)
+        frame, result = self.runner.process(frame)
         self.frames += 1
-        self.publish_result(result, frame_id, match.received)
+        self.publish_result(result, frame.frame_id, match.received)
         return result
 
-    def publish_result(self, result: Any, frame_id: str, received: float | None = None) -> None:
+    def publish_result(self, result: FrameResult, frame_id: str,
+                       received: float | None = None) -> None:
+        """The node's sink: bodies, TF (one call), and at `marker_rate` the debug outputs."""
         node = self.node
         stamp = int(result.stamp_ns)
         people = list(result.people)
@@ -377,9 +269,10 @@ class NodeEngine:
         if received is not None:
             self.end_to_end_ms.append((now - received) * 1e3)
 
-    def _publish_debug(self, people: Sequence[Any], stamp: int, frame_id: str) -> None:
-        if any(getattr(p, "vertices", None) is None for p in people):
-            self.warn_once("no_vertices", "inference.vertices is false: no ~/markers or "
+    def _publish_debug(self, people: Sequence[PersonEstimate], stamp: int, frame_id: str
+                       ) -> None:
+        if any(p.vertices is None for p in people):
+            self.warn.once("no_vertices", "inference.vertices is false: no ~/markers or "
                            "~/vertices (set inference.vertices to true to see meshes)")
             return
         node = self.node
@@ -403,10 +296,10 @@ class NodeEngine:
         self.outputs.publish(FACES, faces_to_msg(self.factory, self.faces))
 
     def adapt_status(self) -> AdaptStatus:
-        worker = getattr(self.pipeline, "adaptation", None)
+        worker = self.pipeline.adaptation
         if worker is not None:
             return worker.status()
-        version = int(getattr(getattr(self.pipeline, "backend", None), "version", 0))
+        version = int(self.pipeline.backend.version)
         return AdaptStatus("paused", False, self.config.adapt.method, version, 0, 0, 0.0,
                            float("nan"), 0, 0, 0, "adaptation is off (adapt.method is none)")
 
@@ -415,75 +308,7 @@ class NodeEngine:
                                                               stamp_ns))
 
     def diagnostic_entries(self) -> list[DiagnosticEntry]:
-        now = self.clock()
-        node = self.node
-        level, message = DIAG_OK, ""
-        images_silent = self.images.silent_for(now)
-        kp_silent = self.keypoints.silent_for(now)
-        out_silent = self.outputs_rate.silent_for(now)
-        new_errors = self.errors - self._errors_reported
-        self._errors_reported = self.errors
-        problems: list[tuple[int, str]] = []
-        if new_errors:
-            problems.append((DIAG_ERROR, f"{new_errors} frame(s) failed: {self.last_error}"))
-        if not node.keypoints_topic and self.stage.source is None:
-            problems.append((DIAG_WARN, "no keypoints topic: nobody can be found, nothing is "
-                                        "estimated"))
-        if images_silent > STALE_S:
-            problems.append((DIAG_WARN, f"no images on {node.image_subscription_topic}"))
-        elif node.keypoints_topic and kp_silent > STALE_S:
-            problems.append((DIAG_WARN, f"no keypoints on {node.keypoints_topic}"))
-        elif node.keypoints_topic and out_silent > STALE_S:
-            problems.append((DIAG_WARN, "images and keypoints arrive but their stamps do not "
-                                        "match (see keypoints_tolerance)"))
-        if self.camera is None:
-            problems.append((DIAG_WARN, f"no CameraInfo on {node.camera_info_topic}: fallback "
-                                        f"focal {self.config.inference.fallback_focal:g} px"))
-        if problems:
-            level = max(p[0] for p in problems)
-            message = "; ".join(p[1] for p in problems)
-        else:
-            message = f"estimating at {self.outputs_rate.rate(now):.1f} Hz"
-
-        def mean(values: deque[float]) -> str:
-            return f"{np.mean(values):.1f}" if values else "nan"
-
-        def p95(values: deque[float]) -> str:
-            return f"{np.percentile(values, 95):.1f}" if values else "nan"
-
-        estimator = DiagnosticEntry(f"{self.name}: estimator", level, message, {
-            "image topic": node.image_subscription_topic,
-            "keypoints topic": node.keypoints_topic or "(none)",
-            "detector": self.stage.source.name if self.stage.source is not None else "(none)",
-            "input rate (Hz)": f"{self.images.rate(now):.2f}",
-            "keypoints rate (Hz)": f"{self.keypoints.rate(now):.2f}",
-            "output rate (Hz)": f"{self.outputs_rate.rate(now):.2f}",
-            "images received": str(self.images.count),
-            "frames processed": str(self.frames),
-            "images dropped": str(self.sync.dropped),
-            "images waiting": str(self.sync.waiting),
-            "people (last frame)": str(self.people_last),
-            "latency (ms)": mean(self.latency_ms),
-            "latency p95 (ms)": p95(self.latency_ms),
-            "receive to publish (ms)": mean(self.end_to_end_ms),
-            "receive to publish p95 (ms)": p95(self.end_to_end_ms),
-            "camera info": "yes" if self.camera is not None else "no (fallback focal)",
-            "errors": str(self.errors),
-            "bad inputs": str(self.bad_inputs),
-            "model version": str(self.adapt_status().version),
-        }, hardware_id=self.frame_id)
-        st = self.adapt_status()
-        adapt_level = DIAG_ERROR if st.state == "error" else DIAG_OK
-        adapt_msg = (st.message or st.state) if st.state == "error" else \
-            (f"{st.state}, {st.steps_per_second:.2f} steps/s" if st.enabled else "disabled")
-        adaptation = DiagnosticEntry(f"{self.name}: adaptation", adapt_level, adapt_msg, {
-            "state": st.state, "enabled": str(st.enabled).lower(), "method": st.method,
-            "model version": str(st.version), "steps": str(st.steps),
-            "steps per second": f"{st.steps_per_second:.3f}", "rollbacks": str(st.rollbacks),
-            "last loss": f"{st.last_loss:.5g}", "buffered frames": str(st.buffered),
-            "dropped": str(st.dropped), "errors": str(st.errors), "message": st.message,
-        }, hardware_id=self.frame_id)
-        return [estimator, adaptation]
+        return diagnostic_entries(self)
 
     def publish_diagnostics(self, stamp_ns: int) -> None:
         self.outputs.publish(DIAGNOSTICS, diagnostics_to_msg(
@@ -491,18 +316,15 @@ class NodeEngine:
 
     # ------------------------------------------------------------ services
 
-    def _worker(self) -> Any:
-        return getattr(self.pipeline, "adaptation", None)
-
     def reset_adaptation(self) -> tuple[bool, str]:
-        worker = self._worker()
+        worker = self.pipeline.adaptation
         if worker is None:
             return False, "adaptation is off (adapt.method is none): nothing to reset"
         version = worker.reset()
         return True, f"weights reset to the source weights (model version {version})"
 
     def save_adaptation(self, path: str | None = None) -> tuple[bool, str]:
-        worker = self._worker()
+        worker = self.pipeline.adaptation
         if worker is None:
             return False, "adaptation is off (adapt.method is none): nothing to save"
         try:
@@ -513,7 +335,7 @@ class NodeEngine:
                      f"{saved}"
 
     def set_adaptation(self, enabled: bool) -> tuple[bool, str]:
-        worker = self._worker()
+        worker = self.pipeline.adaptation
         if worker is None:
             if enabled:
                 return False, "adaptation cannot be enabled: adapt.method is none"
@@ -535,7 +357,7 @@ class NodeEngine:
         except ConfigError as err:
             return False, str(err)
         switch = any(name == "adapt.enabled" for name, _ in changes)
-        if switch and pipeline.adapt.enabled and self._worker() is None:
+        if switch and pipeline.adapt.enabled and self.pipeline.adaptation is None:
             return False, "adaptation cannot be enabled: adapt.method is none"
         self.config, self.node = pipeline, node
         if switch:

@@ -40,8 +40,8 @@ from visualization_msgs.msg import MarkerArray
 from hmr_ros.msg import AdaptationStatus, Keypoints2DArray, SMPLBodyArray
 
 from ..config import ConfigError
-from .cdr import image_from_cdr
-from .convert import ConversionError
+from ..messages.cdr import image_from_cdr
+from ..messages.factory import ConversionError
 from .engine import BODIES, CLOUD, DIAGNOSTICS, FACES, MARKERS, STATUS, NodeEngine
 from .params import (
     load_parameters,

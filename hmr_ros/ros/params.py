@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError, PipelineConfig, replace_path, to_flat_dict
+from ..config import ConfigError, PipelineConfig, coerce_value, replace_path, to_flat_dict
 
 QOS_CHOICES = ("sensor_data", "reliable", "best_effort")
 EXECUTORS = ("single", "multi")
@@ -226,24 +226,6 @@ def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _coerce_node(name: str, default: Any, value: Any) -> Any:
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise ConfigError(f"{name}: expected true/false, got {value!r}")
-        return value
-    if isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{name}: expected an integer, got {value!r}")
-        return value
-    if isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{name}: expected a number, got {value!r}")
-        return float(value)
-    if not isinstance(value, str):
-        raise ConfigError(f"{name}: expected a string, got {value!r}")
-    return value
-
-
 def unknown_names(names: Any) -> list[str]:
     known = parameter_defaults()
     return sorted(n for n in names if n not in known and not is_ros_builtin(n))
@@ -263,21 +245,16 @@ def _unknown_error(unknown: list[str]) -> ConfigError:
 
 def core_config(values: Mapping[str, Any], base: PipelineConfig | None = None
                 ) -> PipelineConfig:
-    """{'section.field': value} -> PipelineConfig, every value type-checked by the core's
-    `replace_path` and the whole config validated ONCE at the end (so related values such as
-    adapt.tau and adapt.buffer_frames can be given in any order)."""
+    """{'section.field': value} -> PipelineConfig, every value coerced by the core's
+    `replace_path` (`coerce_value`) and the whole config validated ONCE at the end (so related
+    values such as adapt.tau and adapt.buffer_frames can be given in any order)."""
     base = base if base is not None else PipelineConfig()
     sections = {f.name: getattr(base, f.name) for f in dataclasses.fields(base)}
     for key, value in values.items():
         head, _, rest = key.partition(".")
         if head not in sections or not rest:
             raise _unknown_error([key])
-        try:
-            sections[head] = replace_path(sections[head], rest, value)
-        except ConfigError as err:
-            text = str(err)
-            text = key + text[len(rest):] if text.startswith(rest + ":") else f"{key}: {text}"
-            raise ConfigError(text) from None
+        sections[head] = replace_path(sections[head], rest, value, prefix=f"{head}.")
     return dataclasses.replace(base, **sections)
 
 
@@ -286,9 +263,9 @@ def load_parameters(values: Mapping[str, Any], base: PipelineConfig | None = Non
     """THE mapping from ROS parameter values to the typed configs.
 
     `values`: {name: value}, flat dotted names or nested dicts; ROS' built-in node parameters
-    are ignored. Raises ConfigError naming the parameter for unknown names, wrong types
-    (integers are accepted for floating-point parameters, nothing else is converted) and
-    invalid values.
+    are ignored. Every value, core or node-only, goes through `hmr_ros.config.coerce_value`
+    (the coercion of YAML config files and `--set` too). Raises ConfigError naming the
+    parameter for unknown names, wrong types and invalid values.
     """
     flat = flatten(values)
     unknown = unknown_names(flat)
@@ -297,7 +274,7 @@ def load_parameters(values: Mapping[str, Any], base: PipelineConfig | None = Non
     core_keys = core_defaults()
     node_def = node_defaults()
     core = {k: v for k, v in flat.items() if k in core_keys}
-    node = {k: _coerce_node(k, node_def[k], v) for k, v in flat.items() if k in node_def}
+    node = {k: coerce_value(k, node_def[k], v) for k, v in flat.items() if k in node_def}
     pipeline = core_config(core, base)
     try:
         node_cfg = NodeConfig(**node)
@@ -319,7 +296,7 @@ def check_update(name: str, value: Any, pipeline: PipelineConfig, node: NodeConf
                           f"(run-time parameters: {', '.join(sorted(DYNAMIC))})")
     if name in node_defaults():
         return pipeline, dataclasses.replace(
-            node, **{name: _coerce_node(name, node_defaults()[name], value)})
+            node, **{name: coerce_value(name, node_defaults()[name], value)})
     return core_config({name: value}, pipeline), node
 
 

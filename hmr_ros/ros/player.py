@@ -37,7 +37,7 @@ from visualization_msgs.msg import MarkerArray
 
 from hmr_ros.msg import AdaptationStatus, SMPLBodyArray
 
-from ..data.bag import CAMERA_INFO, COMPRESSED, IMAGE, KEYPOINTS, BagError, BagReader
+from ..messages.bag import CAMERA_INFO, COMPRESSED, IMAGE, KEYPOINTS, BagError, BagReader
 
 PLAYED_TYPES = (IMAGE, COMPRESSED, CAMERA_INFO, KEYPOINTS)
 IMAGE_TYPES = (IMAGE, COMPRESSED)

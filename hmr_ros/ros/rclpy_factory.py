@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from .convert import ConversionError
+from ..messages.factory import ConversionError
 
 # rosidl basic type -> (numpy dtype, array.array type code)
 _NUMERIC = {

@@ -24,7 +24,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...config import BACKENDS, InferenceConfig
-from ..export import BackendUnavailable, TensorRTUnavailable
+from ..errors import BackendUnavailable, TensorRTUnavailable
 from ..hmr import HMR
 from .base import Backend, Prediction, crops_to_tensor
 from .onnx_weights import cached_onnx_export, default_cache_dir

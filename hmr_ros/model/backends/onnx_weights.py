@@ -13,11 +13,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..errors import BackendUnavailable, ExportError
 from ..export import (
     DEFAULT_MAX_BATCH,
     DEFAULT_OPSET,
-    BackendUnavailable,
-    ExportError,
     OnnxExport,
     export_onnx,
     load_onnx_export,

@@ -20,12 +20,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..errors import BackendUnavailable
 from ..export import (
     DEFAULT_MAX_BATCH,
     DEFAULT_OPSET,
     INPUT_NAME,
     OUTPUT_NAMES,
-    BackendUnavailable,
 )
 from ..hmr import HMR
 from .base import Prediction, crops_to_tensor

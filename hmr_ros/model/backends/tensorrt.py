@@ -17,13 +17,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..errors import ExportError, TensorRTUnavailable
 from ..export import (
     DEFAULT_MAX_BATCH,
     DEFAULT_OPSET,
     INPUT_NAME,
     OUTPUT_NAMES,
-    ExportError,
-    TensorRTUnavailable,
     build_serialized_engine,
     engine_cache_key,
     import_tensorrt,

@@ -19,13 +19,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ..body import BodyModel
-from ..progress import Progress
-from ..ros.convert import bodies_to_msg, camera_to_msg, detections_to_msg, image_to_msg
-from .bag import BODIES, CAMERA_INFO, IMAGE, KEYPOINTS, BagWriter
-from .domain import DomainConfig, load_domain
-from .motion import generate_motion
-from .scene import PersonView, SyntheticSequence, render_training_crop
+from .body import BodyModel
+from .messages.bag import BODIES, CAMERA_INFO, IMAGE, KEYPOINTS, BagWriter
+from .messages.bodies import bodies_to_msg
+from .messages.camera import camera_to_msg
+from .messages.image import image_to_msg
+from .messages.keypoints import detections_to_msg
+from .progress import Progress
+from .world.domain import DomainConfig, load_domain
+from .world.motion import generate_motion
+from .world.scene import PersonView, SyntheticSequence, render_training_crop
 
 TOPIC_IMAGE = "/camera/image_raw"
 TOPIC_CAMERA_INFO = "/camera/camera_info"

@@ -21,18 +21,8 @@ from rosbags.rosbag2 import Reader as Rosbag2Reader
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import get_types_from_msg
 
-from ..msgdefs import hmr_typestore
-from ..ros.convert import (
-    ConversionError,
-    RosbagsFactory,
-    compressed_to_image,
-    msg_to_bodies,
-    msg_to_camera,
-    msg_to_detections,
-    msg_to_image,
-    stamp_to_ns,
-)
-from .frame import BodyParams, CameraModel, Detection, Frame
+from .definitions import hmr_typestore
+from .factory import RosbagsFactory
 
 log = logging.getLogger("hmr_ros")
 
@@ -275,70 +265,3 @@ def detect_topics(reader: BagReader, image: str = "", camera_info: str = "",
         truth = [t for t in bodies if "ground_truth" in t or "groundtruth" in t]
         ground_truth = truth[0] if len(truth) == 1 else ""
     return FrameTopics(image, camera_info, keypoints, ground_truth)
-
-
-def read_frames(reader: BagReader, topics: FrameTopics, limit: int | None = None,
-                stats: dict[str, int] | None = None) -> Iterator[Frame]:
-    """Frames in image order. Keypoints and ground truth are matched to an image by header
-    stamp; CameraInfo is the latest one received before the image (or the first one of the
-    bag for images that precede it). Undecodable images are skipped with a warning and
-    counted in `stats["skipped_images"]`; a frame's index is its image's position on the
-    topic, so a skip leaves a gap (which the evaluator's ACCEL respects)."""
-    by_stamp_kp: dict[int, tuple[Detection, ...]] = {}
-    by_stamp_gt: dict[int, dict[int, BodyParams]] = {}
-    side = [t for t in (topics.keypoints, topics.ground_truth) if t]
-    first_camera: CameraModel | None = None
-    if side or topics.camera_info:
-        for m in reader.messages(side + ([topics.camera_info] if topics.camera_info else [])):
-            if m.topic == topics.camera_info:
-                if first_camera is None:
-                    try:
-                        first_camera = msg_to_camera(m.msg)
-                    except ConversionError as err:
-                        log.warning("%s: %s", m.topic, err)
-                continue
-            stamp = stamp_to_ns(m.msg.header.stamp)
-            try:
-                if m.topic == topics.keypoints:
-                    by_stamp_kp[stamp] = msg_to_detections(m.msg)
-                else:
-                    by_stamp_gt[stamp] = msg_to_bodies(m.msg)
-            except ConversionError as err:
-                log.warning("%s at %d: %s; ignored", m.topic, stamp, err)
-    camera = first_camera
-    index = yielded = 0
-    bad = 0
-    wanted = [topics.image] + ([topics.camera_info] if topics.camera_info else [])
-    for m in reader.messages(wanted):
-        if m.topic == topics.camera_info:
-            try:
-                camera = msg_to_camera(m.msg)
-            except ConversionError:
-                pass
-            continue
-        try:
-            image = (compressed_to_image(m.msg) if m.msgtype == COMPRESSED
-                     else msg_to_image(m.msg))
-        except ConversionError as err:
-            bad += 1
-            if stats is not None:
-                stats["skipped_images"] = stats.get("skipped_images", 0) + 1
-            if bad <= 3:
-                log.warning("skipping image %d on %s: %s", index, m.topic, err)
-            index += 1  # the next image is the next one on the topic, not "image 0" again
-            continue
-        stamp = stamp_to_ns(m.msg.header.stamp)
-        dets = by_stamp_kp.get(stamp, ())
-        if camera is not None and (camera.width, camera.height) != (image.shape[1],
-                                                                     image.shape[0]):
-            log.warning("CameraInfo is %dx%d but images are %dx%d; ignoring CameraInfo",
-                        camera.width, camera.height, image.shape[1], image.shape[0])
-            camera = None
-        yield Frame(image=image, stamp_ns=stamp, camera=camera, detections=dets, index=index,
-                    ground_truth=by_stamp_gt.get(stamp, {}))
-        index += 1
-        yielded += 1
-        if limit is not None and yielded >= limit:
-            break
-    if bad > 3:
-        log.warning("skipped %d undecodable images in total", bad)

@@ -19,12 +19,12 @@ import torch
 
 from ..body import BodyModel
 from ..body.joints import NUM_SOURCE, get_joint_set
+from ..data.crop import box_from_keypoints, crop_matrix
+from ..data.frame import BodyParams, CameraModel, Detection, Frame, Keypoints
 from ..geometry import axis_angle_to_matrix, matrix_to_axis_angle
 from .appearance import Appearance, person_albedo, person_texture, sample_appearance
 from .background import Backdrop, render_background, sample_background
-from .crop import box_from_keypoints, crop_matrix
 from .domain import DomainConfig
-from .frame import BodyParams, CameraModel, Detection, Frame, Keypoints
 from .motion import MotionClip, generate_motion
 from .render import Light, RenderMesh, box_mesh, project, render
 

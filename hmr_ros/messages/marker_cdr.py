@@ -17,12 +17,12 @@ every byte with rosbags' serializer for both layouts, and the ROS suite with rcl
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
+from ..data.frame import PersonEstimate
 from .cdr import CdrWriter
-from .convert import MARKER_ADD, MARKER_DELETEALL, MARKER_TRIANGLE_LIST, _vertices, body_color
+from .markers import MARKER_ADD, MARKER_DELETEALL, MARKER_TRIANGLE_LIST, body_color, mesh_vertices
 
 
 def _marker(w: CdrWriter, stamp_ns: int, frame_id: str, ns: str, action: int,
@@ -55,7 +55,7 @@ def _marker(w: CdrWriter, stamp_ns: int, frame_id: str, ns: str, action: int,
     w.pack("?", False)  # mesh_use_embedded_materials
 
 
-def bodies_to_markers_cdr(people: Sequence[Any], faces: np.ndarray, stamp_ns: int,
+def bodies_to_markers_cdr(people: Sequence[PersonEstimate], faces: np.ndarray, stamp_ns: int,
                           frame_id: str, alpha: float = 0.8, textured: bool = True) -> bytes:
     """The serialized `visualization_msgs/MarkerArray` that `convert.bodies_to_markers`
     builds as objects: a DELETEALL marker, then one TRIANGLE_LIST per body (faces (F, 3)
@@ -66,9 +66,9 @@ def bodies_to_markers_cdr(people: Sequence[Any], faces: np.ndarray, stamp_ns: in
     _marker(w, stamp_ns, frame_id, "", MARKER_DELETEALL, 0, (0.0, 0.0, 0.0, 0.0),
             np.zeros((0, 3)), textured, 0.0)
     for p in people:
-        verts = _vertices(p)
+        verts = mesh_vertices(p)
         if faces.size and (faces.min() < 0 or faces.max() >= len(verts)):
-            from .convert import ConversionError
+            from .factory import ConversionError
 
             raise ConversionError(f"body {p.id}: faces index vertices beyond the "
                                   f"{len(verts)} given")

@@ -1,4 +1,4 @@
-"""Message conversions of hmr_ros/ros/convert.py on rosbags' classes, and `RclpyFactory` on
+"""Message conversions of hmr_ros/messages/ on rosbags' classes, and `RclpyFactory` on
 stand-in classes that follow rosidl_generator_py's rules (no ROS needed)."""
 
 from __future__ import annotations
@@ -11,15 +11,14 @@ import numpy as np
 import pytest
 import torch
 
+from hmr_ros import messages as cv
 from hmr_ros.body import BodyModel
 from hmr_ros.body.joints import SMPL_JOINT_NAMES, SOURCE_NAMES
-from hmr_ros.data.frame import BodyParams, CameraModel, Detection, Keypoints
+from hmr_ros.data.frame import BodyParams, CameraModel, Detection, Keypoints, PersonEstimate
 from hmr_ros.geometry import quaternion_to_matrix
-from hmr_ros.msgdefs import hmr_typestore
-from hmr_ros.pipeline import PersonEstimate
-from hmr_ros.ros import convert as cv
-from hmr_ros.ros.convert import ConversionError, RosbagsFactory
-from hmr_ros.ros.frames import SMPL_TO_BODY, body_frames, global_rotations
+from hmr_ros.messages.definitions import hmr_typestore
+from hmr_ros.messages.factory import ConversionError, RosbagsFactory
+from hmr_ros.messages.tf import SMPL_TO_BODY, body_frames, global_rotations
 from hmr_ros.ros.rclpy_factory import RclpyFactory, adapt_value
 
 STAMP = 1_700_000_123_456_789_000
@@ -553,3 +552,28 @@ def test_stand_in_classes_reject_what_rosidl_rejects(monkeypatch):
     body_cls = fake.cls("hmr_ros/msg/SMPLBody")
     with pytest.raises(AssertionError):
         body_cls(betas=np.zeros((2, 5), np.float32))
+
+
+def test_tf_from_the_kept_rotation_matrices_equals_tf_from_axis_angle(ts, body):
+    """The pipeline keeps each joint's accumulated rotation (`PersonEstimate.rotations`, from
+    `BodyModel.global_rotations`), so TF needs no axis-angle and no second kinematics: the
+    frames equal those recomputed from the axis-angle parameters."""
+    import dataclasses
+
+    from hmr_ros.geometry import axis_angle_to_matrix
+
+    rng = np.random.default_rng(11)
+    p = person(body, pid=4, global_orient=(2.0, -0.4, 0.7), transl=(0.2, -0.1, 3.0),
+               body_pose=rng.normal(scale=0.4, size=(23, 3)).astype(np.float32))
+    local = axis_angle_to_matrix(torch.as_tensor(p.params.full_pose(), dtype=torch.float32))
+    kept = body.global_rotations(local[None])[0].numpy()
+    np.testing.assert_allclose(kept, global_rotations(p.params.full_pose()), atol=1e-5)
+    with_rot = dataclasses.replace(p, rotations=kept)
+    a = _tf_dict(cv.transforms_to_msgs(RosbagsFactory(ts), [p], STAMP, "cam"))
+    b = _tf_dict(cv.transforms_to_msgs(RosbagsFactory(ts), [with_rot], STAMP, "cam"))
+    assert a.keys() == b.keys() and len(a) == 25
+    for name in a:
+        np.testing.assert_allclose(b[name][1], a[name][1], atol=1e-5)
+    bad = dataclasses.replace(p, rotations=np.full((24, 3, 3), np.nan))
+    with pytest.raises(cv.ConversionError, match="body 4"):
+        cv.transforms_to_msgs(RosbagsFactory(ts), [bad], STAMP, "cam")

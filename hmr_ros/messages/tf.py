@@ -1,4 +1,5 @@
-"""TF frames of an estimated body, as plain numpy (no ROS): REP-155 body frame and joint frames.
+"""TF frames of an estimated body (plain numpy: REP-155 body frame and joint frames) and
+their geometry_msgs/TransformStamped.
 
 REP-155 (human body frames): the body frame origin is the mid-point of the two hip joints; x
 points forward out of the front of the body, z up towards the head, y to the person's left
@@ -14,13 +15,17 @@ rest pose every joint frame is parallel to the body frame.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
 from ..body.joints import SMPL_JOINT_NAMES, SMPL_PARENTS
+from ..data.frame import PersonEstimate
 from ..geometry import axis_angle_to_matrix, matrix_to_quaternion
+from .factory import ConversionError, MessageFactory, make_header, vector3
 
 #: Columns: the body frame's x (forward), y (left), z (up) in SMPL model coordinates.
 SMPL_TO_BODY = np.array([[0.0, 1.0, 0.0],
@@ -80,31 +85,89 @@ def _orthonormal(r: np.ndarray) -> np.ndarray:
     return m
 
 
-def body_frame(full_pose: np.ndarray, joints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Origin (3,) and rotation (3, 3) of the REP-155 body frame in the camera frame."""
+def _rotations(pose: np.ndarray) -> np.ndarray:
+    """(24, 3, 3) accumulated rotations as given, or from (24, 3) axis-angle."""
+    pose = np.asarray(pose, dtype=np.float64)
+    if pose.shape == (24, 3, 3):
+        return pose
+    return global_rotations(pose)
+
+
+def body_frame(pose: np.ndarray, joints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Origin (3,) and rotation (3, 3) of the REP-155 body frame in the camera frame. `pose`:
+    (24, 3, 3) accumulated joint rotations (`PersonEstimate.rotations`) or (24, 3)
+    parent-relative axis-angle."""
     joints = np.asarray(joints, dtype=np.float64).reshape(24, 3)
     if not np.all(np.isfinite(joints)):
         raise ValueError("joints are not finite")
     origin = 0.5 * (joints[LEFT_HIP] + joints[RIGHT_HIP])
-    rot = _orthonormal(global_rotations(full_pose)[0] @ SMPL_TO_BODY)
+    rot = _orthonormal(_rotations(pose)[0] @ SMPL_TO_BODY)
     return origin, rot
 
 
-def body_frames(full_pose: np.ndarray, joints: np.ndarray, body_id: int, camera_frame: str,
+def body_frames(pose: np.ndarray, joints: np.ndarray, body_id: int, camera_frame: str,
                 prefix: str = "", with_joints: bool = True) -> list[FramePose]:
     """`body_<id>` under `camera_frame`, then `<joint>_<id>` under `body_<id>` for the 24 SMPL
-    joints (in SMPL order). `prefix` is prepended to every child frame name."""
+    joints (in SMPL order). `pose` as in `body_frame`; `prefix` is prepended to every child
+    frame name."""
     if not camera_frame:
         raise ValueError("camera_frame must not be empty")
     joints = np.asarray(joints, dtype=np.float64).reshape(24, 3)
-    origin, rot = body_frame(full_pose, joints)
+    g = _rotations(pose)
+    if not np.all(np.isfinite(g)):
+        raise ValueError("joint rotations are not finite")
+    origin, rot = body_frame(g, joints)
     body = f"{prefix}body_{body_id}"
     out = [FramePose(camera_frame, body, origin, rot)]
     if not with_joints:
         return out
-    g = global_rotations(full_pose)
     inv = rot.T
     for k, name in enumerate(SMPL_JOINT_NAMES):
         out.append(FramePose(body, f"{prefix}{name}_{body_id}", inv @ (joints[k] - origin),
                              _orthonormal(inv @ g[k] @ SMPL_TO_BODY)))
     return out
+
+
+# ------------------------------------------------------------------------ messages
+
+
+def _quaternion(factory: MessageFactory, q_xyzw: np.ndarray) -> Any:
+    return factory.new("geometry_msgs/msg/Quaternion", x=float(q_xyzw[0]), y=float(q_xyzw[1]),
+                       z=float(q_xyzw[2]), w=float(q_xyzw[3]))
+
+
+def frame_poses(people: Sequence[PersonEstimate], camera_frame: str, prefix: str = "",
+                with_joints: bool = True) -> list[Any]:
+    """REP-155 `body_<id>` frames (mid-hip, x forward, z up) under `camera_frame` and, with
+    `with_joints`, the 24 joint frames `<joint>_<id>` under each body (`frames.FramePose`)."""
+    out = []
+    for p in people:
+        try:
+            pose = p.rotations if p.rotations is not None else p.params.full_pose()
+            out += body_frames(pose, p.joints, max(int(p.id), 0), camera_frame,
+                               prefix, with_joints)
+        except ValueError as err:
+            raise ConversionError(f"body {p.id}: {err}") from None
+    return out
+
+
+def transforms_to_msgs(factory: MessageFactory, people: Sequence[PersonEstimate],
+                       stamp_ns: int, camera_frame: str, prefix: str = "",
+                       with_joints: bool = True) -> list[Any]:
+    """geometry_msgs/TransformStamped for every frame of `frame_poses`, all stamped `stamp_ns`
+    (one list, meant for ONE sendTransform call)."""
+    poses = frame_poses(people, camera_frame, prefix, with_joints)
+    if not poses:
+        return []
+    quats = quaternions_xyzw(np.stack([f.rotation for f in poses]))
+    out = []
+    for f, q in zip(poses, quats):
+        out.append(factory.new(
+            "geometry_msgs/msg/TransformStamped",
+            header=make_header(factory, stamp_ns, f.parent), child_frame_id=f.child,
+            transform=factory.new("geometry_msgs/msg/Transform",
+                                  translation=vector3(factory, f.translation),
+                                  rotation=_quaternion(factory, q))))
+    return out
+
+

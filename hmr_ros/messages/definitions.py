@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
-from .resources import resource_dir
+from ..resources import resource_dir
 
 if TYPE_CHECKING:
     from rosbags.typesys.store import Typestore

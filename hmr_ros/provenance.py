@@ -1,21 +1,22 @@
-"""The software a benchmark ran on: the versions that can move its numbers.
+"""Where a result was produced: the machine and the software that can move its numbers.
 
-Every benchmark JSON holds `provenance()`: "machine" (hardware, threads) and "environment"
-(`environment_info()`); every markdown table it writes ends with `footnote()` of the latter.
+Every benchmark JSON, `hmr-ros eval` result and replay/demo summary holds `provenance()` or
+its "machine" block: "machine" (hardware, threads; `machine_info()`) and "environment"
+(`environment_info()`); every markdown table of results ends with `footnote()` of the latter.
 The same seeds gave 4 mm apart in BOA's PA-MPJPE under two OpenCV installs, so the OpenCV
 entry names the distribution that provided `cv2` and a hash of its build information, not
-only its version.
+only its version. A bottom-layer module: eval/, replay and bench/ all use it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import platform
 import sys
 from importlib import metadata
 
-from ..envcheck import owners
-from .timing import machine_info
+from .envcheck import owners
 
 
 def _version(distribution: str) -> str | None:
@@ -23,6 +24,21 @@ def _version(distribution: str) -> str | None:
         return metadata.version(distribution)
     except metadata.PackageNotFoundError:
         return None
+
+
+def machine_info() -> dict[str, object]:
+    """What a benchmark result needs to be read correctly later."""
+    import torch
+
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "cuda": torch.cuda.is_available(),
+    }
 
 
 def opencv_info() -> dict[str, object]:

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .convert import ConversionError
+from .factory import ConversionError
 
 
 class CdrWriter:

@@ -8,7 +8,7 @@ computes the same metrics (`hmr_ros.eval.evaluate.StreamEvaluator`). Frames the 
 (it always takes the newest image) count as missed detections, so `detected` shows how much of
 the stream the node kept up with at the played rate.
 
-    python -m hmr_ros.ros.bag_eval RECORDED_BAG [--bodies TOPIC] [--ground-truth TOPIC]
+    python -m hmr_ros.eval.bag_eval RECORDED_BAG [--bodies TOPIC] [--ground-truth TOPIC]
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from ..data.bag import BODIES, BagError, BagReader
-from ..data.frame import Frame
-from ..eval.evaluate import pose_bodies
-from ..pipeline import FrameResult, PersonEstimate
-from .convert import ConversionError, msg_to_bodies, stamp_to_ns
+from ..data.frame import Frame, FrameResult, PersonEstimate
+from ..messages.bag import BODIES, BagError, BagReader
+from ..messages.bodies import msg_to_bodies
+from ..messages.factory import ConversionError, stamp_to_ns
+from .evaluate import pose_bodies
 
 _EMPTY = np.zeros((1, 1, 3), np.uint8)
 
@@ -68,7 +68,7 @@ def evaluate_recorded(path: str | Path, bodies: str = "", ground_truth: str = ""
     """Metrics of the recorded estimates against the recorded ground truth (mm, see
     `hmr_ros.eval.evaluate`), plus frames, estimated frames and the model versions seen."""
     from ..body import BodyModel
-    from ..eval.evaluate import StreamEvaluator
+    from .evaluate import StreamEvaluator
 
     with BagReader(path) as reader:
         bodies, ground_truth = pick_topics(reader, bodies, ground_truth)
@@ -107,7 +107,7 @@ def evaluate_recorded(path: str | Path, bodies: str = "", ground_truth: str = ""
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m hmr_ros.ros.bag_eval",
+        prog="python -m hmr_ros.eval.bag_eval",
         description="Score the hmr_ros node's recorded ~/bodies against recorded ground truth.")
     parser.add_argument("bag", help="bag recorded with `ros2 bag record` (see docs/ros.md)")
     parser.add_argument("--bodies", default="", help="estimate topic (default: auto)")
