@@ -205,7 +205,7 @@ def _bench(args: argparse.Namespace) -> int:
     if args.bench == "adapt":
         from .bench import adapt
 
-        adapt.main(args)
+        adapt.main(args, _config(args))
         return 0
     if args.bench == "infer":
         from .bench import infer

@@ -78,6 +78,8 @@ def coco(body):
 
 
 class FakeWorker:
+    alive = True  # as if started: the runner's async start leaves it alone
+
     def __init__(self):
         self.enabled, self.version, self.calls = True, 4, []
 
@@ -364,6 +366,15 @@ def test_engine_survives_bad_inputs(body, model, ts, coco):
     eng.on_image(image_msg(ts, 2))
     assert eng.step() and rec.msgs[BODIES][0].bodies == []  # no people, still answered
     assert eng.bad_inputs == 2
+    # /diagnostics counts each kind of skipped input on its own line.
+    bad_info = cv.camera_to_msg(RosbagsFactory(ts), CameraModel(K, W, H, "cam_optical"), 0)
+    bad_info.k = np.zeros(9)
+    eng.on_camera_info(bad_info)
+    values = eng.diagnostic_entries()[0].values
+    assert values["images skipped (undecodable)"] == "1"
+    assert values["keypoints skipped (unreadable)"] == "1"
+    assert values["camera_info skipped (unreadable)"] == "1"
+    assert eng.bad_inputs == 3 and eng.camera is None
 
 
 def test_engine_counts_failures_and_reports_them(body, model, ts, coco):

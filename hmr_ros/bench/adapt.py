@@ -335,10 +335,8 @@ def _plot(payload: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def main(args) -> dict:
-    from ..cli import _config
-
-    cfg = _config(args)
+def main(args, cfg: PipelineConfig) -> dict:
+    """`hmr-ros bench adapt` with the parsed arguments and the configuration they give."""
     methods = args.methods or list(ABLATION)
     unknown = sorted(set(methods) - set(ABLATION))
     if unknown:
