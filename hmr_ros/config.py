@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,6 +86,10 @@ class AdaptConfig:
     # After this many rollbacks in a row the worker resets to the source weights (and says so
     # in its status) instead of rolling back to the same snapshot for ever.
     max_consecutive_rollbacks: int = 10
+    # Where the adapter's copies (student, teacher, source) and its steps live: "" = the
+    # inference device (inference.device), or cpu | cuda | cuda:N. Published weights are
+    # moved to the backend's device by the backend.
+    device: str = ""
 
 
 DETECTORS = ("auto", "none", "mediapipe", "mediapipe_hog")
@@ -163,6 +168,9 @@ class PipelineConfig:
             raise ConfigError("adapt.every_n, steps_per_frame and batch_frames must be >= 1")
         if not 0.0 <= a.teacher_decay < 1.0:
             raise ConfigError("adapt.teacher_decay must be in [0, 1)")
+        if not re.fullmatch(r"(cpu|cuda(:\d+)?)?", a.device):
+            raise ConfigError(f"adapt.device must be empty (the inference device), cpu, cuda or "
+                              f"cuda:N, got {a.device!r}")
         i = self.inference
         if i.backend not in BACKENDS:
             raise ConfigError(f"inference.backend must be one of {BACKENDS}, got {i.backend!r}")

@@ -25,7 +25,7 @@ from .data.crop import (
 )
 from .data.frame import BodyParams, CameraModel, Detection, Frame, FrameResult, PersonEstimate
 from .geometry import crop_cam_to_translation, matrix_to_axis_angle
-from .model.backend import Backend
+from .model.backends import Backend
 
 log = logging.getLogger("hmr_ros")
 
@@ -123,7 +123,7 @@ class Pipeline:
         size = self.backend.input_size
         crops = np.stack([crop_image(frame.image, b, size) for b in boxes])
         out = self.backend.predict(crops)
-        version = self.backend.version
+        version = out.version  # of the weights that made `out`, not of a later swap
         camera = self.camera_for(frame)
         box_t = torch.as_tensor(np.stack(boxes), dtype=torch.float32)
         K = torch.as_tensor(camera.K, dtype=torch.float32)
@@ -173,7 +173,7 @@ def build_pipeline(config: PipelineConfig | None = None, adapt: bool | None = No
     `adapt` (default: config.adapt.enabled) and the method is not `none`, a started
     adaptation worker."""
     from .adapt.methods import Adapter
-    from .model.backend import make_backend
+    from .model.backends import make_backend
     from .model.weights import load_regressor
 
     config = config or PipelineConfig()
@@ -185,7 +185,7 @@ def build_pipeline(config: PipelineConfig | None = None, adapt: bool | None = No
     worker = None
     use = config.adapt.enabled if adapt is None else adapt
     if use and config.adapt.method != "none":
-        adapter = Adapter(loaded.model, body, config.adapt)
+        adapter = Adapter(loaded.model, body, config.adapt, inference_device=inf.device)
         worker = AdaptationWorker(adapter, config.adapt, backend.update_weights,
                                   replay=source_replay(config.adapt.replay))
         if start:

@@ -25,7 +25,7 @@ from hmr_ros.data.crop import crop_image
 from hmr_ros.data.frame import Keypoints
 from hmr_ros.geometry import perspective_project
 from hmr_ros.model import HMR, load_checkpoint
-from hmr_ros.model.backend import TorchBackend
+from hmr_ros.model.backends import TorchBackend
 from hmr_ros.pipeline import Pipeline
 from hmr_ros.world.domain import load_domain
 from hmr_ros.world.scene import SyntheticSequence

@@ -20,9 +20,10 @@ import torch
 
 from hmr_ros.config import InferenceConfig
 from hmr_ros.model import HMR, get_preset
-from hmr_ros.model.backend import (
+from hmr_ros.model.backends import (
     BackendUnavailable,
     OnnxRuntimeBackend,
+    Prediction,
     TensorRTBackend,
     TorchBackend,
     cached_onnx_export,
@@ -237,6 +238,29 @@ def test_inference_keeps_answering_during_swaps(tiny, ort_tiny):
 def test_make_backend_torch(tiny):
     backend = make_backend(tiny, InferenceConfig(backend="torch"))
     assert isinstance(backend, TorchBackend) and backend.name == "torch"
+
+
+def test_backends_leave_torchs_thread_pool_alone(tiny):
+    """The pool is process-wide: sized once by build_pipeline, never by a backend."""
+    threads = torch.get_num_threads()
+    make_backend(tiny, InferenceConfig(backend="torch", threads=threads + 2))
+    assert torch.get_num_threads() == threads
+
+
+def test_backend_modules_import_the_real_packages():
+    """backends/torch.py and backends/onnxruntime.py share their names with the packages they
+    use; their absolute imports must reach the real ones."""
+    import hmr_ros.model.backends.onnxruntime as ort_module
+    import hmr_ros.model.backends.torch as torch_module
+
+    assert torch_module.torch is torch and ort_module.torch is torch
+    assert torch_module.__name__ == "hmr_ros.model.backends.torch"
+    if HAVE_ORT:
+        import onnxruntime
+
+        assert ort_module._import_onnxruntime() is onnxruntime
+    out = TorchBackend(_model("hmr_tiny")).predict(_crops(1, 64))
+    assert isinstance(out, Prediction) and isinstance(out, RegressorOutput) and out.version == 0
 
 
 @needs_ort

@@ -82,7 +82,7 @@ def test_write_json_is_strict_and_leaves_no_temporary(tmp_path):
 
 
 def test_export_errors_keep_their_hierarchy():
-    from hmr_ros.model.backend import BackendUnavailable as FromBackend
+    from hmr_ros.model.backends import BackendUnavailable as FromBackend
     from hmr_ros.model.errors import BackendUnavailable, ExportError, TensorRTUnavailable
 
     assert issubclass(TensorRTUnavailable, BackendUnavailable)

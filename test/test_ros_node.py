@@ -30,7 +30,7 @@ from hmr_ros.detect import DetectorUnavailable, GroundTruthSource
 from hmr_ros.messages.definitions import hmr_typestore
 from hmr_ros.messages.factory import RosbagsFactory
 from hmr_ros.model import HMR
-from hmr_ros.model.backend import TorchBackend
+from hmr_ros.model.backends import TorchBackend
 from hmr_ros.model.config import get_preset
 from hmr_ros.pipeline import Pipeline
 from hmr_ros.ros.engine import (

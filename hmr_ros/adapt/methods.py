@@ -23,6 +23,7 @@ import copy
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -56,6 +57,13 @@ class FrameBatch:
     def keypoints_crop(self) -> Tensor:
         return L.to_crop(self.keypoints, self.box)
 
+    def to(self, device: torch.device) -> FrameBatch:
+        """The same batch on `device` (itself when it is there already)."""
+        if self.images.device == device:
+            return self
+        return FrameBatch(*(t.to(device) for t in (self.images, self.box, self.K,
+                                                   self.keypoints, self.conf, self.mapping)))
+
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
@@ -69,6 +77,14 @@ class AdaptBatch:
     current: FrameBatch
     previous: FrameBatch
     replay: dict[str, Tensor] | None = None
+
+    def to(self, device: torch.device) -> AdaptBatch:
+        """The same batch on `device` (itself when it is there already)."""
+        if self.current.images.device == device:
+            return self
+        replay = None if self.replay is None else {k: v.to(device)
+                                                   for k, v in self.replay.items()}
+        return AdaptBatch(self.current.to(device), self.previous.to(device), replay)
 
 
 @dataclass(frozen=True)
@@ -84,21 +100,28 @@ class StepReport:
 
 class Adapter:
     """Owns the student (the weights being adapted), its mean teacher, the source weights and
-    the optimiser, and runs one method's steps."""
+    the optimiser, and runs one method's steps.
+
+    Everything lives on `device`: `cfg.device`, or `inference_device` when that is empty (the
+    pipeline passes inference.device, so by default adaptation runs where inference does).
+    `model` itself is not modified: the student is a float32 copy of it. The body model and
+    the prior are copied to `device` only when they are elsewhere.
+    """
 
     def __init__(self, model: HMR, body: BodyModel, cfg: AdaptConfig,
-                 prior: MaxMixturePrior | None = None) -> None:
+                 prior: MaxMixturePrior | None = None, inference_device: str = "cpu") -> None:
         self.cfg = cfg
         self.method = cfg.method
-        self.body = body
-        self.model = copy.deepcopy(model).float().cpu().eval()  # eval: no dropout
+        self.device = adapt_device(cfg.device or inference_device)
+        self.body = _on_device(body, self.device)
+        self.model = copy.deepcopy(model).float().to(self.device).eval()  # eval: no dropout
         for p in self.model.parameters():
             p.requires_grad_(True)
         self.teacher = copy.deepcopy(self.model)
         for p in self.teacher.parameters():
             p.requires_grad_(False)
         self.source = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        self.prior = prior if prior is not None else MaxMixturePrior()
+        self.prior = _on_device(prior if prior is not None else MaxMixturePrior(), self.device)
         self.version = 0
         self.steps = 0
         self._make_optimizer()
@@ -306,6 +329,35 @@ class Adapter:
         with torch.no_grad():
             for t, s in zip(self.teacher.parameters(), self.model.parameters()):
                 t.mul_(d).add_(s.detach(), alpha=1.0 - d)
+
+
+def adapt_device(spec: str) -> torch.device:
+    """`spec` ('cpu', 'cuda', 'cuda:1') as a torch.device that exists here; RuntimeError
+    naming adapt.device when it does not (no CUDA, or no such GPU)."""
+    device = torch.device(spec)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"adaptation device {spec!r} (adapt.device, or inference.device "
+                               "when that is empty): torch sees no CUDA device here "
+                               "(torch.cuda.is_available() is False); set adapt.device to cpu")
+        if device.index is None:  # tensors report cuda:N: compare like with like
+            device = torch.device("cuda", torch.cuda.current_device())
+        if device.index >= torch.cuda.device_count():
+            raise RuntimeError(f"adaptation device {spec!r}: torch sees only "
+                               f"{torch.cuda.device_count()} CUDA device(s)")
+    return device
+
+
+_M = TypeVar("_M", bound=torch.nn.Module)
+
+
+def _on_device(module: _M, device: torch.device) -> _M:
+    """`module` itself when its tensors are on `device` already, else a copy moved there
+    (nn.Module.to moves in place, and the caller's module serves inference)."""
+    tensors = [*module.parameters(), *module.buffers()]
+    if all(t.device == device for t in tensors):
+        return module
+    return copy.deepcopy(module).to(device)
 
 
 def _replay_loss(body: BodyModel, out: RegressorOutput, data: dict[str, Tensor]) -> Tensor:

@@ -5,7 +5,14 @@ and keeps predicting with the newest published weights. The worker thread picks 
 schedule (every frame, every n-th, or the newest as fast as it can), runs the method's steps
 on them, lets the drift guard accept or roll back each step, moves the mean teacher, and
 publishes accepted weights as numbered versions through `publish(state_dict, version)`;
-backends swap them in atomically (`model/backend.py`).
+backends swap them in atomically (`model/backends/`).
+
+The adapter's state (weights, optimiser, guard history, last good snapshot) belongs to the
+thread that runs steps. `reset` and `save`, called from any thread, are therefore commands:
+queued to the worker thread and run there between two steps, never in the middle of one (a
+reset landing mid-step had let a pre-reset gradient reach the source weights and be
+published). Without a started thread (lock-step protocols driving `run_pending`) they run on
+the caller's thread, serialised with `run_pending`'s steps.
 """
 
 from __future__ import annotations
@@ -27,12 +34,17 @@ from ..body.joints import get_joint_set
 from ..config import AdaptConfig
 from ..data.frame import Keypoints
 from ..model.checkpoint import save_checkpoint
+from .commands import Commands
 from .methods import AdaptBatch, Adapter, DriftGuard, FrameBatch, StepReport
 
 log = logging.getLogger("hmr_ros")
 
 STATE_IDLE, STATE_RUNNING, STATE_PAUSED, STATE_ERROR, STATE_STOPPED = (
     "idle", "running", "paused", "error", "stopped")
+
+# How long `reset` and `save` wait for the worker thread to run them: a step of hmr_r50 with
+# boa_2nd takes seconds on a small CPU, so a minute means the thread is stuck.
+COMMAND_TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -75,7 +87,15 @@ class AdaptationWorker:
         self.publish = publish
         self.guard = DriftGuard(cfg)
         self.replay = replay
+        # Guards the buffers, the schedule, the flags and the command queue. `submit` takes
+        # it, so it is never held during a step, a copy of weights or a publish.
         self._lock = threading.Condition()
+        # Held by whoever runs a step or a command (the worker thread, or the caller of
+        # run_pending and of commands when no thread runs), so the two never interleave.
+        # `submit` never takes it.
+        self._step_lock = threading.RLock()
+        self._commands = Commands(self._lock, self._step_lock)  # reset, save
+        self.command_timeout = COMMAND_TIMEOUT_S
         self._tracks: dict[int, deque[AdaptSample]] = {}
         self._frames: deque[int] = deque()  # frame indices waiting (every_frame, every_n)
         self._newest = -1
@@ -106,10 +126,12 @@ class AdaptationWorker:
         self._stop = False
         self._thread = threading.Thread(target=self._run, name="hmr_ros-adaptation",
                                         daemon=True)
+        self._commands.open(self._thread)
         self._thread.start()
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Ask the thread to end after the step in progress (which is then not published)."""
+        """Ask the thread to end after the step in progress (which is then not published);
+        commands already queued still run before it ends."""
         with self._lock:
             self._stop = True
             self._lock.notify_all()
@@ -133,27 +155,39 @@ class AdaptationWorker:
         return self._enabled
 
     def reset(self) -> int:
-        """Back to the source weights (published as a new version); returns that version."""
-        with self._lock:
-            self.adapter.reset()
-            self._last_good = (self.adapter.state_dict(), _copy_optimizer(self.adapter))
-            self.guard.losses.clear()
-            self.consecutive_rollbacks = 0
-            state, version = self.adapter.state_dict(), self.adapter.version
-        self.publish(state, version)
-        return version
+        """Back to the source weights (published as a new version); returns that version.
+
+        Runs on the worker thread between steps (a step in progress finishes, and is
+        published if accepted, first); waits up to `command_timeout` s for it."""
+        return self._commands.call("reset", self._reset_now, self.command_timeout)
 
     def save(self, path: str | Path | None = None) -> Path:
-        """Write the last good adapted weights (our checkpoint format, atomic)."""
+        """Write the last good adapted weights (our checkpoint format, atomic).
+
+        The worker thread only hands over its last good snapshot between steps (a reference:
+        snapshots are never modified in place); building the checkpoint and writing it happen
+        on the caller's thread, so neither adaptation nor inference waits for the disk."""
         path = Path(path or self.cfg.save_path or "runs/adapted.pt")
-        with self._lock:
-            state = {k: v.clone() for k, v in self._last_good[0].items()}
-            version = self.adapter.version
+        state, version, steps, rollbacks = self._commands.call("save", self._snapshot,
+                                                               self.command_timeout)
         model = self.adapter.teacher.__class__(self.adapter.model.config)
-        model.load_state_dict(state)
+        model.load_state_dict(state)  # copies to the CPU when the adapter is on a GPU
         return save_checkpoint(path, model, meta={
             "source": "hmr_ros adaptation", "method": self.cfg.method,
-            "model_version": version, "steps": self.steps, "rollbacks": self.rollbacks})
+            "model_version": version, "steps": steps, "rollbacks": rollbacks})
+
+    def _reset_now(self) -> int:
+        self.adapter.reset()
+        state = self.adapter.state_dict()
+        self._last_good = (state, _copy_optimizer(self.adapter))
+        self.guard.losses.clear()
+        self.consecutive_rollbacks = 0
+        self.publish(state, self.adapter.version)
+        return self.adapter.version
+
+    def _snapshot(self) -> tuple[dict[str, torch.Tensor], int, int, int]:
+        # Between steps the adapter's version is that of the last good weights.
+        return self._last_good[0], self.adapter.version, self.steps, self.rollbacks
 
     def status(self) -> AdaptStatus:
         times = list(self._times)
@@ -228,8 +262,10 @@ class AdaptationWorker:
             self._last_done = index
         if batch is None:
             return 0
-        for _ in range(self.cfg.steps_per_frame):
-            self._step(batch)
+        batch = batch.to(self.adapter.device)  # outside the lock that submit takes
+        with self._step_lock:
+            for _ in range(self.cfg.steps_per_frame):
+                self._step(batch)
         return self.cfg.steps_per_frame
 
     def _run(self) -> None:
@@ -241,36 +277,59 @@ class AdaptationWorker:
                     19, os.getpriority(os.PRIO_PROCESS, tid) + self.cfg.thread_nice))
             except (AttributeError, OSError) as err:
                 log.warning("adapt.thread_nice %d not applied: %s", self.cfg.thread_nice, err)
+        try:
+            self._loop()
+        finally:
+            self._commands.close()  # runs what is queued; later commands run on their callers
+
+    def _loop(self) -> None:
         while True:
+            index = None
             with self._lock:
-                index = self._next_frame()
-                while index is None and not self._stop:
+                while not self._stop and not self._commands.pending:
+                    index = self._next_frame()
+                    if index is not None:
+                        break
                     self.state = STATE_RUNNING if self._enabled else STATE_PAUSED
                     self._lock.wait(0.5)
-                    index = self._next_frame()
                 if self._stop:
                     return
-                batch = self._batch(index)
-                self._last_done = index
+                batch = self._batch(index) if index is not None else None
+                if index is not None:
+                    self._last_done = index
+            self._commands.run_queued()
             if batch is None:
                 continue
+            batch = batch.to(self.adapter.device)  # outside the lock that submit takes
             for _ in range(self.cfg.steps_per_frame):
                 if self._stop:
                     return
-                try:
-                    self._step(batch)
-                except Exception as err:  # a failing step must not kill the thread silently
-                    self.errors += 1
-                    self.message = f"step failed: {type(err).__name__}: {err}"
-                    self.state = STATE_ERROR
-                    log.exception("adaptation step failed (error %d); weights unchanged",
-                                  self.errors)
-                    self._rollback()
-                    self._count_rollback(self.message)
+                self._commands.run_queued()  # between steps: never in the middle of one
+                with self._step_lock:
+                    failed = self._guarded_step(batch)
+                if failed:
                     time.sleep(min(5.0, 0.1 * self.errors))
                     break
 
+    def _guarded_step(self, batch: AdaptBatch) -> bool:
+        """One step; an exception becomes a rollback and a status message (True)."""
+        try:
+            self._step(batch)
+        except Exception as err:  # a failing step must not kill the thread silently
+            self.errors += 1
+            self.message = f"step failed: {type(err).__name__}: {err}"
+            self.state = STATE_ERROR
+            log.exception("adaptation step failed (error %d); weights unchanged",
+                          self.errors)
+            self._rollback()
+            self._count_rollback(self.message)
+            return True
+        return False
+
     def _step(self, batch: AdaptBatch) -> None:
+        """One step, its verdict and, if accepted, its publication (the thread that owns the
+        adapter: the worker thread, or run_pending's caller)."""
+        batch = batch.to(self.adapter.device)  # itself when it is there already
         report = self.adapter.step(batch)
         if self._stop:
             self._rollback()
@@ -307,7 +366,7 @@ class AdaptationWorker:
         n = self.consecutive_rollbacks
         if n < self.cfg.max_consecutive_rollbacks:
             return
-        version = self.reset()
+        version = self._reset_now()  # we are the thread that owns the adapter
         self.resets += 1
         self.consecutive_rollbacks = 0
         self.message = (f"reset to the source weights (version {version}) after {n} "
@@ -317,7 +376,8 @@ class AdaptationWorker:
     def _rollback(self) -> None:
         state, opt = self._last_good
         # Copies of both: torch's Optimizer.load_state_dict keeps the given tensors (no copy
-        # when dtype and device match), and Adam updates them in place afterwards.
+        # when dtype and device match), and Adam updates them in place afterwards, while the
+        # snapshot must stay as it is (it was published, and save hands it out by reference).
         self.adapter.load_state({k: v.clone() for k, v in state.items()}, clone_tree(opt))
 
     # ------------------------------------------------------------ batches

@@ -34,7 +34,7 @@ from ..jsonio import write_json
 from ..messages.bodies import bodies_to_msg
 from ..messages.definitions import hmr_typestore
 from ..messages.factory import RosbagsFactory
-from ..model.backend import (
+from ..model.backends import (
     Backend,
     BackendUnavailable,
     OnnxRuntimeBackend,
@@ -69,7 +69,7 @@ def available_backends(device: str) -> dict[str, str | None]:
 
 def make(name: str, model: HMR, device: str, threads: int, max_batch: int) -> Backend:
     if name == "torch":
-        return TorchBackend(model, device=device, threads=threads)
+        return TorchBackend(model, device=device)
     if name == "onnxruntime":
         # A temporary export folder: the benchmark leaves no cache behind.
         return OnnxRuntimeBackend(model, device=device, threads=threads,
