@@ -320,7 +320,10 @@ class NodeEngine:
         worker = self.pipeline.adaptation
         if worker is None:
             return False, "adaptation is off (adapt.method is none): nothing to reset"
-        version = worker.reset()
+        try:
+            version = worker.reset()
+        except TimeoutError as err:  # the worker's thread did not get to it in time
+            return False, f"reset failed: {err}"
         return True, f"weights reset to the source weights (model version {version})"
 
     def save_adaptation(self, path: str | None = None) -> tuple[bool, str]:
