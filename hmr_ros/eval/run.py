@@ -11,6 +11,7 @@ from ..jsonio import write_json
 from ..pipeline import Pipeline, build_pipeline
 from ..progress import Progress
 from ..provenance import provenance
+from ..stream.runner import StreamRunner
 from .evaluate import StreamEvaluator
 
 COLUMNS = ("frames", "detected", "mpjpe", "pa_mpjpe", "pve", "accel")
@@ -42,11 +43,12 @@ def bag_frames(path: str, limit: int | None = None, **topics: str
 def run_eval(pipeline: Pipeline, frames: Iterator[tuple[int, Frame]], total: int | None,
              label: str, progress: bool = True) -> dict[str, float]:
     ev = StreamEvaluator(pipeline.body)
+    runner = StreamRunner(pipeline)  # frozen weights: people and ids come with the frames
     n = 0
     versions = set()
     with Progress(total, f"eval {label}", enabled=progress) as bar:
         for stream, frame in frames:
-            result = pipeline.process(frame)
+            _, result = runner.process(frame)
             versions.add(result.model_version)
             ev.add(frame, result, stream)
             n += 1
