@@ -95,3 +95,25 @@ def samples(tmp_path_factory):
         return path
 
     return get
+
+
+@pytest.fixture(scope="module")
+def body():
+    """The bundled synthetic SMPL body model."""
+    from hmr_ros.body import BodyModel
+
+    return BodyModel()
+
+
+@pytest.fixture(scope="module")
+def frames():
+    """Half a second of small h36m_like frames (the source domain) with their people."""
+    import dataclasses
+
+    from hmr_ros.world.domain import load_domain
+    from hmr_ros.world.scene import SyntheticSequence
+
+    d = load_domain("h36m_like")
+    d = dataclasses.replace(d, image=dataclasses.replace(d.image, render_scale=0.25))
+    seq = SyntheticSequence(d, seed=21, duration_s=0.5)
+    return [seq.frame(i).frame for i in range(len(seq))]

@@ -27,21 +27,6 @@ from hmr_ros.geometry import perspective_project
 from hmr_ros.model import HMR, load_checkpoint
 from hmr_ros.model.backends import TorchBackend
 from hmr_ros.pipeline import Pipeline
-from hmr_ros.world.domain import load_domain
-from hmr_ros.world.scene import SyntheticSequence
-
-
-@pytest.fixture(scope="module")
-def body() -> BodyModel:
-    return BodyModel()
-
-
-@pytest.fixture(scope="module")
-def frames():
-    d = load_domain("h36m_like")
-    d = dataclasses.replace(d, image=dataclasses.replace(d.image, render_scale=0.25))
-    seq = SyntheticSequence(d, seed=21, duration_s=0.5)
-    return [seq.frame(i).frame for i in range(len(seq))]
 
 
 def _samples(frames, size=32, pipeline_cfg=None) -> list[AdaptSample]:

@@ -22,31 +22,16 @@ from micro import MICRO
 
 from hmr_ros.adapt.methods import Adapter
 from hmr_ros.adapt.worker import AdaptationWorker, AdaptSample
-from hmr_ros.body import BodyModel
 from hmr_ros.config import AdaptConfig, ConfigError, PipelineConfig, replace_path
 from hmr_ros.data.crop import crop_image
 from hmr_ros.model import HMR, load_checkpoint
 from hmr_ros.model.backends import OnnxRuntimeBackend, TensorRTBackend, TorchBackend
 from hmr_ros.pipeline import Pipeline
-from hmr_ros.world.domain import load_domain
-from hmr_ros.world.scene import SyntheticSequence
 
-HAVE_ORT = importlib.util.find_spec("onnxruntime") is not None
 HAVE_TRT = importlib.util.find_spec("tensorrt") is not None and torch.cuda.is_available()
 WAIT_S = 60.0  # upper limit of every wait for another thread (a hang fails, never a slow run)
 
 
-@pytest.fixture(scope="module")
-def body() -> BodyModel:
-    return BodyModel()
-
-
-@pytest.fixture(scope="module")
-def frames():
-    d = load_domain("h36m_like")
-    d = dataclasses.replace(d, image=dataclasses.replace(d.image, render_scale=0.25))
-    seq = SyntheticSequence(d, seed=21, duration_s=0.5)
-    return [seq.frame(i).frame for i in range(len(seq))]
 
 
 def _samples(frames, size: int = 32) -> list[AdaptSample]:
@@ -223,9 +208,7 @@ def _versioned_model() -> HMR:
 def _backend(kind: str, model: HMR, tmp_path):
     if kind == "torch":
         return TorchBackend(model)
-    if kind == "onnxruntime":
-        if not HAVE_ORT:
-            pytest.skip("onnxruntime is not installed")
+    if kind == "onnxruntime":  # the [dev] extra installs it
         return OnnxRuntimeBackend(model, export_dir=tmp_path / "onnx")
     if not HAVE_TRT:
         pytest.skip("TensorRT with a CUDA GPU is not available here")
