@@ -212,6 +212,12 @@ def _bench(args: argparse.Namespace) -> int:
 
         infer.main(args)
         return 0
+    if args.bench == "soak":
+        from .bench import soak
+
+        soak.run(args.minutes, _config(args), args.domain, args.seed, args.sample,
+                 args.segment, args.scale, args.tag, args.out_dir)
+        return 0
     if args.bench == "node":
         from .bench import node
 
@@ -424,6 +430,17 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--threads", type=int, default=1, help="CPU threads per backend")
     b.add_argument("--device", default="cpu", help="cpu or cuda")
     b.add_argument("--out", default=None, help="JSON path (default bench/results/...)")
+    b = bench.add_parser("soak", help="adaptation in the background on a long stream that "
+                                      "never repeats: RSS, threads, steps, rollbacks")
+    b.add_argument("--minutes", type=float, default=30.0)
+    b.add_argument("--domain", default="pw3d_like")
+    b.add_argument("--seed", type=int, default=5000, help="first segment's seed (+1 each)")
+    b.add_argument("--sample", type=float, default=30.0, help="seconds between samples")
+    b.add_argument("--segment", type=float, default=20.0, help="seconds per stream segment")
+    b.add_argument("--scale", type=float, default=0.5, help="render scale of the domain")
+    b.add_argument("--tag", default="cpu", help="writes bench/results/soak_<tag>.json/.md")
+    b.add_argument("--out-dir", default="bench/results")
+    _add_config_flags(b)
     b = bench.add_parser("node", help="the ROS node through launch and DDS (needs the ROS 2 "
                                       "workspace): rates, drops, latency")
     b.add_argument("--fps", type=float, default=30.0)
