@@ -3,6 +3,7 @@
     ros2 launch hmr_ros adapt.launch.py camera:=/camera
     ros2 launch hmr_ros adapt.launch.py keypoints_topic:=/detector/keypoints adapt:=false
     ros2 launch hmr_ros adapt.launch.py params_file:=/path/my.yaml weights:=/path/model.pt
+    ros2 launch hmr_ros adapt.launch.py camera:=/camera rviz:=true   # + rviz2, config/hmr_ros.rviz
 
 Parameters come from `params_file` (default: the installed config/adapt.yaml), then from the
 arguments below, which override the file only when given (an empty argument keeps the file's
@@ -15,8 +16,10 @@ import tempfile
 
 import yaml
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
-from launch.substitutions import LaunchConfiguration
+from launch.conditions import IfCondition
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
 
 from launch import LaunchDescription
 
@@ -43,6 +46,8 @@ ARGUMENTS = {
     "node_name": ("hmr_ros", "name of the node (its topics are ~/bodies etc.)"),
     "namespace": ("", "namespace of the node"),
     "log_level": ("info", "ROS log level of the node"),
+    "rviz": ("false", "true: also start rviz2 with share/hmr_ros/config/hmr_ros.rviz (its "
+                      "topics assume the default node_name, namespace and camera topics)"),
 }
 
 #: Launch argument -> the node parameter it sets (test/test_ros_params.py checks that each
@@ -120,8 +125,26 @@ def _launch_setup(context, *args, **kwargs):
     return [node]
 
 
+def _rviz():
+    """rviz2 with the installed config/hmr_ros.rviz, only with rviz:=true. The share
+    directory is looked up when the action runs, so rviz:=false needs neither rviz2 nor the
+    lookup."""
+    return Node(
+        package="rviz2",
+        executable="rviz2",
+        name="rviz2",
+        output="screen",
+        arguments=["-d", PathJoinSubstitution([FindPackageShare("hmr_ros"), "config",
+                                               "hmr_ros.rviz"])],
+        # With a bag played --clock the outputs carry the bag's stamps: RViz must use the
+        # same clock, or it drops them as too old.
+        parameters=[{"use_sim_time": LaunchConfiguration("use_sim_time")}],
+        condition=IfCondition(LaunchConfiguration("rviz")),
+    )
+
+
 def generate_launch_description():
     return LaunchDescription(
         [DeclareLaunchArgument(name, default_value=default, description=text)
          for name, (default, text) in ARGUMENTS.items()]
-        + [OpaqueFunction(function=_launch_setup)])
+        + [OpaqueFunction(function=_launch_setup), _rviz()])
