@@ -448,7 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--height", type=int, default=480)
     b.add_argument("--seconds", type=float, default=10.0)
     b.add_argument("--cases", nargs="*", default=["adapt", "no_adapt", "adapt_no_markers"],
-                   help="adapt, no_adapt, adapt_no_markers")
+                   help="adapt, no_adapt, adapt_no_markers, adapt_no_hri (REP-155 output off)")
     b.add_argument("--repeats", type=int, default=1, help="cases are interleaved per repeat")
     b.add_argument("--seed", type=int, default=5, help="stream seed")
     b.add_argument("--tag", default="cpu", help="writes bench/results/node_<tag>.json/.md")

@@ -39,6 +39,8 @@ ARGUMENTS = {
     "image_qos": ("", "sensor_data, reliable or best_effort (empty: the params file; use "
                       "reliable when the publisher is reliable and frames must not be lost)"),
     "markers": ("", "true/false: publish ~/markers (empty: the params file)"),
+    "hri": ("", "true/false: REP-155 (ROS4HRI) /humans/bodies/* output (empty: the params "
+                "file; on when hri_msgs is installed)"),
     "params_file": ("", "ROS parameters YAML (empty: share/hmr_ros/config/adapt.yaml)"),
     "weights": ("", "regressor checkpoint (empty: the params file, else the bundled one)"),
     "adapt": ("", "true/false: adapt online from the start (empty: the params file)"),
@@ -59,6 +61,7 @@ PARAMETER_ARGUMENTS = {
     "image_transport": "image_transport",
     "image_qos": "image_qos",
     "markers": "publish_markers",
+    "hri": "publish_hri",
     "weights": "inference.weights",
     "adapt": "adapt.enabled",
     "use_sim_time": "use_sim_time",
@@ -91,7 +94,7 @@ def _overrides(context):
             value = f"{camera}/{CAMERA_TOPICS[name]}"
         if not value:
             continue
-        if name in ("adapt", "use_sim_time", "markers"):
+        if name in ("adapt", "use_sim_time", "markers", "hri"):
             if value.lower() not in _BOOLEANS:
                 raise ValueError(f"{name}:={value} must be true or false")
             out[param] = _BOOLEANS[value.lower()]

@@ -56,14 +56,18 @@ def ros_env(domain: int | None = None) -> dict[str, str]:
 
 
 def write_stream(path: Path, fps: float = 10.0, scale: float = 0.5, seconds: float = 8.0,
-                 seed: int = 11, domain: str = "robot_cam") -> Path:
-    """A synthetic robot_cam bag (one person, keypoints with ids, CameraInfo, truth)."""
+                 seed: int = 11, domain: str = "robot_cam",
+                 actions: tuple[str, ...] | None = None) -> Path:
+    """A synthetic robot_cam bag (one person, keypoints with ids, CameraInfo, truth);
+    `actions` limits what the person does (e.g. ("sit",))."""
     from hmr_ros.synth import write_stream_bag
     from hmr_ros.world.domain import load_domain
     from hmr_ros.world.scene import SyntheticSequence
 
     d = load_domain(domain)
     d = dataclasses.replace(d, fps=fps, image=dataclasses.replace(d.image, render_scale=scale))
+    if actions is not None:
+        d = dataclasses.replace(d, people=dataclasses.replace(d.people, actions=actions))
     return write_stream_bag(SyntheticSequence(d, seed=seed, duration_s=seconds), path,
                             progress=False)
 

@@ -203,7 +203,7 @@ def test_body_frame_of_a_body_facing_the_camera(ts, body):
     """Rest pose rotated by pi about x: the person faces the camera (-z), head up (-y)."""
     p = person(body, pid=3)
     tfs = _tf_dict(cv.transforms_to_msgs(RosbagsFactory(ts), [p], STAMP, "cam_optical"))
-    parent, pose, stamp = tfs["body_3"]
+    parent, pose, stamp = tfs["body_b3"]
     assert parent == "cam_optical" and stamp == STAMP
     mid_hip = 0.5 * (p.joints[1] + p.joints[2])
     np.testing.assert_allclose(pose[:3, 3], mid_hip, atol=1e-6)
@@ -241,11 +241,11 @@ def test_joint_frames_are_children_of_the_body_and_recompose(ts, body):
                body_pose=rng.normal(scale=0.3, size=(23, 3)).astype(np.float32))
     tfs = _tf_dict(cv.transforms_to_msgs(RosbagsFactory(ts), [p], STAMP, "cam"))
     assert len(tfs) == 25
-    _, body_pose, _ = tfs["body_2"]
+    _, body_pose, _ = tfs["body_b2"]
     g = global_rotations(p.params.full_pose())
     for k, name in enumerate(SMPL_JOINT_NAMES):
-        parent, pose, stamp = tfs[f"{name}_2"]
-        assert parent == "body_2" and stamp == STAMP
+        parent, pose, stamp = tfs[f"{name}_b2"]
+        assert parent == "body_b2" and stamp == STAMP
         in_camera = body_pose @ pose
         np.testing.assert_allclose(in_camera[:3, 3], p.joints[k], atol=1e-5)
         np.testing.assert_allclose(in_camera[:3, :3], g[k] @ SMPL_TO_BODY, atol=1e-5)
@@ -263,8 +263,8 @@ def test_all_bodies_in_one_list_with_prefix(ts, body):
     msgs = cv.transforms_to_msgs(RosbagsFactory(ts), people, STAMP, "cam", prefix="front/")
     assert len(msgs) == 50
     children = [m.child_frame_id for m in msgs]
-    assert "front/body_4" in children and "front/left_wrist_1" in children
-    assert {m.header.frame_id for m in msgs} == {"cam", "front/body_1", "front/body_4"}
+    assert "front/body_b4" in children and "front/left_wrist_b1" in children
+    assert {m.header.frame_id for m in msgs} == {"cam", "front/body_b1", "front/body_b4"}
     for m in msgs:
         roundtrip(ts, m, "geometry_msgs/msg/TransformStamped")
     assert cv.transforms_to_msgs(RosbagsFactory(ts), [], STAMP, "cam") == []

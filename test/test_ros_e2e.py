@@ -175,7 +175,7 @@ def test_tf_frames_resolve_where_the_body_message_puts_them(run):
     while not run.consumer.tf_buffer.can_transform(camera, f"head_{body.id}", when) and \
             time.monotonic() < deadline:
         time.sleep(0.05)
-    tf_body = run.consumer.tf_buffer.lookup_transform(camera, f"body_{body.id}", when)
+    tf_body = run.consumer.tf_buffer.lookup_transform(camera, f"body_b{body.id}", when)
     tf_head = run.consumer.tf_buffer.lookup_transform(camera, f"head_{body.id}", when)
 
     def xyz(t):

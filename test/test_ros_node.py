@@ -263,7 +263,7 @@ def test_engine_end_to_end_outputs(body, model, ts, coco):
     assert bodies.model_name and len(bodies.bodies[0].vertices) == 0  # publish_vertices off
     (tfs,) = rec.tf_calls  # ONE sendTransform for the frame
     assert len(tfs) == 2 * 25
-    assert {t.child_frame_id for t in tfs} >= {"body_7", "body_9", "pelvis_7", "head_9"}
+    assert {t.child_frame_id for t in tfs} >= {"body_b7", "body_b9", "pelvis_b7", "head_b9"}
     assert all(cv.stamp_to_ns(t.header.stamp) == stamp for t in tfs)
     (markers,) = rec.msgs[MARKERS]
     assert len(markers.markers) == 3
@@ -629,7 +629,7 @@ def test_rclpy_node_publishes_bodies_and_answers_services(body, model, ts, coco)
         t_end = time.monotonic() + 5
         while not tf and time.monotonic() < t_end:
             ex.spin_once(timeout_sec=0.1)
-        assert any(t.child_frame_id == "body_3" for m in tf for t in m.transforms)
+        assert any(t.child_frame_id == "body_b3" for m in tf for t in m.transforms)
 
         def call(srv_type, name, request):
             client = peer.create_client(srv_type, name)

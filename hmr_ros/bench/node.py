@@ -38,12 +38,14 @@ class Case:
     name: str
     adapt: bool
     markers: bool
+    hri: bool = True  # REP-155 /humans/bodies/* output (when hri_msgs is installed)
 
 
 CASES = {
     "adapt": Case("adapt", True, True),
     "no_adapt": Case("no_adapt", False, True),
     "adapt_no_markers": Case("adapt_no_markers", True, False),
+    "adapt_no_hri": Case("adapt_no_hri", True, True, hri=False),
 }
 
 
@@ -143,7 +145,7 @@ def run_case(bag: Path, case: Case, work: Path, repeat: int, extra: dict[str, st
     work.mkdir(parents=True, exist_ok=True)
     log = open(work / "launch.log", "w")  # noqa: SIM115 - closed below
     args = {"camera": CAMERA, "image_qos": "reliable", "adapt": str(case.adapt).lower(),
-            "markers": str(case.markers).lower(), **extra}
+            "markers": str(case.markers).lower(), "hri": str(case.hri).lower(), **extra}
     launch = subprocess.Popen(
         [sys.executable, "-m", "hmr_ros.ros.launch_file", "adapt.launch.py",
          *[f"{k}:={v}" for k, v in args.items()]],

@@ -136,6 +136,9 @@ def hmr_typestore(
     distro: str | Stores = "humble", msg_dir: str | os.PathLike[str] | None = None
 ) -> Typestore:
     """A fresh rosbags typestore for `distro` (e.g. "humble", "jazzy") with our types added."""
+    from .hri import register_hri_types
+
     typestore = get_typestore(_store_for(distro))
     register_hmr_types(typestore, msg_dir)
+    register_hri_types(typestore)  # ROS4HRI's body messages (REP-155 output and input)
     return typestore

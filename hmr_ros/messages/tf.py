@@ -15,7 +15,7 @@ rest pose every joint frame is parallel to the body frame.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,7 @@ from ..body.joints import SMPL_JOINT_NAMES, SMPL_PARENTS
 from ..data.frame import PersonEstimate
 from ..geometry import axis_angle_to_matrix, matrix_to_quaternion
 from .factory import ConversionError, MessageFactory, make_header, vector3
+from .hri import hri_id
 
 #: Columns: the body frame's x (forward), y (left), z (up) in SMPL model coordinates.
 SMPL_TO_BODY = np.array([[0.0, 1.0, 0.0],
@@ -105,7 +106,7 @@ def body_frame(pose: np.ndarray, joints: np.ndarray) -> tuple[np.ndarray, np.nda
     return origin, rot
 
 
-def body_frames(pose: np.ndarray, joints: np.ndarray, body_id: int, camera_frame: str,
+def body_frames(pose: np.ndarray, joints: np.ndarray, body_id: int | str, camera_frame: str,
                 prefix: str = "", with_joints: bool = True) -> list[FramePose]:
     """`body_<id>` under `camera_frame`, then `<joint>_<id>` under `body_<id>` for the 24 SMPL
     joints (in SMPL order). `pose` as in `body_frame`; `prefix` is prepended to every child
@@ -137,15 +138,16 @@ def _quaternion(factory: MessageFactory, q_xyzw: np.ndarray) -> Any:
 
 
 def frame_poses(people: Sequence[PersonEstimate], camera_frame: str, prefix: str = "",
-                with_joints: bool = True) -> list[Any]:
+                with_joints: bool = True, names: Callable[[int], str] = hri_id
+                ) -> list[FramePose]:
     """REP-155 `body_<id>` frames (mid-hip, x forward, z up) under `camera_frame` and, with
-    `with_joints`, the 24 joint frames `<joint>_<id>` under each body (`frames.FramePose`)."""
+    `with_joints`, the 24 joint frames `<joint>_<id>` under each body; `<id>` is the body's
+    REP-155 id, `names(track)` (default `b<track>`, as on /humans/bodies/tracked)."""
     out = []
     for p in people:
         try:
             pose = p.rotations if p.rotations is not None else p.params.full_pose()
-            out += body_frames(pose, p.joints, max(int(p.id), 0), camera_frame,
-                               prefix, with_joints)
+            out += body_frames(pose, p.joints, names(p.id), camera_frame, prefix, with_joints)
         except ValueError as err:
             raise ConversionError(f"body {p.id}: {err}") from None
     return out
@@ -153,10 +155,11 @@ def frame_poses(people: Sequence[PersonEstimate], camera_frame: str, prefix: str
 
 def transforms_to_msgs(factory: MessageFactory, people: Sequence[PersonEstimate],
                        stamp_ns: int, camera_frame: str, prefix: str = "",
-                       with_joints: bool = True) -> list[Any]:
+                       with_joints: bool = True, names: Callable[[int], str] = hri_id
+                       ) -> list[Any]:
     """geometry_msgs/TransformStamped for every frame of `frame_poses`, all stamped `stamp_ns`
     (one list, meant for ONE sendTransform call)."""
-    poses = frame_poses(people, camera_frame, prefix, with_joints)
+    poses = frame_poses(people, camera_frame, prefix, with_joints, names)
     if not poses:
         return []
     quats = quaternions_xyzw(np.stack([f.rotation for f in poses]))

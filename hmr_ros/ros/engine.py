@@ -36,6 +36,7 @@ from ..detect.stage import DetectionStage, make_source, resolve_kind
 from ..logs import Log, ThrottledLog
 from ..messages.bodies import bodies_to_msg
 from ..messages.factory import MessageFactory, stamp_to_ns
+from ..messages.hri import HriIds
 from ..messages.marker_cdr import bodies_to_markers_cdr
 from ..messages.markers import bodies_to_markers, faces_to_msg, vertices_to_cloud
 from ..messages.status import DiagnosticEntry, adaptation_status_to_msg, diagnostics_to_msg
@@ -44,6 +45,8 @@ from ..pipeline import Pipeline
 from ..stream.frames import FrameAssembler, FrameSync, Match, RawImage
 from ..stream.runner import StreamRunner
 from .diagnostics import RateMeter, diagnostic_entries
+from .hri_input import SkeletonGather
+from .hri_sink import HriSink
 from .params import NodeConfig, check_update
 
 # Output names (the node maps them to publishers).
@@ -110,12 +113,14 @@ class NodeEngine:
         self.rejected_images = 0  # raw bytes that were not even an Image message
         self.last_error = ""
         self.frame_id = ""
+        # People come with the images from a keypoints topic or ROS4HRI skeletons.
+        self.keypoint_input = bool(node.keypoints_topic) or node.hri_input
         source = keypoint_source
         unavailable = ""
         if source is None:
             try:
                 source = make_source(config.detector,
-                                     resolve_kind(config.detector, bool(node.keypoints_topic)))
+                                     resolve_kind(config.detector, self.keypoint_input))
             except DetectorUnavailable as err:
                 if config.detector.kind != "auto":
                     raise  # asked for by name: refuse to start rather than find nobody
@@ -125,16 +130,22 @@ class NodeEngine:
         # detector was asked for by name). Ids come from the stage's tracker.
         self.stage = DetectionStage.from_config(config.detector, source)
         self.sync = FrameSync(int(round(node.keypoints_tolerance * 1e9)), node.image_buffer,
-                              need_keypoints=bool(node.keypoints_topic))
+                              need_keypoints=self.keypoint_input)
         self.assembler = FrameAssembler(node.camera_frame, self.warn, topics={
             "image": node.image_subscription_topic, "keypoints": node.keypoints_topic,
             "camera_info": node.camera_info_topic})
         self.runner = StreamRunner(pipeline, self.stage, "async")
+        # REP-155 ids (`b<track>`, or a ROS4HRI detector's own), shared by TF and the topics.
+        self.hri_ids = HriIds()
+        self.hri: HriSink | None = None
+        if node.publish_hri and hasattr(outputs, "publish_topic"):
+            self.hri = HriSink(factory, outputs, self.hri_ids, pipeline.camera_for)
+        self.skeletons = SkeletonGather(self.hri_ids) if node.hri_input else None
         if source is not None:
             self.log.info(f"people from the in-process detector {source.name}"
                           + (f" where {node.keypoints_topic} brings nobody"
                              if node.keypoints_topic else ""))
-        elif not node.keypoints_topic:
+        elif not self.keypoint_input:
             self.warn.once("no_keypoints_topic", (
                 f"keypoints_topic is empty and there is no in-process detector "
                 f"({unavailable or 'detector.kind is none'}). People are found only through a "
@@ -154,7 +165,7 @@ class NodeEngine:
         """Store the image (the newest few wait for their keypoints); never blocks long."""
         now = self.clock()
         self.images.tick(now)
-        if not self.node.keypoints_topic and self.stage.source is None:
+        if not self.keypoint_input and self.stage.source is None:
             return  # nobody could be found in it
         self.sync.add_image(stamp_to_ns(msg.header.stamp), RawImage(msg, compressed), now)
 
@@ -168,6 +179,19 @@ class NodeEngine:
     def on_keypoints(self, msg: Any) -> None:
         self.keypoints.tick(self.clock())
         self.sync.add_keypoints(stamp_to_ns(msg.header.stamp), msg)
+
+    def on_hri_tracked(self, ids: list[str]) -> None:
+        """The ROS4HRI detector's tracked bodies (`hri_input`)."""
+        if self.skeletons is not None:
+            self.skeletons.tracked(ids)
+
+    def on_skeleton(self, body: str, msg: Any) -> None:
+        """One body's Skeleton2D (`hri_input`): people of a stamp go to the sync together."""
+        if self.skeletons is None:
+            return
+        self.keypoints.tick(self.clock())
+        for stamp, people in self.skeletons.add(body, msg):
+            self.sync.add_keypoints(stamp, people)
 
     def on_camera_info(self, msg: Any) -> None:
         first = self.assembler.camera is None
@@ -244,6 +268,8 @@ class NodeEngine:
         frame, result = self.runner.process(frame)
         self.frames += 1
         self.publish_result(result, frame.frame_id, match.received)
+        if self.hri is not None:
+            self.hri.add(frame, result, self.runner.lost)
         return result
 
     def publish_result(self, result: FrameResult, frame_id: str,
@@ -257,7 +283,8 @@ class NodeEngine:
             with_vertices=node.publish_vertices))
         if node.publish_tf and people:
             self.outputs.send_transforms(transforms_to_msgs(
-                self.factory, people, stamp, frame_id, node.tf_prefix, node.publish_joint_tf))
+                self.factory, people, stamp, frame_id, node.tf_prefix, node.publish_joint_tf,
+                self.hri_ids.name))
         now = self.clock()
         if (node.publish_markers or node.publish_cloud) and \
                 now - self._last_markers >= 1.0 / node.marker_rate:

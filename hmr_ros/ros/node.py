@@ -19,6 +19,7 @@ Run it with `ros2 run hmr_ros hmr_ros_node` or `ros2 launch hmr_ros adapt.launch
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 from typing import Any
@@ -111,10 +112,32 @@ class _LoggingBridge(logging.Handler):
             self.handleError(record)
 
 
+def _have_hri_msgs() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("hri_msgs") is not None
+
+
 class _Outputs:
-    def __init__(self, publishers: dict[str, Any], broadcaster: TransformBroadcaster) -> None:
+    def __init__(self, node: Node, publishers: dict[str, Any], broadcaster: TransformBroadcaster,
+                 factory: RclpyFactory) -> None:
+        self._node = node
         self._pubs = publishers
         self._tf = broadcaster
+        self._factory = factory
+        self._topics: dict[str, Any] = {}  # the REP-155 topics, created as bodies appear
+
+    def publish_topic(self, topic: str, msgtype: str, msg: Any) -> None:
+        pub = self._topics.get(topic)
+        if pub is None:
+            pub = self._node.create_publisher(self._factory.message_class(msgtype), topic,
+                                              _reliable(5))
+            self._topics[topic] = pub
+        pub.publish(msg)
+
+    def remove_topics(self, prefix: str) -> None:
+        for topic in [t for t in self._topics if t.startswith(prefix)]:
+            self._node.destroy_publisher(self._topics.pop(topic))
 
     def publish(self, name: str, msg: Any) -> None:
         self._pubs[name].publish(msg)
@@ -162,9 +185,16 @@ class HmrRosNode(Node):
                                           _reliable(10)),
             DIAGNOSTICS: self.create_publisher(DiagnosticArray, "/diagnostics", _reliable(10)),
         }
-        self.engine = NodeEngine(pipeline, cfg, ncfg, RclpyFactory(),
-                                 _Outputs(publishers, TransformBroadcaster(self)), log,
-                                 name=self.get_name())
+        if (ncfg.publish_hri or ncfg.hri_input) and not _have_hri_msgs():
+            self.get_logger().warning(
+                "hri_msgs (ROS4HRI) is not installed: no /humans/bodies/* output or input "
+                "(build ros4hri/hri_msgs in the workspace, or set publish_hri false)")
+            ncfg = self.node_config = dataclasses.replace(ncfg, publish_hri=False,
+                                                          hri_input=False)
+        factory = RclpyFactory()
+        self.engine = NodeEngine(pipeline, cfg, ncfg, factory,
+                                 _Outputs(self, publishers, TransformBroadcaster(self), factory),
+                                 log, name=self.get_name())
 
         image_qos = qos_profile(ncfg.image_qos, ncfg.image_qos_depth)
         if ncfg.image_transport == "compressed":
@@ -178,7 +208,13 @@ class HmrRosNode(Node):
                                      lambda raw: self._on_raw_image(raw), image_qos, raw=True)
         self.create_subscription(CameraInfo, ncfg.camera_info_topic, self.engine.on_camera_info,
                                  image_qos)
-        if ncfg.keypoints_topic:
+        self._skeleton_subs: dict[str, Any] = {}
+        if ncfg.hri_input:
+            from hri_msgs.msg import IdsList
+
+            self.create_subscription(IdsList, "/humans/bodies/tracked", self._on_hri_tracked,
+                                     _reliable(10))
+        elif ncfg.keypoints_topic:
             self.create_subscription(Keypoints2DArray, ncfg.keypoints_topic,
                                      self.engine.on_keypoints,
                                      qos_profile(ncfg.keypoints_qos, ncfg.keypoints_qos_depth))
@@ -201,6 +237,20 @@ class HmrRosNode(Node):
             f"in-process detector {getattr(self.engine.stage.source, 'name', '(none)')}, "
             f"adaptation {cfg.adapt.method if worker is not None else 'off'}"
             f"{'' if worker is None or cfg.adapt.enabled else ' (disabled)'}")
+
+    def _on_hri_tracked(self, msg: Any) -> None:
+        """Follow the ROS4HRI detector's bodies: one Skeleton2D subscription per tracked id."""
+        from hri_msgs.msg import Skeleton2D
+
+        ids = [str(i) for i in msg.ids]
+        self.engine.on_hri_tracked(ids)
+        for gone in set(self._skeleton_subs) - set(ids):
+            self.destroy_subscription(self._skeleton_subs.pop(gone))
+        for body in ids:
+            if body not in self._skeleton_subs:
+                self._skeleton_subs[body] = self.create_subscription(
+                    Skeleton2D, f"/humans/bodies/{body}/skeleton2d",
+                    lambda m, body=body: self.engine.on_skeleton(body, m), _reliable(10))
 
     def _on_raw_image(self, raw: bytes) -> None:
         try:

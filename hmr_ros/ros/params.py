@@ -59,6 +59,8 @@ class NodeConfig:
     diagnostics_rate: float = 1.0
     model_name: str = ""
     executor: str = "single"
+    publish_hri: bool = True
+    hri_input: bool = False
 
     def __post_init__(self) -> None:
         if self.executor not in EXECUTORS:
@@ -124,6 +126,10 @@ NODE_DESCRIPTIONS: dict[str, str] = {
     "status_rate": "Hz of ~/adaptation_status",
     "diagnostics_rate": "Hz of /diagnostics",
     "model_name": "SMPLBodyArray.model_name; empty = the weights file name",
+    "publish_hri": "REP-155 (ROS4HRI) output: /humans/bodies/tracked and per body roi, "
+                   "cropped, skeleton2d, posture (off, with a warning, without hri_msgs)",
+    "hri_input": "people from a ROS4HRI 2D body detector: /humans/bodies/tracked and "
+                 "/humans/bodies/<id>/skeleton2d instead of keypoints_topic (ids kept)",
     "executor": "rclpy executor of the subscriptions, services and timers: single "
                 "(SingleThreadedExecutor, least overhead) | multi (MultiThreadedExecutor, 2 "
                 "threads)",

@@ -3,7 +3,8 @@
     python -m hmr_ros.ros.player BAG [--rate 1] [--remap /camera=/cam] [--node /hmr_ros]
                                      [--out play.json]
 
-Publishes the bag's camera topics (Image, CompressedImage, CameraInfo, Keypoints2DArray) at
+Publishes the bag's camera topics (Image, CompressedImage, CameraInfo, Keypoints2DArray, and
+ROS4HRI's IdsList and Skeleton2D) at
 their recorded rate, as the serialized bytes the bag holds (no conversion in the player, so
 its own cost stays small), with reliable QoS by default. With `--node`, it also listens to the
 node's `~/bodies` and `~/adaptation_status` and writes, per published image, when it was
@@ -39,7 +40,9 @@ from hmr_ros.msg import AdaptationStatus, SMPLBodyArray
 
 from ..messages.bag import CAMERA_INFO, COMPRESSED, IMAGE, KEYPOINTS, BagError, BagReader
 
-PLAYED_TYPES = (IMAGE, COMPRESSED, CAMERA_INFO, KEYPOINTS)
+# ROS4HRI's tracked ids and 2D skeletons too: a bag can stand in for a ROS4HRI detector.
+PLAYED_TYPES = (IMAGE, COMPRESSED, CAMERA_INFO, KEYPOINTS, "hri_msgs/msg/IdsList",
+                "hri_msgs/msg/Skeleton2D")
 IMAGE_TYPES = (IMAGE, COMPRESSED)
 
 

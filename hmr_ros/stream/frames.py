@@ -34,6 +34,7 @@ from ..messages.bag import COMPRESSED, BagError, BagMessage, BagReader, FrameTop
 from ..messages.bodies import msg_to_bodies
 from ..messages.camera import msg_to_camera
 from ..messages.factory import ConversionError, stamp_to_ns
+from ..messages.hri import msg_to_skeleton
 from ..messages.image import compressed_to_image, msg_to_image
 from ..messages.keypoints import msg_to_detections
 
@@ -49,6 +50,14 @@ def nearest_stamp(stamp_ns: int, candidates: Sequence[int], tolerance_ns: int) -
         if dt <= tolerance_ns and (best_dt is None or dt < best_dt):
             best, best_dt = j, dt
     return best
+
+
+@dataclass(frozen=True)
+class SkeletonPeople:
+    """The people of one stamp as ROS4HRI Skeleton2D messages (normalised coordinates, so
+    they become pixels only with the image's size): ((track, Skeleton2D), ...)."""
+
+    skeletons: tuple[tuple[int, Any], ...]
 
 
 @dataclass(frozen=True)
@@ -230,10 +239,15 @@ class FrameAssembler:
             self.skip("image", f"{where}{err}", "image skipped")
             return None
 
-    def detections(self, msg: Any | None) -> tuple[Detection, ...]:
+    def detections(self, msg: Any | None, width: int = 0, height: int = 0
+                   ) -> tuple[Detection, ...]:
+        """A Keypoints2DArray message, or `SkeletonPeople` (needs the image size)."""
         if msg is None:
             return ()
         try:
+            if isinstance(msg, SkeletonPeople):
+                return tuple(Detection(track, msg_to_skeleton(m, width, height))
+                             for track, m in msg.skeletons)
             return msg_to_detections(msg)
         except ConversionError as err:
             self.skip("keypoints", str(err), "these keypoints are ignored")
@@ -271,7 +285,8 @@ class FrameAssembler:
         stamp = stamp_to_ns(image.msg.header.stamp) if stamp_ns is None else stamp_ns
         camera = self.camera_for(pixels.shape[1], pixels.shape[0])
         return Frame(image=pixels, stamp_ns=stamp, camera=camera,
-                     detections=self.detections(keypoints), index=index,
+                     detections=self.detections(keypoints, pixels.shape[1], pixels.shape[0]),
+                     index=index,
                      ground_truth=ground_truth or {},
                      frame_id=self.frame_id(str(image.msg.header.frame_id), camera))
 

@@ -56,6 +56,7 @@ class StreamRunner:
         self.sinks = list(sinks)
         self.replace_input_people = replace_input_people
         self.frames = 0
+        self.lost: list[int] = []  # tracks that ended at the last frame (sinks may need them)
 
     def start(self) -> None:
         """Start the adaptation thread (async protocol; lock-step steps on the caller's)."""
@@ -71,7 +72,8 @@ class StreamRunner:
             frame = dataclasses.replace(frame, detections=())
         frame = self.stage.process(frame)
         worker = self.pipeline.adaptation
-        for track in self.stage.pop_lost():
+        self.lost = self.stage.pop_lost()
+        for track in self.lost:
             if worker is not None:
                 worker.forget(track)
         return frame
