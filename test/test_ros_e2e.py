@@ -172,11 +172,11 @@ def test_tf_frames_resolve_where_the_body_message_puts_them(run):
     when = Time(nanoseconds=_stamp(msg))
     head = SMPL_JOINT_NAMES.index("head")
     deadline = time.monotonic() + 10
-    while not run.consumer.tf_buffer.can_transform(camera, f"head_{body.id}", when) and \
+    while not run.consumer.tf_buffer.can_transform(camera, f"head_b{body.id}", when) and \
             time.monotonic() < deadline:
         time.sleep(0.05)
     tf_body = run.consumer.tf_buffer.lookup_transform(camera, f"body_b{body.id}", when)
-    tf_head = run.consumer.tf_buffer.lookup_transform(camera, f"head_{body.id}", when)
+    tf_head = run.consumer.tf_buffer.lookup_transform(camera, f"head_b{body.id}", when)
 
     def xyz(t):
         v = t.transform.translation
