@@ -139,3 +139,67 @@ def test_camera_info_whose_size_changes_mid_stream_is_not_used_and_counted(node)
     assert int(rec["diagnostics"]["images with a CameraInfo of another size"]) >= 10
     log = launched.log()
     assert "but the images are" in log and "ignoring CameraInfo" in log
+
+
+def test_a_sim_clock_that_pauses_does_not_stop_the_estimates(tmp_path):
+    """use_sim_time with a /clock that runs, then pauses: images keep being answered (the
+    inference thread and the outputs' stamps do not depend on the ROS clock); the node's
+    timers (/diagnostics, ~/adaptation_status) follow the clock: silent while it is paused,
+    back when it runs again."""
+    require_ros()
+    from rosgraph_msgs.msg import Clock
+
+    bag = write_stream(tmp_path / "stream", fps=10.0, seconds=3.0, seed=13)
+    env = ros_env()
+    launched = Launched("adapt.launch.py", {"camera": CAMERA, "image_qos": "reliable",
+                                            "use_sim_time": "true"}, env, cwd=tmp_path,
+                        log=tmp_path / "launch.log")
+    consumer = Consumer(int(env["ROS_DOMAIN_ID"]))
+    clock_pub = consumer.node.create_publisher(Clock, "/clock", 10)
+    running = {"on": True, "t": 1_000_000_000}
+    stop = False
+
+    def tick() -> None:  # 20 Hz sim clock while running, nothing while paused
+        import time as _t
+
+        while not stop:
+            if running["on"]:
+                running["t"] += 50_000_000
+                msg = Clock()
+                msg.clock.sec, msg.clock.nanosec = divmod(running["t"], 1_000_000_000)
+                clock_pub.publish(msg)
+            _t.sleep(0.05)
+
+    import threading
+    import time
+
+    ticker = threading.Thread(target=tick, daemon=True)
+    ticker.start()
+    try:
+        # The player waits for the node's first status (the clock must run for that); the
+        # clock pauses as soon as the first bodies come back, while images keep coming.
+        out = tmp_path / "paused.json"
+        player = subprocess.Popen(
+            [sys.executable, "-m", "hmr_ros.ros.player", str(bag), "--remap",
+             f"/camera={CAMERA}", "--node", NODE, "--out", str(out), "--linger", "1.5",
+             "--ready-timeout", "150"], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True)
+        first = consumer.wait_for("bodies", lambda m: True, timeout=180.0)
+        running["on"] = False
+        t_pause = time.monotonic()
+        log, _ = player.communicate(timeout=300)
+        assert first is not None and player.returncode == 0, log + launched.log()[-3000:]
+        rec = json.loads(out.read_text())
+        assert _answered(rec) >= 0.8, launched.log()[-3000:]
+        late = [k for k, t in rec["published"].items() if t > t_pause + 0.5]
+        assert len(late) >= 10 and sum(k in rec["received"] for k in late) >= 0.8 * len(late)
+        during = [t for t, _ in consumer.seen.copy("diagnostics")
+                  if t_pause + 1.5 < t < rec["play_ended"]]
+        assert not during, "diagnostics published while the sim clock was paused"
+        running["on"] = True
+        resumed = consumer.wait_for("diagnostics", lambda m: True, timeout=10.0)
+        assert resumed is not None, "diagnostics did not come back with the clock"
+    finally:
+        stop = True
+        consumer.close()
+        launched.stop()

@@ -149,9 +149,9 @@ def run(minutes: float, config: PipelineConfig | None = None, domain: str = "pw3
             frames += 1
             people += len(result.people)
             skipped += len(result.skipped)
+        take(last_segment)  # the last sample while everything still runs
     finally:
         pipeline.close()
-    take(last_segment)
     first, last = samples[0], samples[-1]
     middle = samples[len(samples) // 2]
     # Memory after warm-up (the first sample after one minute) to the end: the growth that a
@@ -166,9 +166,9 @@ def run(minutes: float, config: PipelineConfig | None = None, domain: str = "pw3
         "rss_mb": {"start": first.rss_mb, "warm": warm.rss_mb, "middle": middle.rss_mb,
                    "end": last.rss_mb, "max": max(s.rss_mb for s in samples)},
         "rss_growth_after_warmup_pct": 100.0 * (last.rss_mb / warm.rss_mb - 1.0),
-        "worker_alive_throughout": all(s.worker_alive for s in samples[:-1]),
-        "threads": {"min": min(s.threads for s in samples[:-1] or samples),
-                    "max": max(s.threads for s in samples[:-1] or samples)},
+        "worker_alive_throughout": all(s.worker_alive for s in samples),
+        "threads": {"min": min(s.threads for s in samples),
+                    "max": max(s.threads for s in samples)},
     }
     write_json(path, {**meta, "samples": [dataclasses.asdict(x) for x in samples],
                       "summary": summary, "done": True})
