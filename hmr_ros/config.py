@@ -44,6 +44,10 @@ class InferenceConfig:
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
 METHODS = ("none", "framewise", "joint", "two_stage", "boa_1st", "boa_2nd")
 SCHEDULES = ("every_frame", "every_n", "latest")
+# Which weights adaptation changes (adapt/scope.py): all of them (BOA), the last backbone
+# stage and the head, or the head only. (Normalisation-affine-only is not offered: its
+# backward crashes torch 2.13 inside our adapter, see adapt/scope.py.)
+SCOPES = ("all", "layer4_head", "head")
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,7 @@ class AdaptConfig:
     method: str = "boa_2nd"  # none | framewise (B1) | joint (B3) | two_stage | boa_1st | boa_2nd
     schedule: str = "latest"  # every_frame | every_n | latest (newest frame, as fast as possible)
     every_n: int = 2  # with schedule every_n: adapt on every n-th frame
+    scope: str = "all"  # all (BOA) | layer4_head | head: the weights that adapt
     steps_per_frame: int = 1  # adaptation steps on one frame before taking the next
     batch_frames: int = 1  # frames per step: the newest plus recent ones of the same people
     # Rates tuned on pw3d_like streams (seeds 100, 101; README "Adaptation"): BOA's own
@@ -160,6 +165,8 @@ class PipelineConfig:
             raise ConfigError(f"adapt.inner_mode must be sgd or adam, got {a.inner_mode!r}")
         if a.schedule not in SCHEDULES:
             raise ConfigError(f"adapt.schedule must be one of {SCHEDULES}, got {a.schedule!r}")
+        if a.scope not in SCOPES:
+            raise ConfigError(f"adapt.scope must be one of {SCOPES}, got {a.scope!r}")
         if not 0 <= a.thread_nice <= 19:
             raise ConfigError(f"adapt.thread_nice must be in 0..19, got {a.thread_nice}")
         if a.tau < 1 or a.buffer_frames < a.tau + 1:

@@ -101,12 +101,15 @@ def test_pose_prior_prefers_library_poses(tmp_path):
 # ------------------------------------------------------------------ BOA gradients
 
 
-def test_second_order_gradient_matches_finite_differences(body, frames):
+@pytest.mark.parametrize("scope", ["all", "layer4_head", "head"])
+def test_second_order_gradient_matches_finite_differences(body, frames, scope):
+    """For every adaptation scope (the gradient is over the adapted weights only; scopes
+    with a frozen prefix run the step from the cached prefix)."""
     torch.manual_seed(1)
     model = HMR(MICRO).double()
     body64 = BodyModel().double()
     cfg = dataclasses.replace(AdaptConfig(), inner_lr=1e-3, tau=2, buffer_frames=8,
-                              min_keypoints=4, schedule="every_frame")
+                              min_keypoints=4, schedule="every_frame", scope=scope)
     adapter = Adapter(model, body64, cfg)
     adapter.model.double()
     adapter.teacher.double()
@@ -482,3 +485,64 @@ def test_guard_checks_the_optimiser_and_resets_after_consecutive_rollbacks(body,
     worker.adapter.step = real_step
     worker._step(_rebatch(worker, frames))
     assert worker.steps == 4 and worker.consecutive_rollbacks == 0
+
+
+# ------------------------------------------------------------------ adaptation scope
+
+
+def test_scopes_pick_their_weights(body):
+    from hmr_ros.adapt.scope import make_scope
+
+    model = HMR(MICRO)
+    names = [n for n, _ in model.named_parameters()]
+    full = make_scope(model, "all")
+    assert full.names == tuple(names) and full.prefix_stage is None
+    head = make_scope(model, "head")
+    assert head.prefix_stage == 5 and head.names
+    assert all(n.split(".")[0] in ("fc1", "fc2", "decpose", "decshape", "deccam")
+               for n in head.names)
+    l4 = make_scope(model, "layer4_head")
+    assert l4.prefix_stage == 3 and set(head.names) < set(l4.names)
+    assert {n.split(".")[0] for n in l4.names} - {"fc1", "fc2", "decpose", "decshape",
+                                                   "deccam"} == {"layer4"}
+    norm = make_scope(model, "norm")
+    assert norm.names and all(".bn" in f".{n}" or "downsample.1" in n for n in norm.names)
+    with pytest.raises(ValueError, match="scope"):
+        make_scope(model, "everything")
+    with pytest.raises(ConfigError, match="adapt.scope"):
+        replace_path(PipelineConfig(), "adapt.scope", "everything")
+    with pytest.raises(ConfigError, match="adapt.scope"):  # see adapt/scope.py
+        replace_path(PipelineConfig(), "adapt.scope", "norm")
+
+
+@pytest.mark.parametrize("scope", ["layer4_head", "head"])
+def test_a_scope_changes_only_its_weights_and_its_prefix_is_computed_once(body, frames,
+                                                                         scope):
+    torch.manual_seed(3)
+    cfg = dataclasses.replace(AdaptConfig(), tau=2, buffer_frames=8, min_keypoints=4,
+                              schedule="every_frame", scope=scope, method="boa_2nd")
+    adapter = Adapter(HMR(MICRO), body, cfg)
+    before = {k: v.clone() for k, v in adapter.model.state_dict().items()}
+    images = torch.rand(2, 3, MICRO.input_size, MICRO.input_size)
+    full = adapter.model(images)
+    via = adapter.predict(None, images)  # through the frozen prefix when the scope has one
+    torch.testing.assert_close(via.rotmat, full.rotmat, atol=1e-5, rtol=1e-5)
+    calls = []
+    real = adapter.model.prefix
+    adapter.model.prefix = lambda x, s: calls.append(id(x)) or real(x, s)
+    worker = AdaptationWorker(adapter, cfg, lambda s, v: None)
+    for s in _samples(frames[:4]):
+        worker.submit([s])
+    batch = _next_batch(worker)
+    report = adapter.step(batch)
+    assert np.isfinite(report.loss)
+    if adapter.scope.prefix_stage is not None:
+        # current and previous images, each once (the teacher reuses the current prefix)
+        assert len(calls) == len(set(calls)) == 2
+    else:
+        assert calls == []
+    after = adapter.model.state_dict()
+    adapted = set(adapter.scope.names)
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    params = {n for n, _ in adapter.model.named_parameters()}
+    assert changed & params and (changed & params) <= adapted

@@ -21,11 +21,9 @@ from __future__ import annotations
 
 import copy
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-import numpy as np
 import torch
 from torch import Tensor
 from torch.func import functional_call
@@ -35,6 +33,7 @@ from ..config import AdaptConfig
 from ..model.hmr import HMR, RegressorOutput
 from . import losses as L
 from .prior import MaxMixturePrior
+from .scope import make_scope
 
 
 @dataclass(frozen=True)
@@ -115,8 +114,13 @@ class Adapter:
         self.device = adapt_device(cfg.device or inference_device)
         self.body = _on_device(body, self.device)
         self.model = copy.deepcopy(model).float().to(self.device).eval()  # eval: no dropout
-        for p in self.model.parameters():
-            p.requires_grad_(True)
+        self.scope = make_scope(self.model, cfg.scope)
+        adapted = set(self.scope.names)
+        for n, p in self.model.named_parameters():
+            p.requires_grad_(n in adapted)
+        # Within one step, the frozen prefix of each image batch (scopes that freeze the
+        # first backbone stages compute it once, not at every forward of the bilevel step).
+        self._prefixes: dict[int, Tensor] | None = None
         self.teacher = copy.deepcopy(self.model)
         for p in self.teacher.parameters():
             p.requires_grad_(False)
@@ -127,13 +131,15 @@ class Adapter:
         self._make_optimizer()
 
     def _make_optimizer(self) -> None:
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.outer_lr,
+        self.optimizer = torch.optim.Adam(list(self.params().values()), lr=self.cfg.outer_lr,
                                           betas=(self.cfg.adam_beta1, self.cfg.adam_beta2))
 
     # ------------------------------------------------------------------ state
 
     def params(self) -> dict[str, Tensor]:
-        return dict(self.model.named_parameters())
+        """The adapted parameters (`adapt.scope`), by name."""
+        adapted = set(self.scope.names)
+        return {n: p for n, p in self.model.named_parameters() if n in adapted}
 
     def state_dict(self) -> dict[str, Tensor]:
         """A detached copy of the student's weights (what inference should use)."""
@@ -157,9 +163,32 @@ class Adapter:
     # ------------------------------------------------------------------ losses
 
     def predict(self, params: dict[str, Tensor] | None, images: Tensor) -> RegressorOutput:
+        return self._forward(params, [images])
+
+    def _prefix(self, images: Tensor) -> Tensor:
+        """The frozen backbone's output for `images` (computed once per step and batch)."""
+        key = id(images)
+        if self._prefixes is not None and key in self._prefixes:
+            return self._prefixes[key]
+        with torch.no_grad():
+            out = self.model.prefix(images, self.scope.prefix_stage)
+        if self._prefixes is not None:
+            self._prefixes[key] = out
+        return out
+
+    def _forward(self, params: dict[str, Tensor] | None, parts: list[Tensor],
+                 module: HMR | None = None) -> RegressorOutput:
+        """One forward over the concatenated image batches `parts` (student by default);
+        through the cached frozen prefix when the scope has one."""
+        module = self.model if module is None else module
+        stage = self.scope.prefix_stage
+        if stage is None:
+            x, kwargs = torch.cat(parts) if len(parts) > 1 else parts[0], {}
+        else:
+            x, kwargs = torch.cat([self._prefix(p) for p in parts]), {"from_stage": stage}
         if params is None:
-            return self.model(images)
-        return functional_call(self.model, params, (images,))
+            return module(x, **kwargs)
+        return functional_call(module, params, (x,), kwargs)
 
     def frame_loss(self, out: RegressorOutput, fb: FrameBatch,
                    replay: dict[str, Tensor] | None = None,
@@ -188,7 +217,7 @@ class Adapter:
         cur, prev = batch.current, batch.previous
         points_now = self.body.forward_rotmat(out_now.rotmat, out_now.betas).points
         with torch.no_grad():
-            t_out = self.teacher(cur.images)
+            t_out = self._forward(None, [cur.images], self.teacher)
             teacher_points = self.body.forward_rotmat(t_out.rotmat, t_out.betas).points
         terms = {"teacher": L.consistency_loss(points_now, teacher_points)}
         points_prev = self.body.forward_rotmat(out_prev.rotmat, out_prev.betas).points
@@ -211,7 +240,7 @@ class Adapter:
             parts.append(batch.previous.images)
         if batch.replay is not None:
             parts.append(batch.replay["images"])
-        out = self.predict(params, torch.cat(parts))
+        out = self._forward(params, parts)
         sizes = [len(p) for p in parts]
         pieces = [RegressorOutput(*chunk) for chunk in zip(
             *(t.split(sizes) for t in (out.pose6d, out.rotmat, out.betas, out.cam)))]
@@ -233,6 +262,13 @@ class Adapter:
     # ------------------------------------------------------------------ steps
 
     def step(self, batch: AdaptBatch) -> StepReport:
+        self._prefixes = {}
+        try:
+            return self._step(batch)
+        finally:
+            self._prefixes = None
+
+    def _step(self, batch: AdaptBatch) -> StepReport:
         t0 = time.perf_counter()
         m = self.method
         if m == "none":
@@ -305,8 +341,9 @@ class Adapter:
         beta2 = self.cfg.adam_beta2
         out: dict[str, Tensor | float] = {}
         state = self.optimizer.state
-        for (n, p), g in zip(self.model.named_parameters(), grads):
-            st = state.get(p, {})
+        params = self.params()
+        for n, g in zip(names, grads):
+            st = state.get(params[n], {})
             if "exp_avg_sq" in st and float(st.get("step", 0)) > 0:
                 v_hat = st["exp_avg_sq"] / (1.0 - beta2 ** float(st["step"]))
                 out[n] = 1.0 / (v_hat.sqrt() + 1e-8)
@@ -319,7 +356,7 @@ class Adapter:
     def _bilevel(self, batch: AdaptBatch, second_order: bool) -> tuple[Tensor, dict]:
         grads, upper, terms = self.bilevel_gradient(batch, second_order)
         self.optimizer.zero_grad(set_to_none=True)
-        for n, p in self.model.named_parameters():
+        for n, p in self.params().items():
             p.grad = grads[n]
         self.optimizer.step()
         return upper, terms
@@ -369,69 +406,3 @@ def _replay_loss(body: BodyModel, out: RegressorOutput, data: dict[str, Tensor])
 
 
 # ---------------------------------------------------------------------- drift guard
-
-
-@dataclass
-class GuardVerdict:
-    ok: bool
-    reason: str = ""
-
-
-def _non_finite_optimizer_state(adapter: Adapter) -> str:
-    """'exp_avg of fc1.weight' for the first non-finite optimiser tensor, '' when all are
-    finite."""
-    entries = [(param, key, value) for param, state in adapter.optimizer.state.items()
-               for key, value in state.items()
-               if isinstance(value, Tensor) and value.is_floating_point()]
-    if not entries:
-        return ""
-    # One fused pass over every moment (a norm is NaN/inf when any element is, or when it
-    # overflows: either way not a state to keep): 1.8 ms for hmr_small's Adam state, where a
-    # Python loop of isfinite().all() took 18 ms of the adaptation thread per step.
-    norms = torch._foreach_norm([value for _, _, value in entries])
-    if bool(torch.isfinite(torch.stack(norms)).all()):
-        return ""
-    names = {id(p): n for n, p in adapter.model.named_parameters()}
-    for (param, key, _), norm in zip(entries, norms):
-        if not bool(torch.isfinite(norm)):
-            return f"{key} of {names.get(id(param), '?')}"
-    return ""
-
-
-class DriftGuard:
-    """Decides whether a step may stand: finite weights and optimiser state, a loss that did
-    not explode relative to the recent median, and a student that stayed near its teacher
-    (3D joints)."""
-
-    def __init__(self, cfg: AdaptConfig, history: int = 50) -> None:
-        self.cfg = cfg
-        self.losses: deque[float] = deque(maxlen=history)
-
-    def check(self, adapter: Adapter, report: StepReport, batch: AdaptBatch) -> GuardVerdict:
-        if not np.isfinite(report.loss):
-            return GuardVerdict(False, f"non-finite loss {report.loss}")
-        for name, p in adapter.model.named_parameters():
-            if not torch.isfinite(p).all():
-                return GuardVerdict(False, f"non-finite weights in {name}")
-        # A non-finite Adam moment accepted once would become the "last good" snapshot, and
-        # every later step would roll back to it.
-        bad = _non_finite_optimizer_state(adapter)
-        if bad:
-            return GuardVerdict(False, f"non-finite optimiser state {bad}")
-        if len(self.losses) >= 10:
-            median = float(np.median(self.losses))
-            if report.loss > self.cfg.guard_loss_factor * max(median, 1e-8):
-                return GuardVerdict(False, f"loss {report.loss:.4g} exploded (> "
-                                           f"{self.cfg.guard_loss_factor:g} x median "
-                                           f"{median:.4g})")
-        with torch.no_grad():
-            s = adapter.model(batch.current.images)
-            t = adapter.teacher(batch.current.images)
-            ps = adapter.body.forward_rotmat(s.rotmat, s.betas).points
-            pt = adapter.body.forward_rotmat(t.rotmat, t.betas).points
-            gap = float(((ps - ps[:, :1]) - (pt - pt[:, :1])).norm(dim=-1).mean())
-        if not np.isfinite(gap) or gap > self.cfg.guard_disagreement:
-            return GuardVerdict(False, f"student drifted {gap:.3f} m from its teacher (> "
-                                       f"{self.cfg.guard_disagreement:g} m)")
-        self.losses.append(report.loss)
-        return GuardVerdict(True)

@@ -35,7 +35,8 @@ from ..config import AdaptConfig
 from ..data.frame import Keypoints
 from ..model.checkpoint import save_checkpoint
 from .commands import Commands
-from .methods import AdaptBatch, Adapter, DriftGuard, FrameBatch, StepReport
+from .guard import DriftGuard
+from .methods import AdaptBatch, Adapter, FrameBatch, StepReport
 
 log = logging.getLogger("hmr_ros")
 

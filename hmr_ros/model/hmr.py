@@ -203,6 +203,17 @@ class HMR(ResNet):
         pose6d = pose.reshape(b, N_JOINTS, 6)
         return RegressorOutput(pose6d=pose6d, rotmat=rot6d_to_matrix(pose6d), betas=shape, cam=cam)
 
-    def forward(self, images: Tensor) -> RegressorOutput:  # type: ignore[override]
-        """(B, 3, H, W) RGB in [0, 1] -> RegressorOutput with (B, 24, ...) tensors."""
+    def prefix(self, images: Tensor, stage: int) -> Tensor:
+        """(B, 3, H, W) RGB in [0, 1] -> the backbone's output after `stage`
+        (`ResNet.features_until`): what a scope that freezes those layers computes once."""
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images.shape)}")
+        return self.features_until((images - self.pixel_mean) / self.pixel_std, stage)
+
+    def forward(self, images: Tensor, from_stage: int | None = None
+                ) -> RegressorOutput:  # type: ignore[override]
+        """(B, 3, H, W) RGB in [0, 1] -> RegressorOutput with (B, 24, ...) tensors. With
+        `from_stage`, `images` is `prefix(images, from_stage)` and only the rest runs."""
+        if from_stage is not None:
+            return self.regress(self.features_after(images, from_stage))
         return self.regress(self.extract_features(images))

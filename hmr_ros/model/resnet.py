@@ -179,6 +179,22 @@ class ResNet(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
+    def features_until(self, x: Tensor, stage: int) -> Tensor:
+        """(B, 3, H, W) normalised image -> the feature map after `stage` (0: the stem,
+        1-4: layer1-layer4), or (B, F) pooled features for stage 5."""
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        for layer in (self.layer1, self.layer2, self.layer3, self.layer4)[:stage]:
+            x = layer(x)
+        return self.avgpool(x).flatten(1) if stage >= 5 else x
+
+    def features_after(self, x: Tensor, stage: int) -> Tensor:
+        """The rest of `forward_features` from the output of `features_until(., stage)`."""
+        if stage >= 5:
+            return x
+        for layer in (self.layer1, self.layer2, self.layer3, self.layer4)[stage:]:
+            x = layer(x)
+        return self.avgpool(x).flatten(1)
+
     def forward_features(self, x: Tensor) -> Tensor:
         """(B, 3, H, W) normalised image -> (B, F) globally average-pooled features."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
