@@ -126,7 +126,7 @@ def _demo(args: argparse.Namespace) -> int:
     from .demo import demo
 
     demo(args.out, seconds=args.seconds, seed=args.seed, domain=args.domain,
-         config=_config(args), video=not args.no_video)
+         config=_config(args), video=not args.no_video, realtime=args.realtime)
     return 0
 
 
@@ -320,6 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=2024)
     p.add_argument("--domain", default="pw3d_like")
     p.add_argument("--no-video", action="store_true", help="skip the overlay video")
+    p.add_argument("--realtime", action="store_true",
+                   help="play the stream at its frame rate, adapting in the background as on a "
+                        "robot (default: lock-step, each frame predicted then adapted on)")
     _add_config_flags(p)
     p.set_defaults(handler=_demo)
 

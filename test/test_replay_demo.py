@@ -115,6 +115,23 @@ def test_demo_prints_running_errors_and_writes_outputs(weights, tmp_path, capsys
     assert "running PA-MPJPE  frozen" in printed and "adapted" in printed
     summary = json.loads((out / "demo.json").read_text())
     assert summary["frames"] == 12 and summary["adaptation"]["steps"] == 12
+    assert summary["protocol"] == "before"
+    assert np.isfinite(summary["frozen"]["pa_mpjpe"]) and np.isfinite(
+        summary["adapted"]["pa_mpjpe"])
+
+
+def test_the_realtime_demo_plays_at_the_stream_rate_adapting_in_the_background(
+        weights, tmp_path, capsys):
+    out = tmp_path / "demo_rt"
+    assert main(["demo", "--seconds", "0.5", "--out", str(out), "--weights", str(weights),
+                 "--set", "adapt.min_keypoints=4", "--no-video", "--realtime"]) == 0
+    printed = capsys.readouterr().out
+    assert "in the background" in printed
+    summary = json.loads((out / "demo.json").read_text())
+    assert summary["protocol"] == "async" and summary["frames"] == 15
+    # Paced: never faster than the stream (15 frames at 30 fps), whatever the machine.
+    assert summary["elapsed_s"] >= 0.5
+    assert summary["adaptation"]["state"] in ("running", "idle", "stopped", "paused")
     assert np.isfinite(summary["frozen"]["pa_mpjpe"]) and np.isfinite(
         summary["adapted"]["pa_mpjpe"])
 
