@@ -1,7 +1,43 @@
-"""The smallest regressor the tests use: 32 px crops, a few thousand parameters, fast enough
-to adapt dozens of times per test on 2 cores."""
+"""The smallest regressor the tests use (32 px crops, a few thousand parameters, fast enough
+to adapt dozens of times per test on 2 cores), the adaptation samples of synthetic frames, and
+reading a source file's literals without importing it."""
 
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from hmr_ros.adapt.worker import AdaptSample
+from hmr_ros.config import PipelineConfig
+from hmr_ros.data.crop import crop_image
 from hmr_ros.model import ModelConfig
+from hmr_ros.pipeline import Pipeline
 
 MICRO = ModelConfig(name="micro", block="basic", layers=(1, 1, 1, 1), width=8, norm="group",
                     gn_groups=4, head_hidden=32, n_iter=2, input_size=32, dropout=0.0)
+
+
+def adapt_samples(frames, size: int = 32, pipeline_cfg: PipelineConfig | None = None
+                  ) -> list[AdaptSample]:
+    """The first person of each frame as the pipeline would hand it to the worker."""
+    pipe = Pipeline(None, None, pipeline_cfg or PipelineConfig())  # only for crop_box
+    out = []
+    for fr in frames:
+        det = fr.detections[0]
+        box = pipe.crop_box(det)
+        out.append(AdaptSample(det.id, fr.index, fr.stamp_ns, crop_image(fr.image, box, size),
+                               box, fr.camera.K, det.keypoints))
+    return out
+
+
+def module_literals(path: Path) -> dict[str, object]:
+    """Module-level NAME = <literal> assignments of a Python file, without importing it."""
+    out = {}
+    for node in ast.parse(path.read_text(), filename=str(path)).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and \
+                isinstance(node.targets[0], ast.Name):
+            try:
+                out[node.targets[0].id] = ast.literal_eval(node.value)
+            except ValueError:
+                pass
+    return out

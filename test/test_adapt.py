@@ -12,32 +12,20 @@ import time
 import numpy as np
 import pytest
 import torch
-from micro import MICRO
+from micro import MICRO, adapt_samples
 
 from hmr_ros.adapt import losses as L
 from hmr_ros.adapt.methods import Adapter, StepReport
 from hmr_ros.adapt.prior import MaxMixturePrior, load_prior, motion_library_poses
-from hmr_ros.adapt.worker import AdaptationWorker, AdaptSample, clone_tree
+from hmr_ros.adapt.worker import AdaptationWorker, clone_tree
 from hmr_ros.body import BodyModel
 from hmr_ros.body.joints import get_joint_set
 from hmr_ros.config import AdaptConfig, ConfigError, PipelineConfig, replace_path
-from hmr_ros.data.crop import crop_image
 from hmr_ros.data.frame import Keypoints
 from hmr_ros.geometry import perspective_project
 from hmr_ros.model import HMR, load_checkpoint
 from hmr_ros.model.backends import TorchBackend
 from hmr_ros.pipeline import Pipeline
-
-
-def _samples(frames, size=32, pipeline_cfg=None) -> list[AdaptSample]:
-    pipe = Pipeline(None, None, pipeline_cfg or PipelineConfig())  # only for crop_box
-    out = []
-    for fr in frames:
-        det = fr.detections[0]
-        box = pipe.crop_box(det)
-        out.append(AdaptSample(det.id, fr.index, fr.stamp_ns, crop_image(fr.image, box, size),
-                               box, fr.camera.K, det.keypoints))
-    return out
 
 
 def _worker(model, body, samples=(), **cfg) -> tuple[AdaptationWorker, TorchBackend]:
@@ -115,7 +103,7 @@ def test_second_order_gradient_matches_finite_differences(body, frames, scope):
     adapter.teacher.double()
     adapter.prior.double()
     worker = AdaptationWorker(adapter, cfg, lambda s, v: None)
-    for s in _samples(frames[:4]):
+    for s in adapt_samples(frames[:4]):
         worker.submit([s])
     batch = _next_batch(worker)
     batch = dataclasses.replace(
@@ -156,13 +144,13 @@ def _to64(fb):
 def test_every_method_updates_and_publishes(method, body, frames):
     torch.manual_seed(3)
     model = HMR(MICRO)
-    worker, backend = _worker(model, body, _samples(frames[:4]), method=method,
+    worker, backend = _worker(model, body, adapt_samples(frames[:4]), method=method,
                               outer_lr=1e-3, inner_lr=1e-2)
-    before = backend.predict(np.stack([s.crop for s in _samples(frames[:1])]))
+    before = backend.predict(np.stack([s.crop for s in adapt_samples(frames[:1])]))
     for _ in range(3):
         worker._step(_next_batch(worker))
     assert worker.steps == 3 and worker.rollbacks == 0 and backend.version == 3
-    after = backend.predict(np.stack([s.crop for s in _samples(frames[:1])]))
+    after = backend.predict(np.stack([s.crop for s in adapt_samples(frames[:1])]))
     assert not torch.equal(before.pose6d, after.pose6d)
     # Published weights are the adapter's weights.
     for k, v in worker.adapter.state_dict().items():
@@ -174,7 +162,7 @@ def test_methods_differ_and_none_does_nothing(body, frames):
     for method in ("boa_1st", "boa_2nd", "joint", "none"):
         torch.manual_seed(4)
         model = HMR(MICRO)
-        w, _ = _worker(model, body, _samples(frames[:4]), method="joint", outer_lr=1e-3,
+        w, _ = _worker(model, body, adapt_samples(frames[:4]), method="joint", outer_lr=1e-3,
                        inner_lr=5e-2)
         w.adapter.method = method
         start = w.adapter.state_dict()["fc1.weight"].clone()
@@ -192,7 +180,7 @@ def test_methods_differ_and_none_does_nothing(body, frames):
 
 def test_guard_rolls_back_nan_and_exploding_steps_and_carries_on(body, frames, caplog):
     torch.manual_seed(5)
-    worker, backend = _worker(HMR(MICRO), body, _samples(frames), method="boa_1st",
+    worker, backend = _worker(HMR(MICRO), body, adapt_samples(frames), method="boa_1st",
                               outer_lr=1e-4)
     for _ in range(11):  # some good steps give the guard a loss history
         worker._step(_next_batch(worker) or _rebatch(worker, frames))
@@ -250,7 +238,7 @@ def test_guard_rolls_back_nan_and_exploding_steps_and_carries_on(body, frames, c
 
 
 def _rebatch(worker, frames):
-    for s in _samples(frames[-3:]):
+    for s in adapt_samples(frames[-3:]):
         worker.submit([dataclasses.replace(s, index=s.index + 1000 + worker.steps * 10
                                            + worker.rollbacks)])
     return _next_batch(worker)
@@ -318,7 +306,7 @@ def test_exception_becomes_status_not_a_dead_thread(body, frames, caplog):
     worker.adapter.step = lambda batch: (_ for _ in ()).throw(RuntimeError("boom"))
     worker.start()
     try:
-        for s in _samples(frames[:3]):
+        for s in adapt_samples(frames[:3]):
             worker.submit([s])
         deadline = time.monotonic() + 20
         while worker.errors == 0 and time.monotonic() < deadline:
@@ -358,7 +346,7 @@ def test_submit_never_waits_for_a_running_step(body, frames):
     gate = threading.Event()
     worker.adapter.step = lambda batch: (gate.wait(10), StepReport("joint", 0.0))[1]
     worker.start()
-    samples = _samples(frames[:6])
+    samples = adapt_samples(frames[:6])
     worker.submit([samples[0]])
     time.sleep(0.3)  # the worker is now inside the blocked step
     t = threading.Thread(target=lambda: [worker.submit([s]) for s in samples[1:]])
@@ -409,7 +397,7 @@ def test_weight_swap_during_concurrent_predictions():
 def test_save_reset_and_resume(body, frames, tmp_path):
     torch.manual_seed(9)
     model = HMR(MICRO)
-    worker, backend = _worker(model, body, _samples(frames[:4]), method="framewise",
+    worker, backend = _worker(model, body, adapt_samples(frames[:4]), method="framewise",
                               outer_lr=1e-3)
     source = {k: v.clone() for k, v in worker.adapter.source.items()}
     worker._step(_next_batch(worker))
@@ -431,7 +419,7 @@ def test_save_reset_and_resume(body, frames, tmp_path):
 def test_a_track_changing_keypoint_layout_is_not_mixed(body, frames):
     """Partners tau frames back must share the current keypoints' layout."""
     worker, _ = _worker(HMR(MICRO), body, (), method="joint", schedule="latest")
-    samples = _samples(frames[:5])
+    samples = adapt_samples(frames[:5])
     coco = get_joint_set("coco17")
     body25 = get_joint_set("body25")
     # The same person: first in BODY_25, then in COCO-17 (another detector took over).
@@ -451,7 +439,7 @@ def test_guard_checks_the_optimiser_and_resets_after_consecutive_rollbacks(body,
     """A non-finite Adam moment was accepted, became the 'last good' snapshot, and every later
     step rolled back to it while the status said running."""
     torch.manual_seed(5)
-    worker, backend = _worker(HMR(MICRO), body, _samples(frames), method="boa_1st",
+    worker, backend = _worker(HMR(MICRO), body, adapt_samples(frames), method="boa_1st",
                               outer_lr=1e-4, max_consecutive_rollbacks=3)
     for _ in range(3):
         worker._step(_next_batch(worker) or _rebatch(worker, frames))
@@ -531,7 +519,7 @@ def test_a_scope_changes_only_its_weights_and_its_prefix_is_computed_once(body, 
     real = adapter.model.prefix
     adapter.model.prefix = lambda x, s: calls.append(id(x)) or real(x, s)
     worker = AdaptationWorker(adapter, cfg, lambda s, v: None)
-    for s in _samples(frames[:4]):
+    for s in adapt_samples(frames[:4]):
         worker.submit([s])
     batch = _next_batch(worker)
     report = adapter.step(batch)

@@ -3,11 +3,11 @@ files, checked without ROS: every name they use must exist (no silent typos)."""
 
 from __future__ import annotations
 
-import ast
 import re
 from pathlib import Path
 
 import pytest
+from micro import module_literals
 
 from hmr_ros.config import ConfigError, PipelineConfig, to_flat_dict
 from hmr_ros.ros.params import (
@@ -169,24 +169,9 @@ def test_params_file_reader(tmp_path):
 # ------------------------------------------------------------------------ launch files
 
 
-def _module_literals(path: Path) -> dict[str, object]:
-    """Module-level NAME = <literal> assignments of a Python file, without importing it
-    (launch and launch_ros are not needed)."""
-    tree = ast.parse(path.read_text(), filename=str(path))
-    out = {}
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and \
-                isinstance(node.targets[0], ast.Name):
-            try:
-                out[node.targets[0].id] = ast.literal_eval(node.value)
-            except ValueError:
-                pass
-    return out
-
-
 def test_adapt_launch_parameters_exist():
     path = ROOT / "launch" / "adapt.launch.py"
-    lits = _module_literals(path)
+    lits = module_literals(path)
     args, mapping = lits["ARGUMENTS"], lits["PARAMETER_ARGUMENTS"]
     known = parameter_defaults()
     for arg, param in mapping.items():
@@ -201,9 +186,9 @@ def test_adapt_launch_parameters_exist():
 
 
 def test_eval_launch_forwards_only_real_arguments():
-    adapt = _module_literals(ROOT / "launch" / "adapt.launch.py")["ARGUMENTS"]
+    adapt = module_literals(ROOT / "launch" / "adapt.launch.py")["ARGUMENTS"]
     path = ROOT / "launch" / "eval_bag.launch.py"
-    lits = _module_literals(path)
+    lits = module_literals(path)
     assert set(lits["FORWARDED"]) <= set(adapt)
     assert {"bag", "out", "rate"} <= set(lits["ARGUMENTS"])
     assert "ros2', 'bag', 'record" not in path.read_text()  # sanity: list form below

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from micro import module_literals
 
 from hmr_ros.data.frame import CameraModel
 from hmr_ros.messages.tf import body_frames
@@ -69,24 +70,11 @@ def resolve(name: str, node: str, namespace: str) -> str:
     return f"{ns}/{name}"
 
 
-def _module_literals(path: Path) -> dict[str, object]:
-    """Module-level NAME = <literal> assignments of a Python file, without importing it."""
-    out = {}
-    for node in ast.parse(path.read_text(), filename=str(path)).body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and \
-                isinstance(node.targets[0], ast.Name):
-            try:
-                out[node.targets[0].id] = ast.literal_eval(node.value)
-            except ValueError:
-                pass
-    return out
-
-
 def node_outputs() -> NodeOutputs:
     """The node's outputs under the launch defaults, from the sources that decide them: the
     publishers node.py creates, the node name and namespace adapt.launch.py passes, the image
     topic and output frame of the installed params file, the TF names of messages/tf.py."""
-    args = _module_literals(LAUNCH)["ARGUMENTS"]
+    args = module_literals(LAUNCH)["ARGUMENTS"]
     node, namespace = args["node_name"][0], args["namespace"][0]
     created = re.findall(r"create_publisher\(\s*(\w+),\s*\"([^\"]+)\"", NODE.read_text())
     assert created, "no create_publisher(Type, \"name\", ...) found in node.py"
@@ -220,7 +208,7 @@ def test_image_topic_is_also_what_camera_argument_gives(outputs):
     # params file, so the config fits both ways of launching.
     from hmr_ros.synth import TOPIC_IMAGE
 
-    suffix = _module_literals(LAUNCH)["CAMERA_TOPICS"]["image_topic"]
+    suffix = module_literals(LAUNCH)["CAMERA_TOPICS"]["image_topic"]
     assert f"/camera/{suffix}" == TOPIC_IMAGE == "/camera/image_raw"
     assert outputs.topics[TOPIC_IMAGE] == "Image"
 
@@ -337,7 +325,7 @@ def _is_call(node: ast.expr, name: str, *args: str) -> bool:
 
 
 def test_launch_declares_rviz_default_false():
-    lits = _module_literals(LAUNCH)
+    lits = module_literals(LAUNCH)
     default, text = lits["ARGUMENTS"]["rviz"]
     assert default == "false" and "rviz2" in text
     assert "rviz" not in lits["PARAMETER_ARGUMENTS"]  # not a node parameter
@@ -379,6 +367,6 @@ def test_config_folder_is_installed_wholesale():
     (folders,) = re.findall(r"foreach\(share_dir ([^)]*)\)", cmake)
     assert "config" in folders.split()
     assert ".rviz" not in cmake  # no pattern excludes it
-    setup = _module_literals(ROOT / "setup.py")
+    setup = module_literals(ROOT / "setup.py")
     assert "config" in setup["DATA_FOLDERS"]
     assert 'Path(folder).rglob("*")' in (ROOT / "setup.py").read_text()

@@ -18,12 +18,11 @@ import time
 import numpy as np
 import pytest
 import torch
-from micro import MICRO
+from micro import MICRO, adapt_samples
 
 from hmr_ros.adapt.methods import Adapter
-from hmr_ros.adapt.worker import AdaptationWorker, AdaptSample
+from hmr_ros.adapt.worker import AdaptationWorker
 from hmr_ros.config import AdaptConfig, ConfigError, PipelineConfig, replace_path
-from hmr_ros.data.crop import crop_image
 from hmr_ros.model import HMR, load_checkpoint
 from hmr_ros.model.backends import OnnxRuntimeBackend, TensorRTBackend, TorchBackend
 from hmr_ros.pipeline import Pipeline
@@ -32,17 +31,6 @@ HAVE_TRT = importlib.util.find_spec("tensorrt") is not None and torch.cuda.is_av
 WAIT_S = 60.0  # upper limit of every wait for another thread (a hang fails, never a slow run)
 
 
-
-
-def _samples(frames, size: int = 32) -> list[AdaptSample]:
-    pipe = Pipeline(None, None, PipelineConfig())  # only for crop_box
-    out = []
-    for fr in frames:
-        det = fr.detections[0]
-        box = pipe.crop_box(det)
-        out.append(AdaptSample(det.id, fr.index, fr.stamp_ns, crop_image(fr.image, box, size),
-                               box, fr.camera.K, det.keypoints))
-    return out
 
 
 def _cfg(**kw) -> AdaptConfig:
@@ -105,7 +93,7 @@ def test_a_reset_during_a_step_never_publishes_a_pre_reset_gradient(body, frames
     torch.manual_seed(11)
     model = HMR(MICRO)
     cfg = _cfg()
-    samples = _samples(frames[:4])
+    samples = adapt_samples(frames[:4])
     published = _Published()
     worker = AdaptationWorker(Adapter(model, body, cfg), cfg, published)
     source = {k: v.clone() for k, v in worker.adapter.source.items()}
@@ -153,7 +141,7 @@ def test_a_reset_during_a_step_never_publishes_a_pre_reset_gradient(body, frames
 def test_commands_run_between_steps_and_time_out_clearly(body, frames, tmp_path):
     torch.manual_seed(12)
     cfg = _cfg()
-    samples = _samples(frames[:3])
+    samples = adapt_samples(frames[:3])
     published = _Published()
     worker = AdaptationWorker(Adapter(HMR(MICRO), body, cfg), cfg, published)
     gate = _Gate(worker.adapter.model)
@@ -317,7 +305,7 @@ def test_submit_never_waits_for_a_save(body, frames, tmp_path):
     expected = {k: v.clone() for k, v in state.items()}
     worker._last_good = ({**state, "init_cam": state["init_cam"].as_subclass(_SlowFirstRead)},
                          opt)
-    samples = _samples(frames[:4])
+    samples = adapt_samples(frames[:4])
     worker.start()
     outcome: dict = {}
     try:
@@ -399,7 +387,7 @@ def test_the_adapter_runs_on_adapt_device(body, frames):
     cfg = _cfg(device="cpu", schedule="every_frame")
     published = _Published()
     worker = AdaptationWorker(Adapter(model, body, cfg), cfg, published)
-    for s in _samples(frames[:3]):
+    for s in adapt_samples(frames[:3]):
         worker.submit([s])
     assert worker.run_pending() == 1
     assert all(v.device == cpu for v in published.wait_for(1).values())
