@@ -419,6 +419,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "after: BOA's protocol, adapt on the frame then predict it")
     b.add_argument("--workers", type=int, default=2, help="parallel processes")
     b.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
+    b.add_argument("--background-only", action="store_true",
+                   help="only the timing: steps/s of the worker beside camera-rate inference "
+                        "and the inference p95 with/without it, on every stream (writes "
+                        "adapt_background[_TAG].json)")
+    b.add_argument("--repeats", type=int, default=1,
+                   help="with --background-only: runs per stream (the median is reported)")
     b.add_argument("--out-dir", default="bench/results")
     b.add_argument("--tag", default="", help="suffix of the output file names")
     b.add_argument("--cache", default="runs/cache", help="where rendered streams are kept")

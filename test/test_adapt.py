@@ -534,3 +534,38 @@ def test_a_scope_changes_only_its_weights_and_its_prefix_is_computed_once(body, 
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     params = {n for n, _ in adapter.model.named_parameters()}
     assert changed & params and (changed & params) <= adapted
+
+
+@pytest.mark.parametrize("scope", ["all", "layer4_head"])
+def test_guard_drift_reuses_the_step_and_equals_a_full_recomputation(body, frames, scope):
+    """After a step the guard's student-teacher gap runs only the student again: the teacher's
+    points and the frozen prefix come from the step, and the gap equals the one computed from
+    scratch with full forwards and the full body model."""
+    torch.manual_seed(4)
+    cfg = dataclasses.replace(AdaptConfig(), tau=2, buffer_frames=8, min_keypoints=4,
+                              schedule="every_frame", scope=scope, method="boa_2nd")
+    adapter = Adapter(HMR(MICRO), body, cfg)
+    worker = AdaptationWorker(adapter, cfg, lambda s, v: None)
+    for s in adapt_samples(frames[:4]):
+        worker.submit([s])
+    batch = _next_batch(worker)
+    adapter.step(batch)
+    teacher_calls = []
+    real_teacher = adapter.teacher.forward
+    adapter.teacher.forward = lambda *a, **k: teacher_calls.append(1) or real_teacher(*a, **k)
+    gap = adapter.drift(batch.current.images)
+    assert teacher_calls == []  # the step's teacher points served the guard
+    with torch.no_grad():
+        images = batch.current.images
+        s, t = adapter.model(images), adapter.teacher(images)
+        ps = body.forward_rotmat(s.rotmat, s.betas).points
+        pt = body.forward_rotmat(t.rotmat, t.betas).points
+        want = float(((ps - ps[:, :1]) - (pt - pt[:, :1])).norm(dim=-1).mean())
+    assert gap > 0 and gap == pytest.approx(want, rel=1e-4, abs=1e-7)
+    # Other images, or a teacher that moved, are never answered from the step's cache.
+    adapter.update_teacher()
+    teacher_calls.clear()
+    adapter.drift(batch.current.images)
+    assert teacher_calls == [1]
+    adapter.drift(batch.previous.images)
+    assert teacher_calls == [1, 1]
