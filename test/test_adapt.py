@@ -569,3 +569,40 @@ def test_guard_drift_reuses_the_step_and_equals_a_full_recomputation(body, frame
     assert teacher_calls == [1]
     adapter.drift(batch.previous.images)
     assert teacher_calls == [1, 1]
+
+
+def test_a_samples_frozen_prefix_is_computed_once_across_steps(body, frames):
+    """A frame's sample is the current one in one step and the tau-partner in a later one:
+    its frozen prefix is computed once, and the steps are the same as when recomputed."""
+    def run(keep: bool):
+        torch.manual_seed(6)
+        cfg = dataclasses.replace(AdaptConfig(), tau=2, buffer_frames=8, min_keypoints=4,
+                                  schedule="every_frame", scope="layer4_head",
+                                  method="boa_2nd")
+        adapter = Adapter(HMR(MICRO), body, cfg)
+        worker = AdaptationWorker(adapter, cfg, lambda s, v: None)
+        if not keep:
+            worker._keep_prefixes = lambda batch: None
+        sizes = []
+        real = adapter.model.prefix
+        adapter.model.prefix = lambda x, s: sizes.append(len(x)) or real(x, s)
+        for s in adapt_samples(frames[:6]):
+            worker.submit([s])
+        losses = []
+        while (batch := _next_batch(worker)) is not None:
+            worker._step(batch)
+            losses.append(worker.reports[-1].loss)
+        return sum(sizes), losses, worker
+
+    cached_images, cached_losses, worker = run(True)
+    fresh_images, fresh_losses, _ = run(False)
+    assert len(cached_losses) == len(fresh_losses) >= 4
+    np.testing.assert_allclose(cached_losses, fresh_losses, rtol=1e-5)
+    # Recomputed: the current and the partner images in every step. Kept: 6 frames once each,
+    # plus frames 0 and 1 once more (no frame tau back: each is its own partner, within one
+    # step).
+    assert fresh_images == 2 * len(fresh_losses)
+    assert cached_images == 6 + 2
+    # Only buffered samples keep their prefix.
+    live = {(s.track, s.index, id(s.crop)) for dq in worker._tracks.values() for s in dq}
+    assert worker._prefix_cache and set(worker._prefix_cache) <= live

@@ -42,7 +42,9 @@ class FrameBatch:
 
     images (B, 3, R, R) in [0, 1]; box (B, 3) crop boxes; K (B, 3, 3); keypoints (B, J, 2)
     pixels in the image; conf (B, J) (0 for unusable joints); mapping (J, 46) from SMPL
-    source points to the keypoints' layout.
+    source points to the keypoints' layout. `keys` name the samples ((track, frame index,
+    crop id) each) and `prefix` (B, ...) is their frozen backbone output when an earlier step
+    computed it (scopes with a frozen prefix; frozen layers never change, so it stays valid).
     """
 
     images: Tensor
@@ -51,6 +53,8 @@ class FrameBatch:
     keypoints: Tensor
     conf: Tensor
     mapping: Tensor
+    keys: tuple[tuple[int, int, int], ...] = ()
+    prefix: Tensor | None = None
 
     @property
     def keypoints_crop(self) -> Tensor:
@@ -61,7 +65,9 @@ class FrameBatch:
         if self.images.device == device:
             return self
         return FrameBatch(*(t.to(device) for t in (self.images, self.box, self.K,
-                                                   self.keypoints, self.conf, self.mapping)))
+                                                   self.keypoints, self.conf, self.mapping)),
+                          keys=self.keys,
+                          prefix=None if self.prefix is None else self.prefix.to(device))
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -207,6 +213,11 @@ class Adapter:
             self._prefixes[id(images)] = (images, out)
         return out
 
+    def cached_prefix(self, images: Tensor) -> Tensor | None:
+        """The frozen prefix the last step computed (or was given) for `images`, else None."""
+        entry = self._prefixes.get(id(images))
+        return entry[1] if entry is not None and entry[0] is images else None
+
     def _forward(self, params: dict[str, Tensor] | None, parts: list[Tensor],
                  module: HMR | None = None) -> RegressorOutput:
         """One forward over the concatenated image batches `parts` (student by default);
@@ -295,6 +306,10 @@ class Adapter:
 
     def step(self, batch: AdaptBatch) -> StepReport:
         self._prefixes, self._teacher_cache, self._caching = {}, None, True
+        if self.scope.prefix_stage is not None:  # prefixes earlier steps computed
+            for fb in (batch.current, batch.previous):
+                if fb.prefix is not None:
+                    self._prefixes[id(fb.images)] = (fb.images, fb.prefix)
         try:
             return self._step(batch)
         finally:
