@@ -212,6 +212,12 @@ def _bench(args: argparse.Namespace) -> int:
 
         infer.main(args)
         return 0
+    if args.bench == "scopes":
+        from .bench import scopes
+
+        scopes.run([Path(p) for p in args.lockstep], [Path(p) for p in args.background],
+                   Path(args.out_dir))
+        return 0
     if args.bench == "gpu":
         from .bench import gpu
 
@@ -446,6 +452,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--threads", type=int, default=1, help="CPU threads per backend")
     b.add_argument("--device", default="cpu", help="cpu or cuda")
     b.add_argument("--out", default=None, help="JSON path (default bench/results/...)")
+    b = bench.add_parser("scopes", help="the adaptation-scope ablation: lock-step and "
+                                        "real-time bench adapt results in one table and plot")
+    b.add_argument("--lockstep", nargs="*", default=[], help="bench adapt JSON files")
+    b.add_argument("--background", nargs="*", default=[],
+                   help="bench adapt --background-only JSON files")
+    b.add_argument("--out-dir", default="bench/results")
     b = bench.add_parser("gpu", help="unattended GPU readiness check: torch CUDA, ONNX "
                                      "Runtime CUDA and TensorRT latency, a TensorRT refit "
                                      "with adapted weights, BOA steps/s (says what it could "
