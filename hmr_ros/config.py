@@ -45,9 +45,8 @@ BACKENDS = ("torch", "onnxruntime", "tensorrt")
 METHODS = ("none", "framewise", "joint", "two_stage", "boa_1st", "boa_2nd")
 SCHEDULES = ("every_frame", "every_n", "latest")
 # Which weights adaptation changes (adapt/scope.py): all of them (BOA), the last backbone
-# stage and the head, or the head only. (Normalisation-affine-only is not offered: its
-# backward crashes torch 2.13 inside our adapter, see adapt/scope.py.)
-SCOPES = ("all", "layer4_head", "head")
+# stage and the head, the head only, or the normalisation layers' affine weights.
+SCOPES = ("all", "layer4_head", "head", "norm")
 
 
 @dataclass(frozen=True)
@@ -59,7 +58,7 @@ class AdaptConfig:
     method: str = "boa_2nd"  # none | framewise (B1) | joint (B3) | two_stage | boa_1st | boa_2nd
     schedule: str = "latest"  # every_frame | every_n | latest (newest frame, as fast as possible)
     every_n: int = 2  # with schedule every_n: adapt on every n-th frame
-    # The weights that adapt: all (BOA) | layer4_head | head. layer4_head with outer_lr 1e-4
+    # The weights that adapt: all (BOA) | layer4_head | head | norm. layer4_head with outer_lr 1e-4
     # by the rule of docs/adaptation_tuning.md (issue 14): the best PA-MPJPE on both domains'
     # report seeds and 2.7x the lock-step steps/s of all@3e-5 (use all with 3e-5 for BOA's
     # own setting).

@@ -89,7 +89,7 @@ def test_pose_prior_prefers_library_poses(tmp_path):
 # ------------------------------------------------------------------ BOA gradients
 
 
-@pytest.mark.parametrize("scope", ["all", "layer4_head", "head"])
+@pytest.mark.parametrize("scope", ["all", "layer4_head", "head", "norm"])
 def test_second_order_gradient_matches_finite_differences(body, frames, scope):
     """For every adaptation scope (the gradient is over the adapted weights only; scopes
     with a frozen prefix run the step from the cached prefix)."""
@@ -129,8 +129,10 @@ def test_second_order_gradient_matches_finite_differences(body, frames, scope):
     an2 = sum(float((g2[n] * direction[n]).sum()) for n in params)
     an1 = sum(float((g1[n] * direction[n]).sum()) for n in params)
     assert an2 == pytest.approx(fd, rel=1e-6)
-    # The first-order approximation misses the probe's curvature: it is measurably off.
-    assert abs(an1 - fd) > 1e-3 * abs(fd)
+    # The first-order approximation misses the probe's curvature: it is measurably off (the
+    # norm weights' few dimensions see little of it, 3e-4 relative, but still 1000 times
+    # the second order's error).
+    assert abs(an1 - fd) > (1e-4 if scope == "norm" else 1e-3) * abs(fd)
     assert abs(an1 - fd) > 1000 * abs(an2 - fd)
 
 
@@ -499,11 +501,10 @@ def test_scopes_pick_their_weights(body):
         make_scope(model, "everything")
     with pytest.raises(ConfigError, match="adapt.scope"):
         replace_path(PipelineConfig(), "adapt.scope", "everything")
-    with pytest.raises(ConfigError, match="adapt.scope"):  # see adapt/scope.py
-        replace_path(PipelineConfig(), "adapt.scope", "norm")
+    assert replace_path(PipelineConfig(), "adapt.scope", "norm").adapt.scope == "norm"
 
 
-@pytest.mark.parametrize("scope", ["layer4_head", "head"])
+@pytest.mark.parametrize("scope", ["layer4_head", "head", "norm"])
 def test_a_scope_changes_only_its_weights_and_its_prefix_is_computed_once(body, frames,
                                                                          scope):
     torch.manual_seed(3)
@@ -606,3 +607,35 @@ def test_a_samples_frozen_prefix_is_computed_once_across_steps(body, frames):
     # Only buffered samples keep their prefix.
     live = {(s.track, s.index, id(s.crop)) for dq in worker._tracks.values() for s in dq}
     assert worker._prefix_cache and set(worker._prefix_cache) <= live
+
+
+def test_norm_scope_steps_on_channels_last_crops_without_crashing(body, frames):
+    """Crop batches are permuted HWC arrays; with only the norm weights adapting, torch 2.13's
+    GroupNorm backward segfaulted on them. Run in a child process so a regression fails this
+    test instead of killing the suite."""
+    import subprocess
+
+    code = (
+        "import sys, dataclasses, torch; sys.path.insert(0, 'test')\n"
+        "from micro import MICRO\n"
+        "from hmr_ros.adapt.methods import Adapter, AdaptBatch, FrameBatch\n"
+        "from hmr_ros.body import BodyModel\n"
+        "from hmr_ros.config import AdaptConfig\n"
+        "from hmr_ros.model import HMR\n"
+        "torch.manual_seed(0)\n"
+        "cfg = dataclasses.replace(AdaptConfig(), scope='norm', method='framewise')\n"
+        "a = Adapter(HMR(MICRO), BodyModel(), cfg)\n"
+        "r = MICRO.input_size\n"
+        "img = torch.rand(2, r, r, 3).permute(0, 3, 1, 2)\n"
+        "fb = FrameBatch(img, torch.tensor([[r / 2, r / 2, r]] * 2), torch.eye(3).expand(2, 3, 3),"
+        " torch.rand(2, 14, 2) * r, torch.ones(2, 14),"
+        " torch.zeros(14, 46).index_fill_(1, torch.arange(14), 1.0))\n"
+        "before = {n: p.clone() for n, p in a.params().items()}\n"
+        "rep = a.step(AdaptBatch(fb, fb, None))\n"
+        "moved = sum(not torch.equal(before[n], p) for n, p in a.params().items())\n"
+        "print('moved', moved, len(before))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    moved, total = map(int, done.stdout.split()[-2:])
+    assert total > 0 and moved == total

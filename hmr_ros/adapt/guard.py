@@ -43,9 +43,10 @@ def _non_finite_optimizer_state(adapter: Adapter) -> str:
 
 
 def _non_finite_weights(adapter: Adapter) -> str:
-    """The first adapted weight with a non-finite value, '' when all are finite (one fused
-    norm over all of them, as for the optimiser state; frozen weights never change)."""
-    params = adapter.params()
+    """The first weight of the student with a non-finite value, '' when all are finite (one
+    fused norm over all of them, as for the optimiser state). Frozen weights are checked
+    too: they should never change, and the guard is there for what should not happen."""
+    params = dict(adapter.model.named_parameters())
     norms = torch._foreach_norm([p.detach() for p in params.values()])
     if bool(torch.isfinite(torch.stack(norms)).all()):
         return ""
