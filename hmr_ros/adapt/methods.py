@@ -226,10 +226,13 @@ class Adapter:
         stage = self.scope.prefix_stage
         if stage is None:
             x, kwargs = torch.cat(parts) if len(parts) > 1 else parts[0], {}
-            # Crops arrive as permuted HWC arrays (channels-last strides). torch 2.13's CPU
-            # GroupNorm backward segfaults on such an input when it does not require grad
-            # itself (the `norm` scope: conv weights frozen); contiguous costs one copy.
-            x = x.contiguous()
+            # Crops arrive as permuted HWC arrays (channels-last strides), as inference sees
+            # them. torch 2.13's CPU GroupNorm backward segfaults on such an input when it
+            # does not require grad itself, which happens only in the `norm` scope (conv
+            # weights frozen): only there is it made contiguous (other scopes keep the exact
+            # numbers of inference's layout).
+            if self.scope.name == "norm":
+                x = x.contiguous()
         else:
             x, kwargs = torch.cat([self._prefix(p) for p in parts]), {"from_stage": stage}
         if params is None:

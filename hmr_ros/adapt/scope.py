@@ -11,7 +11,7 @@
   every stage), so the backward runs through the whole network, for input gradients only.
   (It once crashed: torch 2.13's CPU GroupNorm backward segfaults on a channels-last input
   that does not itself require grad, which is what a permuted HWC crop batch is when only
-  the norm weights adapt; `Adapter._forward` makes its input contiguous.)
+  the norm weights adapt; `Adapter._forward` makes the input contiguous for this scope.)
 
 Frozen layers are identical in the student, its teacher and the source weights (they never
 change), so one prefix serves all three.
