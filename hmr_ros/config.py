@@ -145,7 +145,7 @@ class TemporalConfig:
     Needs the torch backend (its features); with another backend it is disabled with a
     warning."""
 
-    enabled: bool = False
+    enabled: bool = False  # refine the bodies with temporal context (TAR; torch backend only)
     mode: str = "causal"  # causal (frames <= t, no added delay) | lookahead (frames <= t + d)
     lookahead: int = 2  # d, frames, in lookahead mode: bodies are published d frames late
     window: int = 9  # frames the global temporal encoder reads (the target and those before)

@@ -24,7 +24,7 @@ from hmr_ros.temporal.model import EST_DIM, TARConfig, TemporalRefiner
 from hmr_ros.temporal.refine import WindowSpec, history_arrays, run_refiner, window_inputs
 from hmr_ros.temporal.stage import TemporalStage
 from hmr_ros.temporal.window import window_indices
-from micro import MICRO
+from micro import MICRO, random_refiner
 
 SMALL = dict(d_model=16, heads=2, layers=1, ff=32, local_channels=4, hidden=16, iterations=2)
 
@@ -38,20 +38,6 @@ def body() -> BodyModel:
 def regressor() -> HMR:
     torch.manual_seed(0)
     return HMR(MICRO).eval()
-
-
-def random_refiner(body: BodyModel, regressor: HMR, seed: int = 1) -> TemporalRefiner:
-    """A refiner for MICRO's features whose every weight is random (the zero-initialised
-    correction heads too, or the output would not depend on the inputs at all)."""
-    torch.manual_seed(seed)
-    channels, _ = map_shape(regressor)
-    model = TemporalRefiner(TARConfig(feat_dim=regressor.feature_dim, map_channels=channels,
-                                      **SMALL), body)
-    with torch.no_grad():
-        for lin in (model.init_head[-1], model.delta):
-            lin.weight.normal_(0, 0.02)
-            lin.bias.normal_(0, 0.02)
-    return model.eval()
 
 
 def features_sequence(regressor: HMR, n: int, seed: int = 0) -> list[FrameFeatures]:
