@@ -458,6 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="adaptation methods under the stage (none = frozen)")
     b.add_argument("--modes", nargs="*", default=None,
                    help="causal lookahead2 lookahead4 causal_global_only causal_local_only "
+                        "causal_reset "
                         "(default: all)")
     b.add_argument("--refiner", default="", help="refiner checkpoint (default: bundled)")
     b.add_argument("--workers", type=int, default=2, help="parallel processes")

@@ -285,3 +285,18 @@ def test_non_torch_backend_disables_the_stage_with_a_warning(body, caplog):
     with pytest.raises(ValueError, match="torch backend"):
         Pipeline(NoFeatures(), body, cfg, None,
                  TemporalStage(random_refiner(body, HMR(MICRO)), body, WindowSpec(2, 1, 0)))
+
+
+def test_history_across_new_weights_kept_or_reset(body, regressor):
+    seq = features_sequence(regressor, 6)
+    versioned = [dataclasses.replace(f, version=i // 3) for i, f in enumerate(seq)]
+    fr = frames(6)
+    empty = Pipeline(TorchBackend(regressor), body, PipelineConfig()).process(fr[0])
+    for reset, want in ((False, 5), (True, 3)):
+        stage = TemporalStage(random_refiner(body, regressor), body, WindowSpec(4, 2, 0),
+                              reset_on_new_weights=reset)
+        for f, ff in zip(fr, versioned):
+            stage.push(f, dataclasses.replace(empty, index=f.index), {7: ff})
+        # Kept: the last 5 frames of both versions; reset: only version 1's three.
+        assert len(stage.tracks[7].history) == want
+        assert {h.version for h in stage.tracks[7].history} == ({0, 1} if not reset else {1})

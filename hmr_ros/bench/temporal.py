@@ -24,10 +24,10 @@ from ..jsonio import write_json
 from ..provenance import footnote, provenance
 
 METRICS = ("mpjpe", "pa_mpjpe", "pve", "accel")
-# mode name -> (lookahead d, use_global, use_local)
-MODES = {"causal": (0, True, True), "lookahead2": (2, True, True),
-         "lookahead4": (4, True, True), "causal_global_only": (0, True, False),
-         "causal_local_only": (0, False, True)}
+# mode name -> (lookahead d, use_global, use_local, history restarts at new weights)
+MODES = {"causal": (0, True, True, False), "lookahead2": (2, True, True, False),
+         "lookahead4": (4, True, True, False), "causal_global_only": (0, True, False, False),
+         "causal_local_only": (0, False, True, False), "causal_reset": (0, True, True, True)}
 LABELS = {"none": "frozen", "boa_2nd": "BOA 2nd order"}
 
 
@@ -77,10 +77,10 @@ def _job(args: tuple) -> dict:
     t = cfg.temporal
     stages = {}
     for name in modes:
-        d, g, loc = MODES[name]
+        d, g, loc, reset = MODES[name]
         spec = WindowSpec(past=t.window - 1, local_past=t.local_window - 1, future=d)
         stages[name] = TemporalStage(refiner, pipeline.body, spec, vertices=True,
-                                     use_global=g, use_local=loc)
+                                     use_global=g, use_local=loc, reset_on_new_weights=reset)
     fan = FanOut(stages)
     pipeline.temporal = fan  # the torch backend gives the features (checked in Pipeline)
     evs = {"per_frame": StreamEvaluator(pipeline.body),
@@ -149,6 +149,7 @@ def table(results: dict, env: dict | None = None) -> str:
 
 
 def main(args, cfg: PipelineConfig) -> dict:
+    # causal_reset equals causal without adaptation (one model version): BOA rows only.
     modes = tuple(args.modes or MODES)
     for m in modes:
         if m not in MODES:

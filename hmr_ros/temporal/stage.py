@@ -10,7 +10,9 @@ describes, d frame periods late (d / fps seconds: 67 ms for d = 2 at 30 Hz).
 The history holds features made by whatever weights the regressor had at each frame. When
 adaptation publishes new weights, the older entries stay (a window then mixes model
 versions): resetting would leave almost no context, since the worker publishes several
-versions per second. `FrameFeatures.version` records which weights made each entry.
+versions per second. `FrameFeatures.version` records which weights made each entry;
+`reset_on_new_weights` is the alternative (a track's history restarts at every new version),
+measured by `hmr-ros bench temporal` (mode `causal_reset`).
 """
 
 from __future__ import annotations
@@ -51,8 +53,8 @@ class _Pending:
 
 class TemporalStage:
     def __init__(self, refiner: TemporalRefiner, body: BodyModel, spec: WindowSpec,
-                 vertices: bool = True, use_global: bool = True, use_local: bool = True
-                 ) -> None:
+                 vertices: bool = True, use_global: bool = True, use_local: bool = True,
+                 reset_on_new_weights: bool = False) -> None:
         if spec.past > refiner.config.max_past or spec.future > refiner.config.max_future:
             raise ValueError(f"window past {spec.past} / lookahead {spec.future} beyond the "
                              f"refiner's {refiner.config.max_past} / "
@@ -65,6 +67,7 @@ class TemporalStage:
         self.vertices = vertices
         self.use_global = use_global
         self.use_local = use_local
+        self.reset_on_new_weights = reset_on_new_weights
         self.tracks: dict[int, _Track] = {}
         self.pending: deque[_Pending] = deque()
         self.frames = 0
@@ -91,6 +94,8 @@ class TemporalStage:
             tr = self.tracks.get(pid)
             if tr is None:
                 tr = self.tracks[pid] = _Track(deque(maxlen=maxlen))
+            if self.reset_on_new_weights and tr.history and tr.history[-1].version != f.version:
+                tr.history.clear()  # positions keep counting: older ones fall out of reach
             tr.history.append(f)
             pend.positions[pid] = tr.count
             tr.count += 1
