@@ -542,11 +542,12 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from .model.checkpoint import CheckpointError
     from .model.config import ConfigError as ModelConfigError
     from .model.errors import BackendUnavailable, ExportError
+    from .temporal.checkpoint import RefinerCheckpointError
     from .world.domain import DomainError
 
     return (PriorFileError, SMPLFileError, ConfigError, BagError, DomainError, VideoError,
             DetectorUnavailable, CheckpointError, ModelConfigError, BackendUnavailable,
-            ExportError, FileNotFoundError)
+            ExportError, FileNotFoundError, RefinerCheckpointError)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -21,7 +21,7 @@ import logging
 import multiprocessing as mp
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -283,7 +283,8 @@ def train(cfg: TemporalTrainConfig, run: str | Path, out: str | Path,
             bar.update(1, loss=f"{float(total.detach()):.4f}")
             if step % cfg.eval_every == 0 or step == cfg.steps:
                 model.eval()
-                ev = {"step": step, **{f"d{d}": evaluate_refiner(model, vals, d) for d in (0, 2, 4)}}
+                ev = {"step": step,
+                      **{f"d{d}": evaluate_refiner(model, vals, d) for d in (0, 2, 4)}}
                 model.train()
                 evals.append(ev)
                 log.info("step %d: %s", step, ev)

@@ -9,6 +9,7 @@ import logging
 import numpy as np
 import pytest
 import torch
+from micro import MICRO, random_refiner
 
 from hmr_ros.body import BodyModel
 from hmr_ros.config import ConfigError, PipelineConfig, replace_path, to_flat_dict
@@ -24,7 +25,6 @@ from hmr_ros.temporal.model import EST_DIM, TARConfig, TemporalRefiner
 from hmr_ros.temporal.refine import WindowSpec, history_arrays, run_refiner, window_inputs
 from hmr_ros.temporal.stage import TemporalStage
 from hmr_ros.temporal.window import window_indices
-from micro import MICRO, random_refiner
 
 SMALL = dict(d_model=16, heads=2, layers=1, ff=32, local_channels=4, hidden=16, iterations=2)
 

@@ -118,7 +118,7 @@ def aggregate(jobs: list[dict]) -> dict:
         for mode, vals in job["modes"].items():
             dom.setdefault(mode, []).append(vals)
     for dom in out.values():
-        for method, modes in dom.items():
+        for modes in dom.values():
             for mode, rows in list(modes.items()):
                 keys = sorted({k for r in rows for k in r})
                 modes[mode] = {k: float(np.nanmean([r.get(k, np.nan) for r in rows]))

@@ -49,11 +49,12 @@ def load_refiner(path: str | os.PathLike[str] | None, body: BodyModel
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, EOFError) as err:
-        raise RefinerCheckpointError(f"{path}: cannot read a refiner checkpoint ({err})") from None
+        raise RefinerCheckpointError(f"{path}: cannot read a refiner checkpoint "
+                                     f"({err})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
+        found = data.get("format") if isinstance(data, dict) else None
         raise RefinerCheckpointError(f"{path}: not a temporal refiner checkpoint "
-                                     f"(format {data.get('format') if isinstance(data, dict) else None!r}, "
-                                     f"expected {FORMAT!r})")
+                                     f"(format {found!r}, expected {FORMAT!r})")
     try:
         config = TARConfig(**data["config"])
     except TypeError as err:
@@ -63,7 +64,8 @@ def load_refiner(path: str | os.PathLike[str] | None, body: BodyModel
     got = set(data["state"])
     if own != got:
         raise RefinerCheckpointError(f"{path}: weights do not fit: missing "
-                                     f"{sorted(own - got)[:5]}, unexpected {sorted(got - own)[:5]}")
+                                     f"{sorted(own - got)[:5]}, "
+                                     f"unexpected {sorted(got - own)[:5]}")
     model.load_state_dict(data["state"], strict=False)
     model.eval()
     for p in model.parameters():
