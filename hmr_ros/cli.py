@@ -393,7 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", default="runs/temporal", help="run folder (feature cache)")
     p.add_argument("--out", default="weights/tar_small_h36m.pt", help="refiner checkpoint "
                    "(a .json report is written next to it)")
-    p.add_argument("--steps", type=int, default=2500)
+    p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--duration", type=float, default=3.0, help="seconds per sequence")
     p.add_argument("--workers", type=int, default=2, help="processes rendering sequences")
     p.add_argument("--threads", type=int, default=1, help="torch threads for training")
@@ -461,6 +461,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "causal_reset "
                         "(default: all)")
     b.add_argument("--refiner", default="", help="refiner checkpoint (default: bundled)")
+    b.add_argument("--max-frames", type=int, default=0,
+                   help="score only the first N frames of each stream (0: all)")
     b.add_argument("--workers", type=int, default=2, help="parallel processes")
     b.add_argument("--out-dir", default="bench/results")
     b.add_argument("--tag", default="", help="suffix of the output file names")

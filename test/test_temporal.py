@@ -128,7 +128,7 @@ def test_refiner_shapes(body, regressor):
 def test_untrained_refiner_returns_the_regressor_estimate(body, regressor):
     channels, _ = map_shape(regressor)
     model = TemporalRefiner(TARConfig(feat_dim=regressor.feature_dim, map_channels=channels,
-                                      **SMALL), body).eval()
+                                      pool=False, **SMALL), body).eval()
     seq = features_sequence(regressor, 5)
     out = refine_all(model, seq, WindowSpec(3, 2, 0))
     assert np.allclose(out, np.stack([f.estimate for f in seq]), atol=1e-6)
@@ -300,3 +300,25 @@ def test_history_across_new_weights_kept_or_reset(body, regressor):
         # Kept: the last 5 frames of both versions; reset: only version 1's three.
         assert len(stage.tracks[7].history) == want
         assert {h.version for h in stage.tracks[7].history} == ({0, 1} if not reset else {1})
+
+
+def test_bundled_refiner_in_build_pipeline(body):
+    """The shipped weights load for the bundled regressor and the default temporal.* config
+    (window 9, lookahead up to 4) builds a pipeline that refines."""
+    from hmr_ros.pipeline import build_pipeline
+    from hmr_ros.temporal.checkpoint import default_refiner_path
+
+    assert default_refiner_path().stat().st_size < 8_000_000  # a few MB in the repository
+    refiner, meta = load_refiner(None, body)
+    assert refiner.config.max_past >= 8 and refiner.config.max_future >= 4
+    assert meta["regressor"] == "hmr_small_h36m.pt"
+    cfg = PipelineConfig()
+    for key, value in (("temporal.enabled", True), ("temporal.mode", "lookahead"),
+                       ("temporal.lookahead", 4)):
+        cfg = replace_path(cfg, key, value)
+    pipe = build_pipeline(cfg, adapt=False, body=body)
+    assert pipe.temporal_delay == 4
+    fr = [dataclasses.replace(f, camera=CameraModel.from_focal(60.0, 64, 48)) for f in frames(3)]
+    out = list(StreamRunner(pipe).run(fr))
+    assert [r.index for _, r in out] == [0, 1, 2]
+    assert all(np.isfinite(r.people[0].joints).all() for _, r in out)

@@ -56,7 +56,7 @@ class FanOut:
 
 
 def _job(args: tuple) -> dict:
-    domain, seed, duration, method, cfg, cache, weights, modes = args
+    domain, seed, duration, method, cfg, cache, weights, modes, max_frames = args
     os.environ["OMP_NUM_THREADS"] = "1"
     import torch
 
@@ -71,6 +71,8 @@ def _job(args: tuple) -> dict:
     torch.set_num_threads(1)
     torch.manual_seed(seed)
     frames = stream_frames(domain, seed, duration, Path(cache) if cache else None)
+    if max_frames:
+        frames = frames[:max_frames]  # the first frames of the cached stream
     cfg = dataclasses.replace(cfg, adapt=dataclasses.replace(cfg.adapt, method=method))
     pipeline = build_pipeline(cfg, adapt=method != "none", start=False)
     refiner, _ = load_refiner(weights or None, pipeline.body)
@@ -154,7 +156,7 @@ def main(args, cfg: PipelineConfig) -> dict:
     for m in modes:
         if m not in MODES:
             raise ValueError(f"unknown mode {m!r}; known: {sorted(MODES)}")
-    jobs = [(d, s, args.duration, m, cfg, args.cache, args.refiner, modes)
+    jobs = [(d, s, args.duration, m, cfg, args.cache, args.refiner, modes, args.max_frames)
             for m in args.methods for d in args.domains for s in args.seeds]
     t0 = time.time()
     if args.workers > 1:
@@ -167,7 +169,8 @@ def main(args, cfg: PipelineConfig) -> dict:
     tag = f"_{args.tag}" if args.tag else ""
     out = Path(args.out_dir) / f"temporal{tag}.json"
     write_json(out, {"benchmark": "temporal", "domains": args.domains, "seeds": args.seeds,
-                     "duration_s": args.duration, "methods": args.methods, "modes": modes,
+                     "duration_s": args.duration, "max_frames": args.max_frames,
+                     "methods": args.methods, "modes": modes,
                      "refiner": args.refiner or "weights/tar_small_h36m.pt",
                      "protocol": "before", "wall_s": round(time.time() - t0, 1),
                      "results": results, "jobs": done, **env})

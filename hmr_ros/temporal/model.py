@@ -53,6 +53,10 @@ class TARConfig:
     local_channels: int = 24
     hidden: int = 192
     iterations: int = 3
+    # The initial estimate starts from a learned weighted mean of the window's per-frame
+    # estimates (weights from the encoder, starting near the target frame alone): smoothing
+    # as an inductive bias, which a few thousand training frames do not teach a free MLP.
+    pool: bool = True
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -83,6 +87,10 @@ class TemporalRefiner(nn.Module):
         layer = nn.TransformerEncoderLayer(c.d_model, c.heads, c.ff, dropout=0.0,
                                            batch_first=True, norm_first=True)
         self.encoder = nn.TransformerEncoder(layer, c.layers, enable_nested_tensor=False)
+        self.pool_logit = nn.Linear(c.d_model, 1)
+        nn.init.zeros_(self.pool_logit.weight)
+        nn.init.zeros_(self.pool_logit.bias)
+        self.self_bias = nn.Parameter(torch.tensor(4.0))
         self.init_head = nn.Sequential(nn.Linear(c.d_model + EST_DIM, c.hidden), nn.GELU(),
                                        nn.Linear(c.hidden, EST_DIM))
         self.reduce = nn.Conv2d(c.map_channels, c.local_channels, 1)
@@ -97,13 +105,21 @@ class TemporalRefiner(nn.Module):
             nn.init.zeros_(lin.weight)
             nn.init.zeros_(lin.bias)
 
-    def global_context(self, glob: Tensor, est: Tensor, offsets: Tensor, target: int
-                       ) -> Tensor:
+    def global_context(self, glob: Tensor, est: Tensor, offsets: Tensor) -> Tensor:
         """glob (B, T, F), est (B, T, 157), offsets (T,) ints in [-max_past, max_future]
-        -> (B, d_model) the encoder's output at window position `target`."""
+        -> (B, T, d_model) the encoder's outputs."""
         x = self.token(torch.cat([glob, est], -1))
         x = x + self.offset_emb(offsets + self.config.max_past)[None]
-        return self.encoder(x)[:, target]
+        return self.encoder(x)
+
+    def pooled(self, enc: Tensor, est: Tensor, target: int) -> Tensor:
+        """enc (B, T, d), est (B, T, 157) -> (B, 157) the weighted mean of the window's
+        estimates (the 6D rotations are re-orthonormalised downstream)."""
+        logits = self.pool_logit(enc).squeeze(-1)
+        onehot = torch.zeros_like(logits)
+        onehot[:, target] = 1.0
+        w = torch.softmax(logits + self.self_bias * onehot, dim=-1)
+        return (w.unsqueeze(-1) * est).sum(1)
 
     def local_map(self, fmap: Tensor, target: int) -> Tensor:
         """fmap (B, T, C, h, w) with the target at position `target` -> (B, c, h, w): the
@@ -131,10 +147,14 @@ class TemporalRefiner(nn.Module):
         switch a branch off (its input zeroed), for the ablation.
         """
         est_t = est[:, target]
-        g = self.global_context(glob, est, offsets, target)
+        enc = self.global_context(glob, est, offsets)
+        g = enc[:, target]
         if not use_global:
             g = torch.zeros_like(g)
-        cur = est_t + self.init_head(torch.cat([g, est_t], -1))
+            base = est_t
+        else:
+            base = self.pooled(enc, est, target) if self.config.pool else est_t
+        cur = base + self.init_head(torch.cat([g, base], -1))
         outs = [cur]
         local = self.local_map(fmap, local_target)
         if not use_local:
