@@ -87,7 +87,8 @@ class StreamRunner:
         """Steps 2 and 3: the pipeline and the adaptation protocol."""
         # Under `after` the frame is looked at twice; only the second look (adapted weights)
         # enters the temporal stage.
-        result = self.pipeline.process(frame, refine=self.protocol != "after")
+        result = (self.pipeline.process(frame) if self.protocol != "after"
+                  else self.pipeline.process(frame, refine=False))
         worker = self.pipeline.adaptation
         if worker is not None and self.protocol != "async":
             worker.run_pending()
