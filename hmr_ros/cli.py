@@ -190,6 +190,12 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_temporal(args: argparse.Namespace) -> int:
+    from .train_temporal import main
+
+    return main(args)
+
+
 def _bench(args: argparse.Namespace) -> int:
     if args.bench == "model":
         from .bench import model
@@ -206,6 +212,11 @@ def _bench(args: argparse.Namespace) -> int:
         from .bench import adapt
 
         adapt.main(args, _config(args))
+        return 0
+    if args.bench == "temporal":
+        from .bench import temporal
+
+        temporal.main(args, _config(args))
         return 0
     if args.bench == "infer":
         from .bench import infer
@@ -390,6 +401,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from <run>/last.pt")
     p.set_defaults(handler=_train)
 
+    p = sub.add_parser("train-temporal", help="train the temporal refiner (TAR) on synthetic "
+                                              "sequences with cached frozen features")
+    p.add_argument("--run", default="runs/temporal", help="run folder (feature cache)")
+    p.add_argument("--out", default="weights/tar_small_h36m.pt", help="refiner checkpoint "
+                   "(a .json report is written next to it)")
+    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--duration", type=float, default=3.0, help="seconds per sequence")
+    p.add_argument("--workers", type=int, default=2, help="processes rendering sequences")
+    p.add_argument("--threads", type=int, default=1, help="torch threads for training")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(handler=_train_temporal)
+
     p = sub.add_parser("eval", help="evaluate the frozen regressor on domains or bags")
     p.add_argument("bags", nargs="*", help="rosbag2 folders or files with ground truth")
     p.add_argument("--domain", nargs="*", default=None,
@@ -438,6 +462,27 @@ def build_parser() -> argparse.ArgumentParser:
                         "adapt_background[_TAG].json)")
     b.add_argument("--repeats", type=int, default=1,
                    help="with --background-only: runs per stream (the median is reported)")
+    b.add_argument("--out-dir", default="bench/results")
+    b.add_argument("--tag", default="", help="suffix of the output file names")
+    b.add_argument("--cache", default="runs/cache", help="where rendered streams are kept")
+    _add_config_flags(b, method=False)
+
+    b = bench.add_parser("temporal", help="temporal refinement (TAR): causal, lookahead 2/4, "
+                                          "branch ablation, with and without BOA")
+    b.add_argument("--domains", nargs="+", default=["pw3d_like", "robot_cam"])
+    b.add_argument("--seeds", type=int, nargs="+", default=[1000, 1001, 1002],
+                   help="stream seeds to report on (tune on others)")
+    b.add_argument("--duration", type=float, default=10.0, help="seconds per stream")
+    b.add_argument("--methods", nargs="+", default=["none", "boa_2nd"],
+                   help="adaptation methods under the stage (none = frozen)")
+    b.add_argument("--modes", nargs="*", default=None,
+                   help="causal lookahead2 lookahead4 causal_global_only causal_local_only "
+                        "causal_reset "
+                        "(default: all)")
+    b.add_argument("--refiner", default="", help="refiner checkpoint (default: bundled)")
+    b.add_argument("--max-frames", type=int, default=0,
+                   help="score only the first N frames of each stream (0: all)")
+    b.add_argument("--workers", type=int, default=2, help="parallel processes")
     b.add_argument("--out-dir", default="bench/results")
     b.add_argument("--tag", default="", help="suffix of the output file names")
     b.add_argument("--cache", default="runs/cache", help="where rendered streams are kept")
@@ -532,11 +577,12 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from .model.checkpoint import CheckpointError
     from .model.config import ConfigError as ModelConfigError
     from .model.errors import BackendUnavailable, ExportError
+    from .temporal.checkpoint import RefinerCheckpointError
     from .world.domain import DomainError
 
     return (PriorFileError, SMPLFileError, ConfigError, BagError, DomainError, VideoError,
             DetectorUnavailable, CheckpointError, ModelConfigError, BackendUnavailable,
-            ExportError, FileNotFoundError)
+            ExportError, FileNotFoundError, RefinerCheckpointError)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -138,11 +138,31 @@ class DetectorConfig:
     default_hfov_deg: float = 60.0  # assumed field of view when focal is 0 (a typical webcam)
 
 
+TEMPORAL_MODES = ("causal", "lookahead")
+TEMPORAL_BRANCHES = ("both", "global", "local")
+
+
+@dataclass(frozen=True)
+class TemporalConfig:
+    """Temporal-aware refinement of the per-frame bodies (`hmr_ros/temporal/`, issue 18).
+    Needs the torch backend (its features); with another backend it is disabled with a
+    warning."""
+
+    enabled: bool = False  # refine the bodies with temporal context (TAR; torch backend only)
+    mode: str = "causal"  # causal (frames <= t, no added delay) | lookahead (frames <= t + d)
+    lookahead: int = 2  # d, frames, in lookahead mode: bodies are published d frames late
+    window: int = 9  # frames the global temporal encoder reads (the target and those before)
+    local_window: int = 5  # frames the local ConvGRU reads before and at the target
+    branches: str = "both"  # both | global | local (the other branch's input zeroed: ablation)
+    weights: str = ""  # refiner checkpoint; empty = the bundled weights/tar_small_h36m.pt
+
+
 @dataclass(frozen=True)
 class PipelineConfig:
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     adapt: AdaptConfig = field(default_factory=AdaptConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
+    temporal: TemporalConfig = field(default_factory=TemporalConfig)
 
     def __post_init__(self) -> None:
         for key, value in to_flat_dict(self).items():
@@ -204,6 +224,16 @@ class PipelineConfig:
                               "focal >= 0 (0 = from default_hfov_deg)")
         if not 1.0 <= d.default_hfov_deg <= 179.0:
             raise ConfigError("detector.default_hfov_deg must be in [1, 179] degrees")
+        t = self.temporal
+        if t.mode not in TEMPORAL_MODES:
+            raise ConfigError(f"temporal.mode must be one of {TEMPORAL_MODES}, got {t.mode!r}")
+        if t.branches not in TEMPORAL_BRANCHES:
+            raise ConfigError(f"temporal.branches must be one of {TEMPORAL_BRANCHES}, got "
+                              f"{t.branches!r}")
+        if not (t.lookahead >= 1 and 1 <= t.local_window <= t.window):
+            raise ConfigError("temporal: lookahead must be >= 1 and 1 <= local_window <= "
+                              "window (the refiner's own limits are checked when it loads: "
+                              "the bundled one knows lookahead <= 4, window <= 9)")
 
 
 def _section_fields(obj: Any, prefix: str = "") -> dict[str, Any]:

@@ -26,6 +26,8 @@ from .data.crop import (
 from .data.frame import BodyParams, CameraModel, Detection, Frame, FrameResult, PersonEstimate
 from .geometry import crop_cam_to_translation, matrix_to_axis_angle
 from .model.backends import Backend
+from .temporal.features import per_person, regress_with_features
+from .temporal.stage import TemporalStage
 
 log = logging.getLogger("hmr_ros")
 
@@ -33,14 +35,23 @@ log = logging.getLogger("hmr_ros")
 class Pipeline:
     """Inference over frames; with an `AdaptationWorker` attached, every person with keypoints
     is also handed to the worker (non-blocking), whose published weights the backend uses
-    from the next frame on."""
+    from the next frame on. With a `TemporalStage` (torch backend only) the bodies are
+    refined with temporal context after the regressor, on this thread: in causal mode
+    `process` returns frame t refined; with lookahead d it returns frame t's per-frame
+    result and `pop_refined` gives the refined (frame, result) pairs of earlier frames."""
 
     def __init__(self, backend: Backend, body: BodyModel, config: PipelineConfig | None = None,
-                 adaptation: AdaptationWorker | None = None) -> None:
+                 adaptation: AdaptationWorker | None = None,
+                 temporal: TemporalStage | None = None) -> None:
         self.backend = backend
         self.body = body
         self.config = config or PipelineConfig()
         self.adaptation = adaptation
+        if temporal is not None and not hasattr(backend, "predict_features"):
+            raise ValueError(f"the temporal stage needs the torch backend's features; the "
+                             f"{getattr(backend, 'name', '?')} backend has none")
+        self.temporal = temporal
+        self._refined: list[tuple[Frame, FrameResult]] = []
         # Callers that warn about a missing CameraInfo themselves (the ROS node) turn this off.
         self.warn_missing_camera = True
         self._warned_no_camera = False
@@ -56,6 +67,23 @@ class Pipeline:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @property
+    def temporal_delay(self) -> int:
+        """Frames between a frame and its refined result (0: none or causal)."""
+        return self.temporal.delay if self.temporal is not None else 0
+
+    def pop_refined(self) -> list[tuple[Frame, FrameResult]]:
+        """The refined (frame, result) pairs made since the last call, oldest first (each
+        result has the index and stamp of the frame it describes)."""
+        out, self._refined = self._refined, []
+        return out
+
+    def flush(self) -> list[tuple[Frame, FrameResult]]:
+        """At a stream's end: the refined results still waiting for their lookahead."""
+        if self.temporal is None:
+            return []
+        return self.pop_refined() + self.temporal.flush()
 
     @property
     def inference(self) -> InferenceConfig:
@@ -93,10 +121,11 @@ class Pipeline:
             return check_box(box, *size) if size else box
         raise CropError("no keypoints and no box")
 
-    def process(self, frame: Frame, keep_crops: bool = False, submit: bool = True
-                ) -> FrameResult:
+    def process(self, frame: Frame, keep_crops: bool = False, submit: bool = True,
+                refine: bool = True) -> FrameResult:
         """Estimate everyone in `frame`. With `submit` (default) the people are also handed
-        to the adaptation worker, if any."""
+        to the adaptation worker, if any; with `refine` (default) the frame enters the
+        temporal stage, if any (off for a second look at the same frame)."""
         t0 = time.perf_counter()
         self.frames += 1
         if frame.image.ndim != 3 or frame.image.shape[2] != 3 or frame.image.dtype != np.uint8:
@@ -118,11 +147,17 @@ class Pipeline:
             dets = [dets[i] for i in sorted(order)]
         version = self.backend.version
         if not boxes:
-            return FrameResult(frame.index, frame.stamp_ns, (), version,
-                               (time.perf_counter() - t0) * 1e3, tuple(skipped))
+            # Through the temporal stage too: with lookahead, frame order is kept.
+            return self._through_temporal(frame, FrameResult(
+                frame.index, frame.stamp_ns, (), version, (time.perf_counter() - t0) * 1e3,
+                tuple(skipped)), {}, refine)
         size = self.backend.input_size
         crops = np.stack([crop_image(frame.image, b, size) for b in boxes])
-        out = self.backend.predict(crops)
+        feats = None
+        if self.temporal is not None and refine:
+            out, feats = self.backend.predict_features(crops, regress_with_features)
+        else:
+            out = self.backend.predict(crops)
         version = out.version  # of the weights that made `out`, not of a later swap
         camera = self.camera_for(frame)
         box_t = torch.as_tensor(np.stack(boxes), dtype=torch.float32)
@@ -161,9 +196,25 @@ class Pipeline:
                 keypoints=det.keypoints, confidence=conf, rotations=rotations[i]))
         if keep_crops and not all(finite):
             crops = crops[np.asarray(finite)]
-        return FrameResult(frame.index, frame.stamp_ns, tuple(people), version,
-                           (time.perf_counter() - t0) * 1e3, tuple(skipped),
-                           crops if keep_crops else None)
+        result = FrameResult(frame.index, frame.stamp_ns, tuple(people), version,
+                             (time.perf_counter() - t0) * 1e3, tuple(skipped),
+                             crops if keep_crops else None)
+        by_id = {}
+        if feats is not None:
+            split = per_person(out, feats, np.stack(boxes), camera.K, version)
+            by_id = {det.id: split[i] for i, det in enumerate(dets) if finite[i]}
+        return self._through_temporal(frame, result, by_id, refine)
+
+    def _through_temporal(self, frame: Frame, result: FrameResult, feats: dict, refine: bool
+                          ) -> FrameResult:
+        """Causal: frame t refined; lookahead: frame t unrefined, the refined pairs of
+        earlier frames kept for `pop_refined`."""
+        if self.temporal is None or not refine:
+            return result
+        self._refined.extend(self.temporal.push(frame, result, feats))
+        if self.temporal.delay == 0:
+            return self._refined.pop()[1]
+        return result
 
 
 def build_pipeline(config: PipelineConfig | None = None, adapt: bool | None = None,
@@ -182,6 +233,7 @@ def build_pipeline(config: PipelineConfig | None = None, adapt: bool | None = No
     loaded = load_regressor(inf.weights or None)
     body = body if body is not None else BodyModel(inf.body_model or None, gender=inf.gender)
     backend = make_backend(loaded.model, inf)
+    temporal = build_temporal(config, backend, body)
     worker = None
     use = config.adapt.enabled if adapt is None else adapt
     if use and config.adapt.method != "none":
@@ -190,7 +242,31 @@ def build_pipeline(config: PipelineConfig | None = None, adapt: bool | None = No
                                   replay=source_replay(config.adapt.replay))
         if start:
             worker.start()
-    return Pipeline(backend, body, config, worker)
+    return Pipeline(backend, body, config, worker, temporal)
+
+
+def build_temporal(config: PipelineConfig, backend: Backend, body: BodyModel
+                   ) -> TemporalStage | None:
+    """The temporal stage of `config.temporal`, or None when it is off. With a backend that
+    cannot give the regressor's features (ONNX Runtime, TensorRT: exported graphs output the
+    SMPL parameters only) the stage is disabled with a warning, not an error: the node still
+    publishes the per-frame bodies."""
+    t = config.temporal
+    if not t.enabled:
+        return None
+    if not hasattr(backend, "predict_features"):
+        log.warning("temporal.enabled is set but the %s backend cannot give the regressor's "
+                    "features: temporal refinement is disabled (use inference.backend=torch)",
+                    getattr(backend, "name", "?"))
+        return None
+    from .temporal.checkpoint import load_refiner
+    from .temporal.refine import WindowSpec
+
+    refiner, _ = load_refiner(t.weights or None, body)
+    spec = WindowSpec(past=t.window - 1, local_past=t.local_window - 1,
+                      future=t.lookahead if t.mode == "lookahead" else 0)
+    return TemporalStage(refiner, body, spec, vertices=config.inference.vertices,
+                         use_global=t.branches != "local", use_local=t.branches != "global")
 
 
 def source_replay(n: int, domain: str = "h36m_like", seed: int = 7) -> dict | None:

@@ -30,6 +30,27 @@ def adapt_samples(frames, size: int = 32, pipeline_cfg: PipelineConfig | None = 
     return out
 
 
+def random_refiner(body, regressor, seed: int = 1, **small):
+    """A small temporal refiner for `regressor`'s features whose every weight is random (the
+    zero-initialised correction heads too, or its output would not depend on its inputs)."""
+    import torch
+
+    from hmr_ros.temporal.features import map_shape
+    from hmr_ros.temporal.model import TARConfig, TemporalRefiner
+
+    torch.manual_seed(seed)
+    channels, _ = map_shape(regressor)
+    sizes = dict(d_model=16, heads=2, layers=1, ff=32, local_channels=4, hidden=16,
+                 iterations=2, **small)
+    model = TemporalRefiner(TARConfig(feat_dim=regressor.feature_dim, map_channels=channels,
+                                      **sizes), body)
+    with torch.no_grad():
+        for lin in (model.init_head[-1], model.delta):
+            lin.weight.normal_(0, 0.02)
+            lin.bias.normal_(0, 0.02)
+    return model.eval()
+
+
 def module_literals(path: Path) -> dict[str, object]:
     """Module-level NAME = <literal> assignments of a Python file, without importing it."""
     out = {}

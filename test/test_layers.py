@@ -22,11 +22,13 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("records", ("hmr_ros.data.frame", "hmr_ros.body")),
     ("parts", ("hmr_ros.data", "hmr_ros.world", "hmr_ros.model", "hmr_ros.detect")),
     ("adaptation", ("hmr_ros.adapt",)),
+    ("temporal", ("hmr_ros.temporal",)),
     ("pipeline", ("hmr_ros.pipeline",)),
     ("messages", ("hmr_ros.messages",)),
     ("stream", ("hmr_ros.stream",)),
     ("eval", ("hmr_ros.eval",)),
     ("commands", ("hmr_ros.replay", "hmr_ros.demo", "hmr_ros.synth", "hmr_ros.train",
+                  "hmr_ros.train_temporal",
                   "hmr_ros.bench", "hmr_ros.cli", "hmr_ros.__main__")),
     ("ros", ("hmr_ros.ros", "hmr_ros.msg")),
 ]

@@ -785,3 +785,26 @@ def test_engine_runs_mediapipe_on_a_real_photo(body, model, ts, samples):
     x0, y0, x1, y1 = person.bbox
     assert 40 < (x0 + x1) / 2 < 480 and 40 < (y0 + y1) / 2 < 340  # on the player
     eng.close()
+
+
+def test_engine_lookahead_publishes_each_body_with_its_own_stamp(body, model, ts, coco):
+    """temporal.mode lookahead (issue 18): the node publishes frame t's bodies when frame
+    t + d has come in, stamped with frame t's stamp, and nothing while the first d wait."""
+    from micro import random_refiner
+
+    from hmr_ros.temporal.refine import WindowSpec
+    from hmr_ros.temporal.stage import TemporalStage
+
+    eng, rec, _ = engine_for(body, model, ts)
+    eng.pipeline.temporal = TemporalStage(random_refiner(body, model), body,
+                                          WindowSpec(past=3, local_past=2, future=2))
+    eng.on_camera_info(info_msg(ts))
+    stamps = [1_700_000_000_000_000_000 + k * 33_000_000 for k in range(5)]
+    published = []
+    for k, stamp in enumerate(stamps):
+        eng.on_keypoints(kp_msg(ts, stamp, coco + np.float32(k)))
+        eng.on_image(image_msg(ts, stamp))
+        assert eng.step() is True
+        published = [cv.stamp_to_ns(m.header.stamp) for m in rec.msgs.get(BODIES, [])]
+        assert published == stamps[: max(0, k - 1)]
+    assert [b.id for b in rec.msgs[BODIES][-1].bodies] == [7]

@@ -250,7 +250,8 @@ class NodeEngine:
 
     def process(self, match: Match) -> FrameResult | None:
         """One matched image -> Frame -> StreamRunner -> published outputs. Returns the
-        FrameResult (None when the image could not be decoded)."""
+        FrameResult (None when the image could not be decoded, and with the temporal
+        stage's lookahead while its first frames wait)."""
         frame = self.assembler.frame(match.image, match.keypoints, self.frames,
                                      stamp_ns=match.stamp_ns)
         if frame is None:
@@ -265,11 +266,15 @@ class NodeEngine:
         self.frame_id = frame.frame_id
         # Stable ids: upstream ids are kept when they are distinct, otherwise the tracker
         # assigns them; people gone for detector.timeout_s leave the adaptation buffers.
-        frame, result = self.runner.process(frame)
+        # One pair per image, except with the temporal stage's lookahead: then the pairs of
+        # earlier frames, each published with the stamp of the frame it describes.
+        pairs = self.runner.process_all(frame)
         self.frames += 1
-        self.publish_result(result, frame.frame_id, match.received)
-        if self.hri is not None:
-            self.hri.add(frame, result, self.runner.lost)
+        result = None
+        for frame, result in pairs:
+            self.publish_result(result, frame.frame_id, match.received)
+            if self.hri is not None:
+                self.hri.add(frame, result, self.runner.lost)
         return result
 
     def publish_result(self, result: FrameResult, frame_id: str,

@@ -18,6 +18,11 @@ benchmarks (`run` over an iterator). Per frame:
      then predict frame t with the adapted weights;
 4. the sinks (`Sink.add(frame, result)`): ROS publishers, the estimates bag, the evaluator,
    the overlay video, whatever the caller attached.
+
+With the temporal stage in lookahead mode (`temporal.mode: lookahead`), frame t's refined
+result is ready when frame t + d has been processed: `process_all` returns (and hands the
+sinks) the pairs that became ready, each result with the index and stamp of the frame it
+describes, and `run` flushes the last d frames at the stream's end.
 """
 
 from __future__ import annotations
@@ -80,7 +85,10 @@ class StreamRunner:
 
     def estimate(self, frame: Frame) -> FrameResult:
         """Steps 2 and 3: the pipeline and the adaptation protocol."""
-        result = self.pipeline.process(frame)
+        # Under `after` the frame is looked at twice; only the second look (adapted weights)
+        # enters the temporal stage.
+        result = (self.pipeline.process(frame) if self.protocol != "after"
+                  else self.pipeline.process(frame, refine=False))
         worker = self.pipeline.adaptation
         if worker is not None and self.protocol != "async":
             worker.run_pending()
@@ -97,10 +105,32 @@ class StreamRunner:
             sink.add(frame, result)
         return frame, result
 
+    def process_all(self, frame: Frame) -> list[tuple[Frame, FrameResult]]:
+        """One frame through steps 1-4; returns the (frame, result) pairs that are ready:
+        this frame's, or with a lookahead delay those of earlier frames (none while the
+        first d frames wait). The sinks get exactly these pairs."""
+        if self.pipeline.temporal_delay == 0:
+            return [self.process(frame)]
+        frame = self.people(frame)
+        self.estimate(frame)
+        self.frames += 1
+        return self._emit(self.pipeline.pop_refined())
+
+    def flush(self) -> list[tuple[Frame, FrameResult]]:
+        """At a stream's end: the results still waiting for their lookahead, to the sinks."""
+        return self._emit(self.pipeline.flush())
+
+    def _emit(self, pairs: list[tuple[Frame, FrameResult]]) -> list[tuple[Frame, FrameResult]]:
+        for pair in pairs:
+            for sink in self.sinks:
+                sink.add(*pair)
+        return pairs
+
     def run(self, frames: Iterable[Frame]) -> Iterator[tuple[Frame, FrameResult]]:
         self.start()
         for frame in frames:
-            yield self.process(frame)
+            yield from self.process_all(frame)
+        yield from self.flush()
 
 
 def run_online(pipeline: Pipeline, frames: Iterable[Frame], protocol: str = "before"

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import copy
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -86,6 +88,23 @@ class TorchBackend:
             version = slot.version  # under the lock: a swap cannot write this slot meanwhile
         return Prediction(*(t.float().cpu() for t in (out.pose6d, out.rotmat, out.betas,
                                                       out.cam)), version=version)
+
+    def predict_features(self, crops: np.ndarray, features: Callable[[HMR, Tensor], tuple]
+                         ) -> tuple[Prediction, Any]:
+        """As `predict`, and what `features(model, images)` returns besides the output (the
+        temporal stage's features, `temporal.features.regress_with_features`): one forward
+        pass on the active weights, under the same lock, so the features belong to the
+        weights of the prediction."""
+        x = crops_to_tensor(crops).to(self.device)
+        if self.half:
+            x = x.half()
+        slot = self._active
+        with slot.lock, torch.inference_mode():
+            out, feats = features(slot.model, x)
+            version = slot.version
+        pred = Prediction(*(t.float().cpu() for t in (out.pose6d, out.rotmat, out.betas,
+                                                      out.cam)), version=version)
+        return pred, feats
 
     def update_weights(self, state_dict: dict[str, Tensor], version: int) -> None:
         """Swap in new weights: copied into the spare network on the caller's thread (`copy_`
