@@ -79,11 +79,10 @@ class AdaptConfig:
     tau: int = 5  # frames between the two ends of the motion term
     # Motion cues (issue 15, docs/adaptation_tuning.md "Motion cues"): L_T += w_flow * the
     # image flow between consecutive crops (OpenCV DIS, computed by the worker thread) against
-    # the projected mesh's displacement over vertices visible in both frames, + w_anchor *
-    # pose and shape near the frozen source model's estimate. 0 = off. The keypoint motion
-    # term (w_motion) stays as it is; set it to 0 to replace it by the flow.
+    # the projected mesh's displacement over vertices visible in both frames. 0 = off. The
+    # keypoint motion term (w_motion) stays as it is; set it to 0 to replace it by the flow.
     w_flow: float = 0.0
-    w_anchor: float = 0.0
+    w_anchor: float = 0.0  # L_T: pose and shape near the frozen source model's estimate
     flow_preset: str = "fast"  # OpenCV DIS preset: ultrafast | fast | medium
     teacher_decay: float = 0.1  # teacher = decay * teacher + (1 - decay) * student
     replay: int = 0  # source crops rendered at start for L_S (0 = no replay)

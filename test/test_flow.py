@@ -311,3 +311,24 @@ def test_flow_config_is_validated():
     with pytest.raises(ConfigError, match="weights"):
         PipelineConfig(adapt=dataclasses.replace(AdaptConfig(), w_flow=-1.0))
     assert RegressorOutput  # the record the term reads
+
+
+def test_bench_flow_writes_ms_and_end_point_errors(tmp_path):
+    import json
+
+    from hmr_ros.cli import main
+
+    out = tmp_path / "flow.json"
+    assert main(["bench", "flow", "--domains", "pw3d_like", "--duration", "0.1",
+                 "--repeats", "1", "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    rows = {r["preset"]: r for r in data["results"]}
+    assert set(rows) == {"ultrafast", "fast", "medium"}
+    assert all(r["pairs"] >= 1 and r["crop_flow_ms_p50"] > 0 and r["pixels"] > 100
+               for r in rows.values())
+    # The estimate beats assuming no motion; the table sits next to the JSON.
+    assert rows["medium"]["epe_px"] < rows["medium"]["zero_flow_epe_px"]
+    check = data["model_check"][0]
+    assert check["vertices"] > 0 and np.isfinite(check["ratio"])
+    assert data["bytes_per_pair"] == 8 * rows["fast"]["crop"] ** 2
+    assert "| pw3d_like | fast |" in (tmp_path / "flow.md").read_text()

@@ -77,13 +77,16 @@ def to_image_motion(flow: np.ndarray, box_a: np.ndarray, box_b: np.ndarray) -> n
     (R, R, 2) at crop a's pixel centres."""
     r = flow.shape[0]
     ma, mb = crop_matrix(box_a, r), crop_matrix(box_b, r)
+    # Crop matrices are axis-aligned (image = (crop - offset) / scale per axis), so the motion
+    # is flow / scale_b plus a term linear in the crop coordinate: 1-D, in float32 (a 2-D
+    # float64 meshgrid took 1.4 ms per call at R = 128).
     grid = np.arange(r, dtype=np.float64)
-    cx, cy = np.meshgrid(grid, grid)
-    # inverse of the axis-aligned crop matrix: image = (crop - offset) / scale
-    xa, ya = (cx - ma[0, 2]) / ma[0, 0], (cy - ma[1, 2]) / ma[1, 1]
-    xb = (cx + flow[..., 0] - mb[0, 2]) / mb[0, 0]
-    yb = (cy + flow[..., 1] - mb[1, 2]) / mb[1, 1]
-    return np.stack([xb - xa, yb - ya], axis=-1).astype(np.float32)
+    out = np.empty((r, r, 2), dtype=np.float32)
+    for axis, shape in ((0, (1, r)), (1, (r, 1))):
+        sa, oa, sb, ob = ma[axis, axis], ma[axis, 2], mb[axis, axis], mb[axis, 2]
+        base = (grid * (1.0 / sb - 1.0 / sa) + (oa / sa - ob / sb)).astype(np.float32)
+        out[..., axis] = flow[..., axis] * np.float32(1.0 / sb) + base.reshape(shape)
+    return out
 
 
 def crop_flow(crop_a: np.ndarray, box_a: np.ndarray, crop_b: np.ndarray, box_b: np.ndarray,
