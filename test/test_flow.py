@@ -189,14 +189,20 @@ def test_hidden_vertices_and_pairs_without_flow_contribute_nothing():
     wild[~vis] += 1000.0  # hidden vertices anywhere
     wild[1] += 500.0  # the pair without flow anywhere
     torch.testing.assert_close(L.flow_loss(uv_a, wild, fwd, bwd, box, box, vis, w), base)
-    # One visible outlier counts at most the clip (the largest flow norm, 2 px), over the
-    # mean flow norm: forward 2 px; backward, sampled where the outlier went (off the crop,
-    # no flow), 2 * 39 / 40 px.
+    # One visible outlier: its displacement is clipped to the largest flow norm (2 px) along
+    # its direction (here the flow's: no error forward); backward, it samples the flow where
+    # it went (off the crop: none), an error of 2 px over the mean norm 2 * 39 / 40 px.
     one = uv_a + torch.tensor([2.0, 0.0])
-    one[0, 0] += 1e4
+    one[0, 0, 0] += 1e4
     v = torch.ones(2, 40, dtype=torch.bool)
     out = L.flow_loss(uv_a, one, fwd, bwd, box, box, v, w)
-    assert float(out) == pytest.approx(0.5 * (2.0 / 40 / 2.0 + 2.0 / 40 / 1.95), rel=1e-4)
+    assert float(out) == pytest.approx(0.5 * (2.0 / 40 / 1.95), rel=1e-4)
+    # ... and still has a gradient, towards the flow's direction.
+    p = torch.zeros(2, requires_grad=True)
+    far = uv_a.clone()
+    far[0, 0] = far[0, 0] + torch.stack([-50.0 + p[0], 50.0 + p[1]])
+    L.flow_loss(uv_a, far, fwd, bwd, box, box, v, w).backward()
+    assert float(p.grad.norm()) > 0
 
 
 def test_anchor_is_zero_at_the_reference_and_grows_away_from_it():
