@@ -211,7 +211,7 @@ def _bench(args: argparse.Namespace) -> int:
         from .bench import flow
 
         flow.run(args.out or "bench/results/flow_cpu.json", tuple(args.domains), args.seed,
-                 args.duration, args.repeats)
+                 args.duration, args.repeats, adapt_method=args.adapt_method)
         return 0
     if args.bench == "infer":
         from .bench import infer
@@ -436,6 +436,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seed", type=int, default=1000)
     b.add_argument("--duration", type=float, default=1.0, help="seconds of stream per domain")
     b.add_argument("--repeats", type=int, default=5, help="timed calls per pair and preset")
+    b.add_argument("--adapt-method", default="boa_2nd",
+                   help="also check the model after this method adapted on the frames "
+                        "(none: the frozen model only)")
     b.add_argument("--out", default=None, help="JSON path (default bench/results/...; "
                    "the table goes next to it as .md)")
 

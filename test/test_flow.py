@@ -326,7 +326,7 @@ def test_bench_flow_writes_ms_and_end_point_errors(tmp_path):
 
     out = tmp_path / "flow.json"
     assert main(["bench", "flow", "--domains", "pw3d_like", "--duration", "0.1",
-                 "--repeats", "1", "--out", str(out)]) == 0
+                 "--repeats", "1", "--adapt-method", "none", "--out", str(out)]) == 0
     data = json.loads(out.read_text())
     rows = {r["preset"]: r for r in data["results"]}
     assert set(rows) == {"ultrafast", "fast", "medium"}

@@ -9,8 +9,9 @@ of the forward motion against the exact flow of the rendered surface (`world.flo
 crop pixels that see this person and are not hidden in the next frame; the error of assuming
 no motion at all (the mean true flow norm) is given beside it.
 
-The motion-cues paper's check is repeated for the frozen regressor: at the projected vertices
-it predicts (visible in both frames, landing on the person), the error of its own predicted
+The motion-cues paper's check is repeated for the frozen regressor and for the regressor after
+BOA adapted on the same frames (lock-step, protocol `before`): at the projected vertices it
+predicts (visible in both frames, landing on the person), the error of its own predicted
 displacement against the true flow, divided by the error of the DIS flow there. A ratio above
 1 means the image flow knows the motion better than the model does, which is what makes it a
 useful signal (the paper reports 1.3-2.7 on real video).
@@ -30,20 +31,25 @@ from ..jsonio import write_json
 from ..provenance import footnote, provenance
 
 
-def _pairs(domain: str, seed: int, duration: float, size: int):
+def _render(domain: str, seed: int, duration: float):
+    """The stream's synthetic frames (rendered once) and the sequence (for the true flow)."""
+    from ..world.domain import load_domain
+    from ..world.scene import SyntheticSequence
+
+    seq = SyntheticSequence(load_domain(domain), seed=seed, duration_s=duration)
+    return seq, [seq.frame(i) for i in range(len(seq))]
+
+
+def _pairs(seq, rendered, size: int):
     """(frame a, frame b, person index, crop_a, box_a, crop_b, box_b, true flow a -> b)."""
     from ..config import PipelineConfig
     from ..data.crop import CropError
     from ..pipeline import Pipeline
-    from ..world.domain import load_domain
     from ..world.flow import sequence_flow
-    from ..world.scene import SyntheticSequence
 
-    seq = SyntheticSequence(load_domain(domain), seed=seed, duration_s=duration)
     pipe = Pipeline(None, None, PipelineConfig())  # only for crop_box
-    prev = seq.frame(0)
-    for i in range(len(seq) - 1):
-        cur = seq.frame(i + 1)
+    for i in range(len(rendered) - 1):
+        prev, cur = rendered[i], rendered[i + 1]
         truth = None
         for k, view in enumerate(prev.people):
             det_a = next((d for d in prev.frame.detections if d.id == view.id), None)
@@ -60,7 +66,25 @@ def _pairs(domain: str, seed: int, duration: float, size: int):
                 truth = sequence_flow(seq, i)
             yield (fa, fb, k, crop_image(fa.image, box_a, size), box_a,
                    crop_image(fb.image, box_b, size), box_b, truth)
-        prev = cur
+
+
+def _adapted(frames, method: str):
+    """The regressor after `method` adapted on `frames` (lock-step, protocol before, the
+    default configuration otherwise) and its number of accepted steps."""
+    import dataclasses
+
+    from ..config import PipelineConfig
+    from ..pipeline import build_pipeline
+    from ..stream.runner import run_online
+
+    c = PipelineConfig()
+    c = dataclasses.replace(c, adapt=dataclasses.replace(c.adapt, method=method))
+    pipeline = build_pipeline(c, adapt=True, start=False)
+    for _ in run_online(pipeline, frames, "before"):
+        pass
+    worker = pipeline.adaptation
+    pipeline.close()
+    return worker.adapter.model.eval(), worker.steps
 
 
 def _crop_truth(truth, k: int, box: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -112,22 +136,27 @@ def _model_check(model, body, fa, fb, box_a, box_b, crop_a, crop_b, k, truth, fl
 
 def run(out: str | Path, domains: tuple[str, ...] = ("pw3d_like", "robot_cam"),
         seed: int = 1000, duration: float = 1.0, repeats: int = 5,
-        check_preset: str = "fast") -> dict:
+        check_preset: str = "fast", adapt_method: str = "boa_2nd") -> dict:
     from ..body import BodyModel
     from ..model.weights import load_regressor
 
     torch.set_num_threads(1)
-    loaded = load_regressor()
-    model = loaded.model.eval()
-    size = model.config.input_size
+    frozen = load_regressor().model.eval()
+    size = frozen.config.input_size
     body = BodyModel()
     rows, checks = [], []
     for d in domains:
+        seq, rendered = _render(d, seed, duration)
+        models = [("frozen", frozen, 0)]
+        if adapt_method and adapt_method != "none":
+            model, steps = _adapted([r.frame for r in rendered], adapt_method)
+            models.append((f"adapted ({adapt_method}, {steps} steps on these frames)", model,
+                           steps))
         acc = {p: {"one_ms": [], "pair_ms": [], "epe": [], "zero": [], "pixels": 0}
                for p in PRESETS}
-        e_model = e_dis = 0.0
-        n_vert = pairs = 0
-        for fa, fb, k, ca, ba, cb, bb, truth in _pairs(d, seed, duration, size):
+        err = {name: [0.0, 0.0, 0] for name, _, _ in models}
+        pairs = 0
+        for fa, fb, k, ca, ba, cb, bb, truth in _pairs(seq, rendered, size):
             pairs += 1
             gt, ok = _crop_truth(truth, k, ba, size)
             for p in PRESETS:
@@ -147,8 +176,11 @@ def run(out: str | Path, domains: tuple[str, ...] = ("pw3d_like", "robot_cam"),
                 a["zero"].append(float(np.linalg.norm(gt, axis=-1)[ok].sum()))
                 a["pixels"] += int(ok.sum())
                 if p == check_preset:
-                    em, ed, n = _model_check(model, body, fa, fb, ba, bb, ca, cb, k, truth, f)
-                    e_model, e_dis, n_vert = e_model + em, e_dis + ed, n_vert + n
+                    for name, model, _ in models:
+                        em, ed, n = _model_check(model, body, fa, fb, ba, bb, ca, cb, k, truth,
+                                                 f)
+                        e = err[name]
+                        e[0], e[1], e[2] = e[0] + em, e[1] + ed, e[2] + n
         for p, a in acc.items():
             n = max(a["pixels"], 1)
             rows.append({"domain": d, "preset": p, "pairs": pairs, "crop": size,
@@ -161,13 +193,15 @@ def run(out: str | Path, domains: tuple[str, ...] = ("pw3d_like", "robot_cam"),
             print(f"{d:10s} {p:9s} DIS {r['dis_ms_p50']:5.2f} ms  crop_flow "
                   f"{r['crop_flow_ms_p50']:5.2f} ms  EPE {r['epe_px']:.2f} px "
                   f"(no motion {r['zero_flow_epe_px']:.2f})", flush=True)
-        checks.append({"domain": d, "preset": check_preset, "vertices": n_vert,
-                       "model_epe_px": e_model / max(n_vert, 1),
-                       "dis_epe_px": e_dis / max(n_vert, 1),
-                       "ratio": (e_model / e_dis) if e_dis > 0 else float("nan")})
-        c = checks[-1]
-        print(f"{d:10s} frozen model's vertex motion EPE {c['model_epe_px']:.2f} px vs DIS "
-              f"{c['dis_epe_px']:.2f} px: ratio {c['ratio']:.2f}", flush=True)
+        for name, _, steps in models:
+            em, ed, n = err[name]
+            checks.append({"domain": d, "model": name, "steps": steps, "preset": check_preset,
+                           "vertices": n, "model_epe_px": em / max(n, 1),
+                           "dis_epe_px": ed / max(n, 1),
+                           "ratio": (em / ed) if ed > 0 else float("nan")})
+            c = checks[-1]
+            print(f"{d:10s} {name}: vertex motion EPE {c['model_epe_px']:.2f} px vs DIS "
+                  f"{c['dis_epe_px']:.2f} px: ratio {c['ratio']:.2f}", flush=True)
     payload = {"benchmark": "flow", "seed": seed, "duration_s": duration, "repeats": repeats,
                "bytes_per_pair": 8 * size * size, "results": rows, "model_check": checks,
                **provenance()}
@@ -187,12 +221,12 @@ def format_table(payload: dict) -> str:
         lines.append(f"| {r['domain']} | {r['preset']} | {r['pairs']} | {r['dis_ms_p50']:.2f} | "
                      f"{r['crop_flow_ms_p50']:.2f} | {r['crop_flow_ms_p95']:.2f} | "
                      f"{r['epe_px']:.2f} | {r['zero_flow_epe_px']:.2f} |")
-    lines += ["", "The frozen regressor's own vertex motion against the image flow (the paper's "
+    lines += ["", "The regressor's own vertex motion against the image flow (the paper's "
               "check; ratio = model EPE / DIS EPE at the same vertices):", "",
-              "| domain | preset | vertices | model EPE px | DIS EPE px | ratio |",
-              "|---|---|---|---|---|---|"]
+              "| domain | model | preset | vertices | model EPE px | DIS EPE px | ratio |",
+              "|---|---|---|---|---|---|---|"]
     for c in payload["model_check"]:
-        lines.append(f"| {c['domain']} | {c['preset']} | {c['vertices']} | "
+        lines.append(f"| {c['domain']} | {c['model']} | {c['preset']} | {c['vertices']} | "
                      f"{c['model_epe_px']:.2f} | {c['dis_epe_px']:.2f} | {c['ratio']:.2f} |")
     note = footnote(payload.get("environment"))
     if note:
