@@ -218,6 +218,12 @@ def _bench(args: argparse.Namespace) -> int:
 
         temporal.main(args, _config(args))
         return 0
+    if args.bench == "flow":
+        from .bench import flow
+
+        flow.run(args.out or "bench/results/flow_cpu.json", tuple(args.domains), args.seed,
+                 args.duration, args.repeats, adapt_method=args.adapt_method)
+        return 0
     if args.bench == "infer":
         from .bench import infer
 
@@ -487,6 +493,18 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--tag", default="", help="suffix of the output file names")
     b.add_argument("--cache", default="runs/cache", help="where rendered streams are kept")
     _add_config_flags(b, method=False)
+
+    b = bench.add_parser("flow", help="DIS optical flow between person crops: ms per pair "
+                         "and end-point error against the renderer's exact flow")
+    b.add_argument("--domains", nargs="+", default=["pw3d_like", "robot_cam"])
+    b.add_argument("--seed", type=int, default=1000)
+    b.add_argument("--duration", type=float, default=1.0, help="seconds of stream per domain")
+    b.add_argument("--repeats", type=int, default=5, help="timed calls per pair and preset")
+    b.add_argument("--adapt-method", default="boa_2nd",
+                   help="also check the model after this method adapted on the frames "
+                        "(none: the frozen model only)")
+    b.add_argument("--out", default=None, help="JSON path (default bench/results/...; "
+                   "the table goes next to it as .md)")
 
     b = bench.add_parser("infer", help="inference latency and throughput per backend")
     b.add_argument("--backends", nargs="*", default=None,

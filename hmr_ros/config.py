@@ -44,6 +44,7 @@ class InferenceConfig:
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
 METHODS = ("none", "framewise", "joint", "two_stage", "boa_1st", "boa_2nd")
 SCHEDULES = ("every_frame", "every_n", "latest")
+FLOW_PRESETS = ("ultrafast", "fast", "medium")  # OpenCV DIS (data/optical_flow.py)
 # Which weights adaptation changes (adapt/scope.py): all of them (BOA), the last backbone
 # stage and the head, the head only, or the normalisation layers' affine weights.
 SCOPES = ("all", "layer4_head", "head", "norm")
@@ -79,6 +80,13 @@ class AdaptConfig:
     w_teacher: float = 0.1  # L_T: mean-teacher consistency
     w_motion: float = 0.1  # L_T: 2D motion over tau frames
     tau: int = 5  # frames between the two ends of the motion term
+    # Motion cues (issue 15, docs/adaptation_tuning.md "Motion cues"): L_T += w_flow * the
+    # image flow between consecutive crops (OpenCV DIS, computed by the worker thread) against
+    # the projected mesh's displacement over vertices visible in both frames. 0 = off. The
+    # keypoint motion term (w_motion) stays as it is; set it to 0 to replace it by the flow.
+    w_flow: float = 0.0
+    w_anchor: float = 0.0  # L_T: pose and shape near the frozen source model's estimate
+    flow_preset: str = "fast"  # OpenCV DIS preset: ultrafast | fast | medium
     teacher_decay: float = 0.1  # teacher = decay * teacher + (1 - decay) * student
     replay: int = 0  # source crops rendered at start for L_S (0 = no replay)
     keypoint_threshold: float = 0.2  # keypoints below this confidence do not enter the losses
@@ -184,6 +192,9 @@ class PipelineConfig:
             raise ConfigError("adapt.max_consecutive_rollbacks must be >= 1")
         if a.method not in METHODS:
             raise ConfigError(f"adapt.method must be one of {METHODS}, got {a.method!r}")
+        if a.flow_preset not in FLOW_PRESETS:
+            raise ConfigError(f"adapt.flow_preset must be one of {FLOW_PRESETS}, got "
+                              f"{a.flow_preset!r}")
         if a.inner_mode not in ("sgd", "adam"):
             raise ConfigError(f"adapt.inner_mode must be sgd or adam, got {a.inner_mode!r}")
         if a.schedule not in SCHEDULES:

@@ -11,6 +11,8 @@
 
 L_F = w_keypoints * L2D + w_pose_prior * GMM + w_shape_prior * |beta|^2 [+ w_replay * L_S]
 L_T = w_teacher * mean-teacher consistency + w_motion * 2D motion over tau frames
+      [+ w_flow * motion cues (image flow vs projected mesh motion, consecutive frames)
+       + w_anchor * pose and shape near the frozen source model's estimate]
 After every accepted step the teacher moves: teacher = decay * teacher + (1 - decay) * student.
 
 Parameters are handled functionally (`torch.func.functional_call`), so the probe never
@@ -32,6 +34,7 @@ from ..body import BodyModel
 from ..config import AdaptConfig
 from ..model.hmr import HMR, RegressorOutput
 from . import losses as L
+from .flow_term import FlowBatch, flow_term
 from .prior import MaxMixturePrior
 from .scope import make_scope
 
@@ -82,6 +85,7 @@ class AdaptBatch:
     current: FrameBatch
     previous: FrameBatch
     replay: dict[str, Tensor] | None = None
+    flow: FlowBatch | None = None  # the frames one earlier and the image flow (w_flow > 0)
 
     def to(self, device: torch.device) -> AdaptBatch:
         """The same batch on `device` (itself when it is there already)."""
@@ -89,7 +93,8 @@ class AdaptBatch:
             return self
         replay = None if self.replay is None else {k: v.to(device)
                                                    for k, v in self.replay.items()}
-        return AdaptBatch(self.current.to(device), self.previous.to(device), replay)
+        flow = None if self.flow is None else self.flow.to(device)
+        return AdaptBatch(self.current.to(device), self.previous.to(device), replay, flow)
 
 
 @dataclass(frozen=True)
@@ -137,6 +142,10 @@ class Adapter:
             p.requires_grad_(False)
         self.source = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         self.prior = _on_device(prior if prior is not None else MaxMixturePrior(), self.device)
+        # The anchor's reference: the source weights, never adapted (only with w_anchor > 0).
+        self.frozen = None
+        if cfg.w_anchor > 0:
+            self.frozen = copy.deepcopy(self.teacher)
         self.version = 0
         self.steps = 0
         self._make_optimizer()
@@ -262,9 +271,12 @@ class Adapter:
         return total, terms
 
     def temporal_loss(self, out_now: RegressorOutput, out_prev: RegressorOutput,
-                      batch: AdaptBatch, points_now: Tensor | None = None
+                      batch: AdaptBatch, points_now: Tensor | None = None,
+                      out_flow: RegressorOutput | None = None
                       ) -> tuple[Tensor, dict[str, Tensor]]:
-        """L_T: mean-teacher consistency on the current frames + 2D motion over tau."""
+        """L_T: mean-teacher consistency on the current frames + 2D motion over tau
+        [+ flow against the frames one earlier (out_flow) + anchor to the source model];
+        `points_now` (B, 46, 3) are out_now's body points when the caller has them."""
         c = self.cfg
         cur, prev = batch.current, batch.previous
         points_now = self._points(out_now) if points_now is None else points_now
@@ -278,17 +290,31 @@ class Adapter:
         terms["motion"] = L.motion_loss(uv_now, uv_prev, cur.keypoints, prev.keypoints,
                                         cur.conf * prev.conf, cur.box)
         total = c.w_teacher * terms["teacher"] + c.w_motion * terms["motion"]
+        if c.w_flow > 0 and batch.flow is not None and out_flow is not None:
+            terms["flow"] = flow_term(self.body, out_flow, out_now, batch.flow, cur.box, cur.K)
+            total = total + c.w_flow * terms["flow"]
+        if c.w_anchor > 0 and self.frozen is not None:
+            with torch.no_grad():
+                ref = self._forward(None, [cur.images], self.frozen)
+            terms["anchor"] = L.anchor_loss(out_now.rotmat, out_now.betas, ref.rotmat,
+                                            ref.betas)
+            total = total + c.w_anchor * terms["anchor"]
         return total, terms
 
     def _outputs(self, params: dict[str, Tensor] | None, batch: AdaptBatch,
                  previous: bool = True
-                 ) -> tuple[RegressorOutput, RegressorOutput | None, RegressorOutput | None]:
-        """Current, previous (and replay) outputs from ONE forward over all images."""
+                 ) -> tuple[RegressorOutput, RegressorOutput | None, RegressorOutput | None,
+                            RegressorOutput | None]:
+        """Current, previous (and replay, and the flow's earlier frames) outputs from ONE
+        forward over all images."""
         parts = [batch.current.images]
         if previous:
             parts.append(batch.previous.images)
         if batch.replay is not None:
             parts.append(batch.replay["images"])
+        flow = previous and batch.flow is not None and self.cfg.w_flow > 0
+        if flow:
+            parts.append(batch.flow.images)
         out = self._forward(params, parts)
         sizes = [len(p) for p in parts]
         pieces = [RegressorOutput(*chunk) for chunk in zip(
@@ -296,17 +322,18 @@ class Adapter:
         now = pieces.pop(0)
         prev = pieces.pop(0) if previous else None
         rep = pieces.pop(0) if batch.replay is not None else None
-        return now, prev, rep
+        earlier = pieces.pop(0) if flow else None
+        return now, prev, rep, earlier
 
     def lower(self, params, batch: AdaptBatch) -> tuple[Tensor, dict[str, Tensor]]:
-        now, _, rep = self._outputs(params, batch, previous=False)
+        now, _, rep, _ = self._outputs(params, batch, previous=False)
         return self.frame_loss(now, batch.current, batch.replay, rep)
 
     def upper(self, params, batch: AdaptBatch) -> tuple[Tensor, dict[str, Tensor]]:
-        now, prev, rep = self._outputs(params, batch)
+        now, prev, rep, earlier = self._outputs(params, batch)
         points_now = self._points(now)  # one body evaluation serves both levels' terms
         lf, tf = self.frame_loss(now, batch.current, batch.replay, rep, points_now)
-        lt, tt = self.temporal_loss(now, prev, batch, points_now)
+        lt, tt = self.temporal_loss(now, prev, batch, points_now, earlier)
         return lf + lt, {**tf, **tt}
 
     # ------------------------------------------------------------------ steps
@@ -344,8 +371,8 @@ class Adapter:
                           seconds=time.perf_counter() - t0, version=self.version)
 
     def _temporal_only(self, params, batch: AdaptBatch) -> tuple[Tensor, dict[str, Tensor]]:
-        now, prev, _ = self._outputs(params, batch)
-        return self.temporal_loss(now, prev, batch)
+        now, prev, _, earlier = self._outputs(params, batch)
+        return self.temporal_loss(now, prev, batch, out_flow=earlier)
 
     def _adam(self, objective) -> tuple[Tensor, dict[str, Tensor]]:
         self.optimizer.zero_grad(set_to_none=True)

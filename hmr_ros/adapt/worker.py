@@ -35,6 +35,7 @@ from ..config import AdaptConfig
 from ..data.frame import Keypoints
 from ..model.checkpoint import save_checkpoint
 from .commands import Commands
+from .flow_term import FlowBatch, FlowCache
 from .guard import DriftGuard
 from .methods import AdaptBatch, Adapter, FrameBatch, StepReport
 
@@ -121,6 +122,12 @@ class AdaptationWorker:
         self.state = STATE_IDLE
         self.reports: deque[StepReport] = deque(maxlen=1000)
         self._rng = np.random.default_rng(0)
+        # Motion cues (w_flow > 0): `_batch` (under the lock) names the pairs of consecutive
+        # samples; `_attach_flow` (outside it, on the thread that runs steps) computes their
+        # flow, so neither `submit` nor inference ever waits for DIS. One cached pair holds
+        # 8 R^2 bytes (131 kB at R = 128); the cache keeps at most buffer_frames pairs.
+        self._flow_pairs: list[tuple[int, AdaptSample | None, AdaptSample]] = []
+        self.flow_cache = FlowCache(cfg.buffer_frames)
 
     # ------------------------------------------------------------ control (any thread)
 
@@ -266,6 +273,7 @@ class AdaptationWorker:
             self._last_done = index
         if batch is None:
             return 0
+        batch = self._attach_flow(batch)  # outside the lock that submit takes
         batch = batch.to(self.adapter.device)  # outside the lock that submit takes
         with self._step_lock:
             for _ in range(self.cfg.steps_per_frame):
@@ -304,6 +312,7 @@ class AdaptationWorker:
             self._commands.run_queued()
             if batch is None:
                 continue
+            batch = self._attach_flow(batch)  # outside the lock that submit takes
             batch = batch.to(self.adapter.device)  # outside the lock that submit takes
             for _ in range(self.cfg.steps_per_frame):
                 if self._stop:
@@ -436,6 +445,9 @@ class AdaptationWorker:
                 prev.append(earlier[-1] if earlier else s)
         if not cur:
             return None
+        if self.cfg.w_flow > 0:
+            self._flow_pairs = [(s.track, _sample_at(self._tracks[s.track], s.index - 1), s)
+                                for s in cur]
         mapping = torch.as_tensor(get_joint_set(fmt).matrix(), dtype=torch.float32)
         replay = None
         if self.replay is not None:
@@ -444,6 +456,38 @@ class AdaptationWorker:
             replay["images"] = replay["images"].permute(0, 3, 1, 2).float() / 255.0
         return AdaptBatch(self._frames_to_batch(cur, mapping),
                           self._frames_to_batch(prev, mapping), replay)
+
+    def _attach_flow(self, batch: AdaptBatch) -> AdaptBatch:
+        """`batch` with the flow of the pairs `_batch` named (w_flow > 0; outside the lock):
+        each current person against itself one frame earlier; a person without that frame
+        gets weight 0 (its own crop stands in, so shapes stay fixed)."""
+        pairs, self._flow_pairs = self._flow_pairs, []
+        if self.cfg.w_flow <= 0 or not pairs or len(pairs) != len(batch.current):
+            return batch
+        r = pairs[0][2].crop.shape[0]
+        zero = np.zeros((2, r, r), dtype=np.float32)
+        fwd, bwd, earlier, weight = [], [], [], []
+        for track, a, b in pairs:
+            if a is None:
+                fwd.append(zero)
+                bwd.append(zero)
+                earlier.append(b)
+                weight.append(0.0)
+                continue
+            f = self.flow_cache.get((track, a.index, b.index), a.crop, a.box, b.crop, b.box,
+                                    self.cfg.flow_preset)
+            fwd.append(f.forward.astype(np.float32))
+            bwd.append(f.backward.astype(np.float32))
+            earlier.append(a)
+            weight.append(1.0)
+        images = torch.from_numpy(np.stack([s.crop for s in earlier])).permute(0, 3, 1, 2)
+        flow = FlowBatch(
+            images=images.float() / 255.0,
+            box=torch.as_tensor(np.stack([s.box for s in earlier]), dtype=torch.float32),
+            K=torch.as_tensor(np.stack([s.K for s in earlier]), dtype=torch.float32),
+            forward=torch.from_numpy(np.stack(fwd)), backward=torch.from_numpy(np.stack(bwd)),
+            weight=torch.as_tensor(weight, dtype=torch.float32))
+        return dataclasses.replace(batch, flow=flow)
 
     def _frames_to_batch(self, samples: list[AdaptSample], mapping: torch.Tensor) -> FrameBatch:
         images = torch.from_numpy(np.stack([s.crop for s in samples])).permute(0, 3, 1, 2)
@@ -463,6 +507,16 @@ class AdaptationWorker:
                                       dtype=torch.float32),
             conf=torch.as_tensor(np.stack([self._usable(s) for s in samples])),
             mapping=mapping)
+
+
+def _sample_at(dq: deque[AdaptSample], index: int) -> AdaptSample | None:
+    """The sample of frame `index` in a track's buffer, or None."""
+    for s in reversed(dq):
+        if s.index == index:
+            return s
+        if s.index < index:
+            return None
+    return None
 
 
 def _copy_optimizer(adapter: Adapter) -> dict:
