@@ -36,7 +36,10 @@ WAIT_S = 60.0  # upper limit of every wait for another thread (a hang fails, nev
 def _cfg(**kw) -> AdaptConfig:
     return dataclasses.replace(AdaptConfig(), **{
         "method": "framewise", "schedule": "latest", "tau": 2, "buffer_frames": 8,
-        "min_keypoints": 4, "outer_lr": 1e-3, "thread_nice": 0, **kw})
+        "min_keypoints": 4, "outer_lr": 1e-3, "thread_nice": 0,
+        # Every weight adapts: the gate below holds a step at conv1's gradient, which a
+        # scope with a frozen prefix (the default, layer4_head) never computes.
+        "scope": "all", **kw})
 
 
 class _Published:
