@@ -32,6 +32,7 @@ from ..body import BodyModel
 from ..config import AdaptConfig
 from ..model.hmr import HMR, RegressorOutput
 from . import losses as L
+from .dapa import SyntheticBatch, synthetic_loss
 from .prior import MaxMixturePrior
 from .scope import make_scope
 
@@ -76,6 +77,7 @@ class AdaptBatch:
     current: FrameBatch
     previous: FrameBatch
     replay: dict[str, Tensor] | None = None
+    synthetic: SyntheticBatch | None = None  # DAPA's rendered crops (adapt/dapa.py)
 
     def to(self, device: torch.device) -> AdaptBatch:
         """The same batch on `device` (itself when it is there already)."""
@@ -83,7 +85,8 @@ class AdaptBatch:
             return self
         replay = None if self.replay is None else {k: v.to(device)
                                                    for k, v in self.replay.items()}
-        return AdaptBatch(self.current.to(device), self.previous.to(device), replay)
+        synthetic = None if self.synthetic is None else self.synthetic.to(device)
+        return AdaptBatch(self.current.to(device), self.previous.to(device), replay, synthetic)
 
 
 @dataclass(frozen=True)
@@ -192,8 +195,11 @@ class Adapter:
 
     def frame_loss(self, out: RegressorOutput, fb: FrameBatch,
                    replay: dict[str, Tensor] | None = None,
-                   replay_out: RegressorOutput | None = None) -> tuple[Tensor, dict[str, Tensor]]:
-        """L_F on the current frames (and the replay batch when given)."""
+                   replay_out: RegressorOutput | None = None,
+                   synthetic: SyntheticBatch | None = None,
+                   synthetic_out: RegressorOutput | None = None
+                   ) -> tuple[Tensor, dict[str, Tensor]]:
+        """L_F on the current frames (and the replay and DAPA batches when given)."""
         c = self.cfg
         points = self.body.forward_rotmat(out.rotmat, out.betas).points
         joints = torch.einsum("js,bsd->bjd", fb.mapping, points)
@@ -208,6 +214,10 @@ class Adapter:
         if replay is not None and replay_out is not None and c.w_replay > 0:
             terms["replay"] = _replay_loss(self.body, replay_out, replay)
             total = total + c.w_replay * terms["replay"]
+        if synthetic is not None and synthetic_out is not None and c.dapa_weight > 0:
+            terms["synthetic"], parts = synthetic_loss(self.body, synthetic_out, synthetic)
+            terms.update(parts)
+            total = total + c.dapa_weight * terms["synthetic"]
         return total, terms
 
     def temporal_loss(self, out_now: RegressorOutput, out_prev: RegressorOutput,
@@ -233,13 +243,17 @@ class Adapter:
 
     def _outputs(self, params: dict[str, Tensor] | None, batch: AdaptBatch,
                  previous: bool = True
-                 ) -> tuple[RegressorOutput, RegressorOutput | None, RegressorOutput | None]:
-        """Current, previous (and replay) outputs from ONE forward over all images."""
+                 ) -> tuple[RegressorOutput, RegressorOutput | None, RegressorOutput | None,
+                            RegressorOutput | None]:
+        """Current, previous (and replay, and DAPA's synthetic) outputs from ONE forward over
+        all images."""
         parts = [batch.current.images]
         if previous:
             parts.append(batch.previous.images)
         if batch.replay is not None:
             parts.append(batch.replay["images"])
+        if batch.synthetic is not None:
+            parts.append(batch.synthetic.images)
         out = self._forward(params, parts)
         sizes = [len(p) for p in parts]
         pieces = [RegressorOutput(*chunk) for chunk in zip(
@@ -247,15 +261,16 @@ class Adapter:
         now = pieces.pop(0)
         prev = pieces.pop(0) if previous else None
         rep = pieces.pop(0) if batch.replay is not None else None
-        return now, prev, rep
+        syn = pieces.pop(0) if batch.synthetic is not None else None
+        return now, prev, rep, syn
 
     def lower(self, params, batch: AdaptBatch) -> tuple[Tensor, dict[str, Tensor]]:
-        now, _, rep = self._outputs(params, batch, previous=False)
-        return self.frame_loss(now, batch.current, batch.replay, rep)
+        now, _, rep, syn = self._outputs(params, batch, previous=False)
+        return self.frame_loss(now, batch.current, batch.replay, rep, batch.synthetic, syn)
 
     def upper(self, params, batch: AdaptBatch) -> tuple[Tensor, dict[str, Tensor]]:
-        now, prev, rep = self._outputs(params, batch)
-        lf, tf = self.frame_loss(now, batch.current, batch.replay, rep)
+        now, prev, rep, syn = self._outputs(params, batch)
+        lf, tf = self.frame_loss(now, batch.current, batch.replay, rep, batch.synthetic, syn)
         lt, tt = self.temporal_loss(now, prev, batch)
         return lf + lt, {**tf, **tt}
 
@@ -290,7 +305,7 @@ class Adapter:
                           seconds=time.perf_counter() - t0, version=self.version)
 
     def _temporal_only(self, params, batch: AdaptBatch) -> tuple[Tensor, dict[str, Tensor]]:
-        now, prev, _ = self._outputs(params, batch)
+        now, prev, _, _ = self._outputs(params, batch)
         return self.temporal_loss(now, prev, batch)
 
     def _adam(self, objective) -> tuple[Tensor, dict[str, Tensor]]:
