@@ -267,3 +267,46 @@ def test_generation_runs_on_the_adaptation_thread(body, frames):
     assert set(threads) == {worker._thread.ident} != {threading.get_ident()}
     worker.forget(frames[0].detections[0].id)
     assert frames[0].detections[0].id not in worker.dapa.looks
+
+
+def test_node_parameters_map_to_the_dapa_config():
+    from hmr_ros.ros.params import load_parameters
+
+    cfg, _ = load_parameters({"adapt.dapa_weight": 0.5, "adapt.dapa_pose": "random",
+                              "adapt": {"dapa_every": 3}})
+    assert (cfg.adapt.dapa_weight, cfg.adapt.dapa_pose, cfg.adapt.dapa_every) == (0.5, "random",
+                                                                                  3)
+    with pytest.raises(ConfigError, match="dapa_texture"):
+        load_parameters({"adapt.dapa_texture": "photo"})
+    with pytest.raises(ConfigError, match="adapt.dapa_batch"):
+        load_parameters({"adapt.dapa_batch": 1.5})
+
+
+@pytest.mark.ros
+def test_rclpy_node_builds_its_worker_with_dapa_from_parameters():
+    """Run by the lead with ROS 2: the node's adapt.dapa_* parameters reach its worker."""
+    from ros_harness import require_ros
+
+    require_ros("rclpy")
+    import rclpy
+    from rclpy.parameter import Parameter
+
+    from hmr_ros.ros.node import HmrRosNode
+
+    rclpy.init()
+    try:
+        node = HmrRosNode(parameter_overrides=[
+            Parameter("adapt.dapa_weight", value=0.5),
+            Parameter("adapt.dapa_pose", value="random"),
+            Parameter("adapt.dapa_texture", value="plain")])
+        try:
+            assert node.get_parameter("adapt.dapa_weight").value == 0.5
+            dapa = node.pipeline.adaptation.dapa
+            assert dapa is not None and (dapa.pose, dapa.texture) == ("random", "plain")
+        finally:
+            node.shutdown()
+            node.destroy_node()
+        with pytest.raises(ConfigError, match="dapa_pose"):
+            HmrRosNode(parameter_overrides=[Parameter("adapt.dapa_pose", value="vposer")])
+    finally:
+        rclpy.shutdown()
