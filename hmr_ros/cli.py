@@ -126,7 +126,7 @@ def _demo(args: argparse.Namespace) -> int:
     from .demo import demo
 
     demo(args.out, seconds=args.seconds, seed=args.seed, domain=args.domain,
-         config=_config(args), video=not args.no_video, realtime=args.realtime)
+         config=_config(args), video=not args.no_video, lockstep=args.lockstep)
     return 0
 
 
@@ -225,6 +225,16 @@ def _bench(args: argparse.Namespace) -> int:
 
         infer.main(args)
         return 0
+    if args.bench == "scopes":
+        from .bench import scopes
+
+        scopes.run([Path(p) for p in args.lockstep], [Path(p) for p in args.background],
+                   Path(args.out_dir))
+        return 0
+    if args.bench == "gpu":
+        from .bench import gpu
+
+        return gpu.main(args)
     if args.bench == "soak":
         from .bench import soak
 
@@ -333,9 +343,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=2024)
     p.add_argument("--domain", default="pw3d_like")
     p.add_argument("--no-video", action="store_true", help="skip the overlay video")
-    p.add_argument("--realtime", action="store_true",
-                   help="play the stream at its frame rate, adapting in the background as on a "
-                        "robot (default: lock-step, each frame predicted then adapted on)")
+    p.add_argument("--lockstep", action="store_true",
+                   help="each frame predicted, then adapted on (protocol before, "
+                        "deterministic; default: the stream plays at its frame rate with "
+                        "adaptation in the background, as on a robot)")
+    # The default since issue 14; kept so that scripts written for the opt-in still run.
+    p.add_argument("--realtime", action="store_true", help=argparse.SUPPRESS)
     _add_config_flags(p)
     p.set_defaults(handler=_demo)
 
@@ -439,6 +452,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "after: BOA's protocol, adapt on the frame then predict it")
     b.add_argument("--workers", type=int, default=2, help="parallel processes")
     b.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
+    b.add_argument("--background-only", action="store_true",
+                   help="only the timing: steps/s of the worker beside camera-rate inference "
+                        "and the inference p95 with/without it, on every stream (writes "
+                        "adapt_background[_TAG].json)")
+    b.add_argument("--repeats", type=int, default=1,
+                   help="with --background-only: runs per stream (the median is reported)")
     b.add_argument("--out-dir", default="bench/results")
     b.add_argument("--tag", default="", help="suffix of the output file names")
     b.add_argument("--cache", default="runs/cache", help="where rendered streams are kept")
@@ -453,6 +472,20 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--threads", type=int, default=1, help="CPU threads per backend")
     b.add_argument("--device", default="cpu", help="cpu or cuda")
     b.add_argument("--out", default=None, help="JSON path (default bench/results/...)")
+    b = bench.add_parser("scopes", help="the adaptation-scope ablation: lock-step and "
+                                        "real-time bench adapt results in one table and plot")
+    b.add_argument("--lockstep", nargs="*", default=[], help="bench adapt JSON files")
+    b.add_argument("--background", nargs="*", default=[],
+                   help="bench adapt --background-only JSON files")
+    b.add_argument("--out-dir", default="bench/results")
+    b = bench.add_parser("gpu", help="unattended GPU readiness check: torch CUDA, ONNX "
+                                     "Runtime CUDA and TensorRT latency, a TensorRT refit "
+                                     "with adapted weights, BOA steps/s (says what it could "
+                                     "not do)")
+    b.add_argument("--repeats", type=int, default=30, help="timed calls per latency row")
+    b.add_argument("--duration", type=float, default=3.0,
+                   help="seconds of synthetic stream per BOA steps/s row")
+    b.add_argument("--out", default=None, help="JSON path (default bench/results/gpu.json)")
     b = bench.add_parser("soak", help="adaptation in the background on a long stream that "
                                       "never repeats: RSS, threads, steps, rollbacks")
     b.add_argument("--minutes", type=float, default=30.0)

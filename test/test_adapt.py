@@ -89,7 +89,7 @@ def test_pose_prior_prefers_library_poses(tmp_path):
 # ------------------------------------------------------------------ BOA gradients
 
 
-@pytest.mark.parametrize("scope", ["all", "layer4_head", "head"])
+@pytest.mark.parametrize("scope", ["all", "layer4_head", "head", "norm"])
 def test_second_order_gradient_matches_finite_differences(body, frames, scope):
     """For every adaptation scope (the gradient is over the adapted weights only; scopes
     with a frozen prefix run the step from the cached prefix)."""
@@ -129,8 +129,10 @@ def test_second_order_gradient_matches_finite_differences(body, frames, scope):
     an2 = sum(float((g2[n] * direction[n]).sum()) for n in params)
     an1 = sum(float((g1[n] * direction[n]).sum()) for n in params)
     assert an2 == pytest.approx(fd, rel=1e-6)
-    # The first-order approximation misses the probe's curvature: it is measurably off.
-    assert abs(an1 - fd) > 1e-3 * abs(fd)
+    # The first-order approximation misses the probe's curvature: it is measurably off (the
+    # norm weights' few dimensions see little of it, 3e-4 relative, but still 1000 times
+    # the second order's error).
+    assert abs(an1 - fd) > (1e-4 if scope == "norm" else 1e-3) * abs(fd)
     assert abs(an1 - fd) > 1000 * abs(an2 - fd)
 
 
@@ -499,11 +501,10 @@ def test_scopes_pick_their_weights(body):
         make_scope(model, "everything")
     with pytest.raises(ConfigError, match="adapt.scope"):
         replace_path(PipelineConfig(), "adapt.scope", "everything")
-    with pytest.raises(ConfigError, match="adapt.scope"):  # see adapt/scope.py
-        replace_path(PipelineConfig(), "adapt.scope", "norm")
+    assert replace_path(PipelineConfig(), "adapt.scope", "norm").adapt.scope == "norm"
 
 
-@pytest.mark.parametrize("scope", ["layer4_head", "head"])
+@pytest.mark.parametrize("scope", ["layer4_head", "head", "norm"])
 def test_a_scope_changes_only_its_weights_and_its_prefix_is_computed_once(body, frames,
                                                                          scope):
     torch.manual_seed(3)
@@ -534,3 +535,107 @@ def test_a_scope_changes_only_its_weights_and_its_prefix_is_computed_once(body, 
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     params = {n for n, _ in adapter.model.named_parameters()}
     assert changed & params and (changed & params) <= adapted
+
+
+@pytest.mark.parametrize("scope", ["all", "layer4_head"])
+def test_guard_drift_reuses_the_step_and_equals_a_full_recomputation(body, frames, scope):
+    """After a step the guard's student-teacher gap runs only the student again: the teacher's
+    points and the frozen prefix come from the step, and the gap equals the one computed from
+    scratch with full forwards and the full body model."""
+    torch.manual_seed(4)
+    cfg = dataclasses.replace(AdaptConfig(), tau=2, buffer_frames=8, min_keypoints=4,
+                              schedule="every_frame", scope=scope, method="boa_2nd")
+    adapter = Adapter(HMR(MICRO), body, cfg)
+    worker = AdaptationWorker(adapter, cfg, lambda s, v: None)
+    for s in adapt_samples(frames[:4]):
+        worker.submit([s])
+    batch = _next_batch(worker)
+    adapter.step(batch)
+    teacher_calls = []
+    real_teacher = adapter.teacher.forward
+    adapter.teacher.forward = lambda *a, **k: teacher_calls.append(1) or real_teacher(*a, **k)
+    gap = adapter.drift(batch.current.images)
+    assert teacher_calls == []  # the step's teacher points served the guard
+    with torch.no_grad():
+        images = batch.current.images
+        s, t = adapter.model(images), adapter.teacher(images)
+        ps = body.forward_rotmat(s.rotmat, s.betas).points
+        pt = body.forward_rotmat(t.rotmat, t.betas).points
+        want = float(((ps - ps[:, :1]) - (pt - pt[:, :1])).norm(dim=-1).mean())
+    assert gap > 0 and gap == pytest.approx(want, rel=1e-4, abs=1e-7)
+    # Other images, or a teacher that moved, are never answered from the step's cache.
+    adapter.update_teacher()
+    teacher_calls.clear()
+    adapter.drift(batch.current.images)
+    assert teacher_calls == [1]
+    adapter.drift(batch.previous.images)
+    assert teacher_calls == [1, 1]
+
+
+def test_a_samples_frozen_prefix_is_computed_once_across_steps(body, frames):
+    """A frame's sample is the current one in one step and the tau-partner in a later one:
+    its frozen prefix is computed once, and the steps are the same as when recomputed."""
+    def run(keep: bool):
+        torch.manual_seed(6)
+        cfg = dataclasses.replace(AdaptConfig(), tau=2, buffer_frames=8, min_keypoints=4,
+                                  schedule="every_frame", scope="layer4_head",
+                                  method="boa_2nd")
+        adapter = Adapter(HMR(MICRO), body, cfg)
+        worker = AdaptationWorker(adapter, cfg, lambda s, v: None)
+        if not keep:
+            worker._keep_prefixes = lambda batch: None
+        sizes = []
+        real = adapter.model.prefix
+        adapter.model.prefix = lambda x, s: sizes.append(len(x)) or real(x, s)
+        for s in adapt_samples(frames[:6]):
+            worker.submit([s])
+        losses = []
+        while (batch := _next_batch(worker)) is not None:
+            worker._step(batch)
+            losses.append(worker.reports[-1].loss)
+        return sum(sizes), losses, worker
+
+    cached_images, cached_losses, worker = run(True)
+    fresh_images, fresh_losses, _ = run(False)
+    assert len(cached_losses) == len(fresh_losses) >= 4
+    np.testing.assert_allclose(cached_losses, fresh_losses, rtol=1e-5)
+    # Recomputed: the current and the partner images in every step. Kept: 6 frames once each,
+    # plus frames 0 and 1 once more (no frame tau back: each is its own partner, within one
+    # step).
+    assert fresh_images == 2 * len(fresh_losses)
+    assert cached_images == 6 + 2
+    # Only buffered samples keep their prefix.
+    live = {(s.track, s.index, id(s.crop)) for dq in worker._tracks.values() for s in dq}
+    assert worker._prefix_cache and set(worker._prefix_cache) <= live
+
+
+def test_norm_scope_steps_on_channels_last_crops_without_crashing(body, frames):
+    """Crop batches are permuted HWC arrays; with only the norm weights adapting, torch 2.13's
+    GroupNorm backward segfaulted on them. Run in a child process so a regression fails this
+    test instead of killing the suite."""
+    import subprocess
+
+    code = (
+        "import sys, dataclasses, torch; sys.path.insert(0, 'test')\n"
+        "from micro import MICRO\n"
+        "from hmr_ros.adapt.methods import Adapter, AdaptBatch, FrameBatch\n"
+        "from hmr_ros.body import BodyModel\n"
+        "from hmr_ros.config import AdaptConfig\n"
+        "from hmr_ros.model import HMR\n"
+        "torch.manual_seed(0)\n"
+        "cfg = dataclasses.replace(AdaptConfig(), scope='norm', method='framewise')\n"
+        "a = Adapter(HMR(MICRO), BodyModel(), cfg)\n"
+        "r = MICRO.input_size\n"
+        "img = torch.rand(2, r, r, 3).permute(0, 3, 1, 2)\n"
+        "fb = FrameBatch(img, torch.tensor([[r / 2, r / 2, r]] * 2), torch.eye(3).expand(2, 3, 3),"
+        " torch.rand(2, 14, 2) * r, torch.ones(2, 14),"
+        " torch.zeros(14, 46).index_fill_(1, torch.arange(14), 1.0))\n"
+        "before = {n: p.clone() for n, p in a.params().items()}\n"
+        "rep = a.step(AdaptBatch(fb, fb, None))\n"
+        "moved = sum(not torch.equal(before[n], p) for n, p in a.params().items())\n"
+        "print('moved', moved, len(before))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    moved, total = map(int, done.stdout.split()[-2:])
+    assert total > 0 and moved == total

@@ -374,3 +374,34 @@ def test_flip_permutation_is_an_involution():
         for i, n in enumerate(js.joint_names):
             if n.startswith("left_"):
                 assert js.joint_names[perm[i]] == "right_" + n[5:]
+
+
+def test_points_rotmat_equals_the_full_mesh_points_and_their_gradients():
+    """The adaptation losses' points-only path poses 22 landmark vertices, not the mesh: same
+    points, same first and second derivatives as the full smplx forward."""
+    from hmr_ros.geometry import axis_angle_to_matrix
+
+    body = BodyModel().double()
+    g = torch.Generator().manual_seed(5)
+    rot = axis_angle_to_matrix(0.6 * torch.randn(3, 24, 3, generator=g, dtype=torch.float64))
+    betas = torch.randn(3, 10, generator=g, dtype=torch.float64)
+    full = body.forward_rotmat(rot, betas).points
+    fast = body.points_rotmat(rot, betas)
+    assert fast.shape == (3, 46, 3)
+    # The folded maps are stored in the model's float32, hence a micrometre, not 1e-10.
+    torch.testing.assert_close(fast, full, atol=1e-6, rtol=0)
+    w = torch.randn(3, 46, 3, generator=g, dtype=torch.float64)
+
+    def grads(fn):
+        r, b = rot.clone().requires_grad_(True), betas.clone().requires_grad_(True)
+        gr, gb = torch.autograd.grad((fn(r, b) * w).sum(), [r, b], create_graph=True)
+        hvp = torch.autograd.grad(gr.square().sum() + gb.square().sum(), [r, b])
+        return gr, gb, *hvp
+
+    for a, b in zip(grads(lambda r, b: body.forward_rotmat(r, b).points),
+                    grads(body.points_rotmat)):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    # A body that moved: the points follow it (not a cached rest pose).
+    bent = rot.clone()
+    bent[:, 18] = axis_angle_to_matrix(torch.tensor([[0.0, 0.0, 1.2]], dtype=torch.float64))
+    assert (body.points_rotmat(bent, betas) - fast).abs().max() > 1e-2

@@ -42,6 +42,17 @@ def _non_finite_optimizer_state(adapter: Adapter) -> str:
     return ""
 
 
+def _non_finite_weights(adapter: Adapter) -> str:
+    """The first weight of the student with a non-finite value, '' when all are finite (one
+    fused norm over all of them, as for the optimiser state). Frozen weights are checked
+    too: they should never change, and the guard is there for what should not happen."""
+    params = dict(adapter.model.named_parameters())
+    norms = torch._foreach_norm([p.detach() for p in params.values()])
+    if bool(torch.isfinite(torch.stack(norms)).all()):
+        return ""
+    return next((n for n, norm in zip(params, norms) if not bool(torch.isfinite(norm))), "?")
+
+
 class DriftGuard:
     """Decides whether a step may stand: finite weights and optimiser state, a loss that did
     not explode relative to the recent median, and a student that stayed near its teacher
@@ -54,9 +65,9 @@ class DriftGuard:
     def check(self, adapter: Adapter, report: StepReport, batch: AdaptBatch) -> GuardVerdict:
         if not np.isfinite(report.loss):
             return GuardVerdict(False, f"non-finite loss {report.loss}")
-        for name, p in adapter.model.named_parameters():
-            if not torch.isfinite(p).all():
-                return GuardVerdict(False, f"non-finite weights in {name}")
+        bad = _non_finite_weights(adapter)
+        if bad:
+            return GuardVerdict(False, f"non-finite weights in {bad}")
         # A non-finite Adam moment accepted once would become the "last good" snapshot, and
         # every later step would roll back to it.
         bad = _non_finite_optimizer_state(adapter)
@@ -68,12 +79,9 @@ class DriftGuard:
                 return GuardVerdict(False, f"loss {report.loss:.4g} exploded (> "
                                            f"{self.cfg.guard_loss_factor:g} x median "
                                            f"{median:.4g})")
-        with torch.no_grad():
-            s = adapter.model(batch.current.images)
-            t = adapter.teacher(batch.current.images)
-            ps = adapter.body.forward_rotmat(s.rotmat, s.betas).points
-            pt = adapter.body.forward_rotmat(t.rotmat, t.betas).points
-            gap = float(((ps - ps[:, :1]) - (pt - pt[:, :1])).norm(dim=-1).mean())
+        # The step's frozen prefix and teacher points are reused: only the adapted part of
+        # the student runs again (its weights just changed).
+        gap = adapter.drift(batch.current.images)
         if not np.isfinite(gap) or gap > self.cfg.guard_disagreement:
             return GuardVerdict(False, f"student drifted {gap:.3f} m from its teacher (> "
                                        f"{self.cfg.guard_disagreement:g} m)")

@@ -43,7 +43,9 @@ class FrameBatch:
 
     images (B, 3, R, R) in [0, 1]; box (B, 3) crop boxes; K (B, 3, 3); keypoints (B, J, 2)
     pixels in the image; conf (B, J) (0 for unusable joints); mapping (J, 46) from SMPL
-    source points to the keypoints' layout.
+    source points to the keypoints' layout. `keys` name the samples ((track, frame index,
+    crop id) each) and `prefix` (B, ...) is their frozen backbone output when an earlier step
+    computed it (scopes with a frozen prefix; frozen layers never change, so it stays valid).
     """
 
     images: Tensor
@@ -52,6 +54,8 @@ class FrameBatch:
     keypoints: Tensor
     conf: Tensor
     mapping: Tensor
+    keys: tuple[tuple[int, int, int], ...] = ()
+    prefix: Tensor | None = None
 
     @property
     def keypoints_crop(self) -> Tensor:
@@ -62,7 +66,9 @@ class FrameBatch:
         if self.images.device == device:
             return self
         return FrameBatch(*(t.to(device) for t in (self.images, self.box, self.K,
-                                                   self.keypoints, self.conf, self.mapping)))
+                                                   self.keypoints, self.conf, self.mapping)),
+                          keys=self.keys,
+                          prefix=None if self.prefix is None else self.prefix.to(device))
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -123,7 +129,12 @@ class Adapter:
             p.requires_grad_(n in adapted)
         # Within one step, the frozen prefix of each image batch (scopes that freeze the
         # first backbone stages compute it once, not at every forward of the bilevel step).
-        self._prefixes: dict[int, Tensor] | None = None
+        # They stay readable after the step for the guard's check (`drift`), which follows
+        # before any weight of the prefix or the teacher changes; entries hold their images
+        # so that a key (an id) is never reused while it is cached.
+        self._prefixes: dict[int, tuple[Tensor, Tensor]] = {}
+        self._teacher_cache: tuple[Tensor, Tensor] | None = None  # (images, points)
+        self._caching = False  # True inside a step: only steps fill the caches
         self.teacher = copy.deepcopy(self.model)
         for p in self.teacher.parameters():
             p.requires_grad_(False)
@@ -160,6 +171,7 @@ class Adapter:
         with torch.no_grad():
             self.model.load_state_dict(self.source)
             self.teacher.load_state_dict(self.source)
+        self._teacher_cache = None
         self._make_optimizer()
         self.version += 1
 
@@ -168,16 +180,46 @@ class Adapter:
     def predict(self, params: dict[str, Tensor] | None, images: Tensor) -> RegressorOutput:
         return self._forward(params, [images])
 
+    def _points(self, out: RegressorOutput) -> Tensor:
+        """(B, 46, 3) body points of an output, model origin (`BodyModel.points_rotmat`)."""
+        return self.body.points_rotmat(out.rotmat, out.betas)
+
+    def teacher_points(self, images: Tensor) -> Tensor:
+        """(B, 46, 3) the mean teacher's body points for `images`, no gradient. Within a step
+        (and its guard check, which follows before the teacher moves) computed once."""
+        cached = self._teacher_cache
+        if cached is not None and cached[0] is images:
+            return cached[1]
+        with torch.no_grad():
+            points = self._points(self._forward(None, [images], self.teacher))
+        if self._caching:
+            self._teacher_cache = (images, points)
+        return points
+
+    def drift(self, images: Tensor) -> float:
+        """Mean distance (m) of the student's root-centred body points from the teacher's on
+        `images` (B, 3, H, W): the guard's check after a step, reusing the step's frozen prefix
+        and teacher points when `images` is the step's current batch."""
+        with torch.no_grad():
+            ps = self._points(self._forward(None, [images]))
+            pt = self.teacher_points(images)
+        return float(((ps - ps[:, :1]) - (pt - pt[:, :1])).norm(dim=-1).mean())
+
     def _prefix(self, images: Tensor) -> Tensor:
         """The frozen backbone's output for `images` (computed once per step and batch)."""
-        key = id(images)
-        if self._prefixes is not None and key in self._prefixes:
-            return self._prefixes[key]
+        entry = self._prefixes.get(id(images))
+        if entry is not None and entry[0] is images:
+            return entry[1]
         with torch.no_grad():
             out = self.model.prefix(images, self.scope.prefix_stage)
-        if self._prefixes is not None:
-            self._prefixes[key] = out
+        if self._caching:
+            self._prefixes[id(images)] = (images, out)
         return out
+
+    def cached_prefix(self, images: Tensor) -> Tensor | None:
+        """The frozen prefix the last step computed (or was given) for `images`, else None."""
+        entry = self._prefixes.get(id(images))
+        return entry[1] if entry is not None and entry[0] is images else None
 
     def _forward(self, params: dict[str, Tensor] | None, parts: list[Tensor],
                  module: HMR | None = None) -> RegressorOutput:
@@ -187,6 +229,13 @@ class Adapter:
         stage = self.scope.prefix_stage
         if stage is None:
             x, kwargs = torch.cat(parts) if len(parts) > 1 else parts[0], {}
+            # Crops arrive as permuted HWC arrays (channels-last strides), as inference sees
+            # them. torch 2.13's CPU GroupNorm backward segfaults on such an input when it
+            # does not require grad itself, which happens only in the `norm` scope (conv
+            # weights frozen): only there is it made contiguous (other scopes keep the exact
+            # numbers of inference's layout).
+            if self.scope.name == "norm":
+                x = x.contiguous()
         else:
             x, kwargs = torch.cat([self._prefix(p) for p in parts]), {"from_stage": stage}
         if params is None:
@@ -196,12 +245,14 @@ class Adapter:
     def frame_loss(self, out: RegressorOutput, fb: FrameBatch,
                    replay: dict[str, Tensor] | None = None,
                    replay_out: RegressorOutput | None = None,
+                   points: Tensor | None = None,
                    synthetic: SyntheticBatch | None = None,
                    synthetic_out: RegressorOutput | None = None
                    ) -> tuple[Tensor, dict[str, Tensor]]:
-        """L_F on the current frames (and the replay and DAPA batches when given)."""
+        """L_F on the current frames (and the replay and DAPA batches when given); `points`
+        (B, 46, 3) are out's body points when the caller has them already."""
         c = self.cfg
-        points = self.body.forward_rotmat(out.rotmat, out.betas).points
+        points = self._points(out) if points is None else points
         joints = torch.einsum("js,bsd->bjd", fb.mapping, points)
         pred = L.project_to_crop(joints, out.cam, fb.box, fb.K)
         terms = {
@@ -221,16 +272,14 @@ class Adapter:
         return total, terms
 
     def temporal_loss(self, out_now: RegressorOutput, out_prev: RegressorOutput,
-                      batch: AdaptBatch) -> tuple[Tensor, dict[str, Tensor]]:
+                      batch: AdaptBatch, points_now: Tensor | None = None
+                      ) -> tuple[Tensor, dict[str, Tensor]]:
         """L_T: mean-teacher consistency on the current frames + 2D motion over tau."""
         c = self.cfg
         cur, prev = batch.current, batch.previous
-        points_now = self.body.forward_rotmat(out_now.rotmat, out_now.betas).points
-        with torch.no_grad():
-            t_out = self._forward(None, [cur.images], self.teacher)
-            teacher_points = self.body.forward_rotmat(t_out.rotmat, t_out.betas).points
-        terms = {"teacher": L.consistency_loss(points_now, teacher_points)}
-        points_prev = self.body.forward_rotmat(out_prev.rotmat, out_prev.betas).points
+        points_now = self._points(out_now) if points_now is None else points_now
+        terms = {"teacher": L.consistency_loss(points_now, self.teacher_points(cur.images))}
+        points_prev = self._points(out_prev)
         uv_now = L.project_pixels(torch.einsum("js,bsd->bjd", cur.mapping, points_now),
                                   L.camera_translation(out_now.cam, cur.box, cur.K), cur.K)
         uv_prev = L.project_pixels(torch.einsum("js,bsd->bjd", prev.mapping, points_prev),
@@ -266,22 +315,29 @@ class Adapter:
 
     def lower(self, params, batch: AdaptBatch) -> tuple[Tensor, dict[str, Tensor]]:
         now, _, rep, syn = self._outputs(params, batch, previous=False)
-        return self.frame_loss(now, batch.current, batch.replay, rep, batch.synthetic, syn)
+        return self.frame_loss(now, batch.current, batch.replay, rep,
+                               synthetic=batch.synthetic, synthetic_out=syn)
 
     def upper(self, params, batch: AdaptBatch) -> tuple[Tensor, dict[str, Tensor]]:
         now, prev, rep, syn = self._outputs(params, batch)
-        lf, tf = self.frame_loss(now, batch.current, batch.replay, rep, batch.synthetic, syn)
-        lt, tt = self.temporal_loss(now, prev, batch)
+        points_now = self._points(now)  # one body evaluation serves both levels' terms
+        lf, tf = self.frame_loss(now, batch.current, batch.replay, rep, points_now,
+                                 batch.synthetic, syn)
+        lt, tt = self.temporal_loss(now, prev, batch, points_now)
         return lf + lt, {**tf, **tt}
 
     # ------------------------------------------------------------------ steps
 
     def step(self, batch: AdaptBatch) -> StepReport:
-        self._prefixes = {}
+        self._prefixes, self._teacher_cache, self._caching = {}, None, True
+        if self.scope.prefix_stage is not None:  # prefixes earlier steps computed
+            for fb in (batch.current, batch.previous):
+                if fb.prefix is not None:
+                    self._prefixes[id(fb.images)] = (fb.images, fb.prefix)
         try:
             return self._step(batch)
         finally:
-            self._prefixes = None
+            self._caching = False
 
     def _step(self, batch: AdaptBatch) -> StepReport:
         t0 = time.perf_counter()
@@ -378,6 +434,7 @@ class Adapter:
 
     def update_teacher(self) -> None:
         d = self.cfg.teacher_decay
+        self._teacher_cache = None
         with torch.no_grad():
             for t, s in zip(self.teacher.parameters(), self.model.parameters()):
                 t.mul_(d).add_(s.detach(), alpha=1.0 - d)
@@ -414,7 +471,7 @@ def _on_device(module: _M, device: torch.device) -> _M:
 
 def _replay_loss(body: BodyModel, out: RegressorOutput, data: dict[str, Tensor]) -> Tensor:
     """Supervised loss on labelled source crops (BOA's L_S): 3D points and rotations."""
-    pred = body.forward_rotmat(out.rotmat, out.betas).points
+    pred = body.points_rotmat(out.rotmat, out.betas)
     gt = data["points3d"]
     l3d = ((pred - pred[:, :1]) - (gt - gt[:, :1])).pow(2).sum(-1).mean()
     return l3d + (out.rotmat - data["rotmat"]).pow(2).mean()

@@ -6,11 +6,12 @@
   step runs forward and backward only through layer4 and the head.
 - `head`: the head only (fc1, fc2 and the three decoders); the pooled backbone features are
   computed once per step (`prefix_stage` 5).
-- `norm` (not offered by `adapt.scope` yet): the affine weights and biases of every
-  normalisation layer, as in test-time adaptation methods that only re-normalise. The
-  parameter selection is here and tested, but a backward through the adapter with only
-  these weights requiring grad segfaults in torch 2.13 (GroupNorm model; every method, first
-  order too), while the same selection on the bare model does not: to be isolated.
+- `norm`: the affine weights and biases of every normalisation layer, as in test-time
+  adaptation methods that only re-normalise. Nothing is frozen first (norm layers are in
+  every stage), so the backward runs through the whole network, for input gradients only.
+  (It once crashed: torch 2.13's CPU GroupNorm backward segfaults on a channels-last input
+  that does not itself require grad, which is what a permuted HWC crop batch is when only
+  the norm weights adapt; `Adapter._forward` makes the input contiguous for this scope.)
 
 Frozen layers are identical in the student, its teacher and the source weights (they never
 change), so one prefix serves all three.

@@ -99,6 +99,9 @@ class AdaptationWorker:
         self._commands = Commands(self._lock, self._step_lock)  # reset, save
         self.command_timeout = COMMAND_TIMEOUT_S
         self._tracks: dict[int, deque[AdaptSample]] = {}
+        # Frozen-prefix outputs of buffered samples, by (track, index, crop id): see
+        # `_keep_prefixes`. Only the thread that owns the adapter touches it.
+        self._prefix_cache: dict[tuple[int, int, int], torch.Tensor] = {}
         self._frames: deque[int] = deque()  # frame indices waiting (every_frame, every_n)
         self._newest = -1
         self._last_done = -1
@@ -345,6 +348,7 @@ class AdaptationWorker:
         adapter: the worker thread, or run_pending's caller)."""
         batch = batch.to(self.adapter.device)  # itself when it is there already
         report = self.adapter.step(batch)
+        self._keep_prefixes(batch)
         if self._stop:
             self._rollback()
             return
@@ -372,6 +376,23 @@ class AdaptationWorker:
         self.reports.append(StepReport(report.method, report.loss, report.terms, True, "",
                                        report.seconds, self.adapter.version))
         self.publish(state, self.adapter.version)
+
+    def _keep_prefixes(self, batch: AdaptBatch) -> None:
+        """Remember the frozen prefix of each sample of the step: a frame's sample comes back
+        as the partner tau frames later (and in batch_frames' picks), and its prefix does not
+        change. Kept only while the sample is buffered."""
+        if self.adapter.scope.prefix_stage is None:
+            return
+        for fb in (batch.current, batch.previous):
+            prefix = self.adapter.cached_prefix(fb.images)
+            if prefix is None or not fb.keys:
+                continue
+            for key, row in zip(fb.keys, prefix):
+                self._prefix_cache[key] = row
+        with self._lock:  # submit changes the buffers from other threads
+            live = {(s.track, s.index, id(s.crop)) for dq in self._tracks.values() for s in dq}
+        for key in [k for k in self._prefix_cache if k not in live]:
+            del self._prefix_cache[key]
 
     def _count_rollback(self, reason: str) -> None:
         """After max_consecutive_rollbacks in a row the last good snapshot is evidently not
@@ -467,7 +488,15 @@ class AdaptationWorker:
 
     def _frames_to_batch(self, samples: list[AdaptSample], mapping: torch.Tensor) -> FrameBatch:
         images = torch.from_numpy(np.stack([s.crop for s in samples])).permute(0, 3, 1, 2)
+        # The crop's identity is part of the key: a restarted stream may bring the same track
+        # and index back with another image. Keys of samples that left the buffer are pruned
+        # (`_keep_prefixes`), so a cached id always belongs to a live crop.
+        keys = tuple((s.track, s.index, id(s.crop)) for s in samples)
+        cached = [self._prefix_cache.get(k) for k in keys]
         return FrameBatch(
+            keys=keys,
+            prefix=torch.stack(cached) if cached and all(c is not None for c in cached)
+            else None,
             images=images.float() / 255.0,
             box=torch.as_tensor(np.stack([s.box for s in samples]), dtype=torch.float32),
             K=torch.as_tensor(np.stack([s.K for s in samples]), dtype=torch.float32),

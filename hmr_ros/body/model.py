@@ -97,6 +97,31 @@ class BodyModel(nn.Module):
         self.part_ids = np.asarray(part, dtype=np.int64)
         self.faces = np.asarray(arrays["f"], dtype=np.int64)
         self.landmark_ids = ids
+        self._register_point_buffers()
+
+    def _register_point_buffers(self) -> None:
+        """What `points_rotmat` needs: SMPL's linear maps restricted to the 22 landmark
+        vertices, and the joint regressor folded into the shape space (joints are regressed
+        from the shaped, unposed mesh, so J(betas) = J_reg @ v_template + (J_reg @ shapedirs)
+        betas exactly). Buffers, so they follow the module's device and dtype."""
+        layer = self.layer
+        # smplx's selector picks the 21 vertex landmarks (in its own order, which is the
+        # order of out.joints[:, 24:45]); the head top is the 22nd, as in `forward`.
+        ids = torch.cat([layer.vertex_joint_selector.extra_joints_idxs.long(),
+                         self.head_top_id])
+        n_v = layer.v_template.shape[0]
+        posedirs = layer.posedirs.reshape(-1, n_v, 3)[:, ids].reshape(layer.posedirs.shape[0], -1)
+        buffers = {
+            "_joint_template": layer.J_regressor @ layer.v_template,  # (24, 3)
+            "_joint_shapedirs": torch.einsum("jv,vkl->jkl", layer.J_regressor,
+                                             layer.shapedirs),  # (24, 3, L)
+            "_landmark_template": layer.v_template[ids],  # (22, 3)
+            "_landmark_shapedirs": layer.shapedirs[ids],  # (22, 3, L)
+            "_landmark_posedirs": posedirs,  # (207, 66)
+            "_landmark_weights": layer.lbs_weights[ids],  # (22, 24)
+        }
+        for name, value in buffers.items():
+            self.register_buffer(name, value.detach().clone(), persistent=False)
 
     @property
     def num_vertices(self) -> int:
@@ -140,6 +165,32 @@ class BodyModel(nn.Module):
         for k in range(1, rotmat.shape[1]):
             out.append(out[parents[k]] @ rotmat[:, k])
         return torch.stack(out, dim=1)
+
+    def points_rotmat(self, rotmat: Tensor, betas: Tensor) -> Tensor:
+        """The 46 points of `BodyOutput.points` (24 joints, then the 22 landmarks) without the
+        rest of the mesh: rotmat (B, 24, 3, 3) root first, betas (B, L) -> (B, 46, 3).
+
+        Equal to `forward_rotmat(rotmat, betas).points` up to float rounding: SMPL's blend
+        skinning is per vertex, so posing only the 22 landmark vertices (and the joints, from
+        the shape space) gives the same points at a small fraction of the cost. The
+        adaptation losses use it: they evaluate bodies many times per step, twice
+        differentiated, and never look at the other vertices.
+        """
+        b = betas.shape[0]
+        ls = self._landmark_shapedirs.shape[-1]
+        betas = betas[:, :ls]
+        joints = self._joint_template + torch.einsum("bl,jkl->bjk", betas,
+                                                     self._joint_shapedirs)
+        shaped = self._landmark_template + torch.einsum("bl,mkl->bmk", betas,
+                                                        self._landmark_shapedirs)
+        eye = torch.eye(3, dtype=rotmat.dtype, device=rotmat.device)
+        pose_feature = (rotmat[:, 1:] - eye).reshape(b, -1)
+        posed = shaped + (pose_feature @ self._landmark_posedirs).reshape(b, -1, 3)
+        posed_joints, rel = smplx.lbs.batch_rigid_transform(rotmat, joints, self.parents,
+                                                            dtype=rotmat.dtype)
+        T = (self._landmark_weights @ rel.reshape(b, 24, 16)).reshape(b, -1, 4, 4)
+        landmarks = (T[..., :3, :3] @ posed[..., None])[..., 0] + T[..., :3, 3]
+        return torch.cat([posed_joints, landmarks], dim=1)
 
     def forward_axis_angle(self, pose: Tensor, betas: Tensor,
                            transl: Tensor | None = None) -> BodyOutput:
