@@ -196,6 +196,19 @@ def _train_temporal(args: argparse.Namespace) -> int:
     return main(args)
 
 
+def _train_pose_vae(args: argparse.Namespace) -> int:
+    from .pose_vae_train import train_pose_vae
+
+    command = ("hmr-ros train-pose-vae --out " + args.out + f" --steps {args.steps}"
+               f" --seed {args.seed}")
+    report = train_pose_vae(args.out, steps=args.steps, seed=args.seed, command=command)
+    h = report["held_out"]
+    print(f"pose VAE: held-out reconstruction {h['reconstruction_deg_mean']:.2f} deg per joint "
+          f"(p95 {h['reconstruction_deg_p95']:.2f}); prior samples within limits "
+          f"{100 * h['prior_samples_within_limits']:.1f}%; wrote {args.out}")
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     if args.bench == "model":
         from .bench import model
@@ -419,6 +432,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=_train_temporal)
+
+    p = sub.add_parser("train-pose-vae", help="train the pose VAE DAPA perturbs poses with "
+                       "(on the synthetic motion library)")
+    p.add_argument("--out", default="weights/pose_vae.npz")
+    p.add_argument("--steps", type=int, default=4000)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(handler=_train_pose_vae)
 
     p = sub.add_parser("eval", help="evaluate the frozen regressor on domains or bags")
     p.add_argument("bags", nargs="*", help="rosbag2 folders or files with ground truth")

@@ -106,8 +106,21 @@ class AdaptConfig:
     # inference device (inference.device), or cpu | cuda | cuda:N. Published weights are
     # moved to the backend's device by the backend.
     device: str = ""
+    # DAPA (adapt/dapa.py, issue 16): labelled synthetic crops in the target's own looks as an
+    # extra supervised term L_syn (BOA's L_S, both levels; the baselines' single objective).
+    # 0 = off. Rendered on the adaptation thread every dapa_every steps, dapa_batch at a time.
+    dapa_weight: float = 0.0
+    dapa_noise: float = 0.5  # s in z * (1 + s * eps), eps ~ U[0, 1] (the paper's code: 0.5)
+    dapa_batch: int = 2  # synthetic crops per step
+    dapa_every: int = 1  # render a new synthetic batch every this many steps (reused between)
+    dapa_pose: str = "target"  # target (perturbed estimates) | random (pose VAE prior samples)
+    dapa_texture: str = "target"  # target (part colours from the crops) | plain (grey body)
+    dapa_history: int = 8  # recent crops per person for colours and the background median
+    dapa_vae: str = ""  # pose VAE .npz; empty = the shipped weights/pose_vae.npz
 
 
+DAPA_POSES = ("target", "random")
+DAPA_TEXTURES = ("target", "plain")
 DETECTORS = ("auto", "none", "mediapipe", "mediapipe_hog")
 
 
@@ -212,6 +225,12 @@ class PipelineConfig:
         if not re.fullmatch(r"(cpu|cuda(:\d+)?)?", a.device):
             raise ConfigError(f"adapt.device must be empty (the inference device), cpu, cuda or "
                               f"cuda:N, got {a.device!r}")
+        if a.dapa_pose not in DAPA_POSES or a.dapa_texture not in DAPA_TEXTURES:
+            raise ConfigError(f"adapt.dapa_pose must be one of {DAPA_POSES} and dapa_texture one "
+                              f"of {DAPA_TEXTURES}, got {a.dapa_pose!r}, {a.dapa_texture!r}")
+        if min(a.dapa_batch, a.dapa_every, a.dapa_history) < 1 or a.dapa_noise < 0:
+            raise ConfigError("adapt.dapa_batch, dapa_every and dapa_history must be >= 1, "
+                              "dapa_noise >= 0")
         i = self.inference
         if i.backend not in BACKENDS:
             raise ConfigError(f"inference.backend must be one of {BACKENDS}, got {i.backend!r}")

@@ -287,7 +287,7 @@ def test_flow_term_has_a_gradient_on_the_weights(body, frames):
     batch = worker._attach_flow(batch)
     assert batch.flow is not None and float(batch.flow.weight.sum()) == 1.0
     a = worker.adapter
-    now, _, _, earlier = a._outputs(None, batch)
+    now, _, _, _, earlier = a._outputs(None, batch)
     loss = flow_term(a.body, earlier, now, batch.flow, batch.current.box, batch.current.K)
     grads = torch.autograd.grad(loss, list(a.params().values()), allow_unused=True)
     assert float(loss.detach()) > 0

@@ -34,6 +34,7 @@ from ..body import BodyModel
 from ..config import AdaptConfig
 from ..model.hmr import HMR, RegressorOutput
 from . import losses as L
+from .dapa import SyntheticBatch, synthetic_loss
 from .flow_term import FlowBatch, flow_term
 from .prior import MaxMixturePrior
 from .scope import make_scope
@@ -86,6 +87,7 @@ class AdaptBatch:
     previous: FrameBatch
     replay: dict[str, Tensor] | None = None
     flow: FlowBatch | None = None  # the frames one earlier and the image flow (w_flow > 0)
+    synthetic: SyntheticBatch | None = None  # DAPA's rendered crops (adapt/dapa.py)
 
     def to(self, device: torch.device) -> AdaptBatch:
         """The same batch on `device` (itself when it is there already)."""
@@ -94,7 +96,9 @@ class AdaptBatch:
         replay = None if self.replay is None else {k: v.to(device)
                                                    for k, v in self.replay.items()}
         flow = None if self.flow is None else self.flow.to(device)
-        return AdaptBatch(self.current.to(device), self.previous.to(device), replay, flow)
+        synthetic = None if self.synthetic is None else self.synthetic.to(device)
+        return AdaptBatch(self.current.to(device), self.previous.to(device), replay, flow,
+                          synthetic)
 
 
 @dataclass(frozen=True)
@@ -251,9 +255,12 @@ class Adapter:
     def frame_loss(self, out: RegressorOutput, fb: FrameBatch,
                    replay: dict[str, Tensor] | None = None,
                    replay_out: RegressorOutput | None = None,
-                   points: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
-        """L_F on the current frames (and the replay batch when given); `points` (B, 46, 3)
-        are out's body points when the caller has them already."""
+                   points: Tensor | None = None,
+                   synthetic: SyntheticBatch | None = None,
+                   synthetic_out: RegressorOutput | None = None
+                   ) -> tuple[Tensor, dict[str, Tensor]]:
+        """L_F on the current frames (and the replay and DAPA batches when given); `points`
+        (B, 46, 3) are out's body points when the caller has them already."""
         c = self.cfg
         points = self._points(out) if points is None else points
         joints = torch.einsum("js,bsd->bjd", fb.mapping, points)
@@ -268,6 +275,10 @@ class Adapter:
         if replay is not None and replay_out is not None and c.w_replay > 0:
             terms["replay"] = _replay_loss(self.body, replay_out, replay)
             total = total + c.w_replay * terms["replay"]
+        if synthetic is not None and synthetic_out is not None and c.dapa_weight > 0:
+            terms["synthetic"], parts = synthetic_loss(self.body, synthetic_out, synthetic)
+            terms.update(parts)
+            total = total + c.dapa_weight * terms["synthetic"]
         return total, terms
 
     def temporal_loss(self, out_now: RegressorOutput, out_prev: RegressorOutput,
@@ -304,14 +315,16 @@ class Adapter:
     def _outputs(self, params: dict[str, Tensor] | None, batch: AdaptBatch,
                  previous: bool = True
                  ) -> tuple[RegressorOutput, RegressorOutput | None, RegressorOutput | None,
-                            RegressorOutput | None]:
-        """Current, previous (and replay, and the flow's earlier frames) outputs from ONE
-        forward over all images."""
+                            RegressorOutput | None, RegressorOutput | None]:
+        """Current, previous, replay, DAPA's synthetic and the flow's earlier frames' outputs
+        (None where absent) from ONE forward over all images."""
         parts = [batch.current.images]
         if previous:
             parts.append(batch.previous.images)
         if batch.replay is not None:
             parts.append(batch.replay["images"])
+        if batch.synthetic is not None:
+            parts.append(batch.synthetic.images)
         flow = previous and batch.flow is not None and self.cfg.w_flow > 0
         if flow:
             parts.append(batch.flow.images)
@@ -322,17 +335,20 @@ class Adapter:
         now = pieces.pop(0)
         prev = pieces.pop(0) if previous else None
         rep = pieces.pop(0) if batch.replay is not None else None
+        syn = pieces.pop(0) if batch.synthetic is not None else None
         earlier = pieces.pop(0) if flow else None
-        return now, prev, rep, earlier
+        return now, prev, rep, syn, earlier
 
     def lower(self, params, batch: AdaptBatch) -> tuple[Tensor, dict[str, Tensor]]:
-        now, _, rep, _ = self._outputs(params, batch, previous=False)
-        return self.frame_loss(now, batch.current, batch.replay, rep)
+        now, _, rep, syn, _ = self._outputs(params, batch, previous=False)
+        return self.frame_loss(now, batch.current, batch.replay, rep,
+                               synthetic=batch.synthetic, synthetic_out=syn)
 
     def upper(self, params, batch: AdaptBatch) -> tuple[Tensor, dict[str, Tensor]]:
-        now, prev, rep, earlier = self._outputs(params, batch)
+        now, prev, rep, syn, earlier = self._outputs(params, batch)
         points_now = self._points(now)  # one body evaluation serves both levels' terms
-        lf, tf = self.frame_loss(now, batch.current, batch.replay, rep, points_now)
+        lf, tf = self.frame_loss(now, batch.current, batch.replay, rep, points_now,
+                                 batch.synthetic, syn)
         lt, tt = self.temporal_loss(now, prev, batch, points_now, earlier)
         return lf + lt, {**tf, **tt}
 
@@ -371,7 +387,7 @@ class Adapter:
                           seconds=time.perf_counter() - t0, version=self.version)
 
     def _temporal_only(self, params, batch: AdaptBatch) -> tuple[Tensor, dict[str, Tensor]]:
-        now, prev, _, earlier = self._outputs(params, batch)
+        now, prev, _, _, earlier = self._outputs(params, batch)
         return self.temporal_loss(now, prev, batch, out_flow=earlier)
 
     def _adam(self, objective) -> tuple[Tensor, dict[str, Tensor]]:

@@ -35,6 +35,7 @@ from ..config import AdaptConfig
 from ..data.frame import Keypoints
 from ..model.checkpoint import save_checkpoint
 from .commands import Commands
+from .dapa import DapaGenerator, Estimate
 from .flow_term import FlowBatch, FlowCache
 from .guard import DriftGuard
 from .methods import AdaptBatch, Adapter, FrameBatch, StepReport
@@ -128,6 +129,13 @@ class AdaptationWorker:
         # 8 R^2 bytes (131 kB at R = 128); the cache keeps at most buffer_frames pairs.
         self._flow_pairs: list[tuple[int, AdaptSample | None, AdaptSample]] = []
         self.flow_cache = FlowCache(cfg.buffer_frames)
+        # DAPA (adapt.dapa_weight > 0): synthetic crops rendered here, on the thread that runs
+        # steps; `_batch_samples` are the samples of the batch `_batch` built last.
+        self.dapa = make_dapa(adapter, cfg)
+        self.dapa_ms: deque[float] = deque(maxlen=200)  # observe + render, per batch
+        self._dapa_batch = None
+        self._dapa_count = 0
+        self._batch_samples: list[AdaptSample] = []
 
     # ------------------------------------------------------------ control (any thread)
 
@@ -246,6 +254,8 @@ class AdaptationWorker:
         """Drop a lost track's history."""
         with self._lock:
             self._tracks.pop(track, None)
+            if self.dapa is not None:
+                self.dapa.forget(track)
 
     # ------------------------------------------------------------ worker thread
 
@@ -276,6 +286,7 @@ class AdaptationWorker:
         batch = self._attach_flow(batch)  # outside the lock that submit takes
         batch = batch.to(self.adapter.device)  # outside the lock that submit takes
         with self._step_lock:
+            batch = self._with_synthetic(batch)
             for _ in range(self.cfg.steps_per_frame):
                 self._step(batch)
         return self.cfg.steps_per_frame
@@ -314,6 +325,8 @@ class AdaptationWorker:
                 continue
             batch = self._attach_flow(batch)  # outside the lock that submit takes
             batch = batch.to(self.adapter.device)  # outside the lock that submit takes
+            with self._step_lock:
+                batch = self._with_synthetic(batch)
             for _ in range(self.cfg.steps_per_frame):
                 if self._stop:
                     return
@@ -448,6 +461,7 @@ class AdaptationWorker:
         if self.cfg.w_flow > 0:
             self._flow_pairs = [(s.track, _sample_at(self._tracks[s.track], s.index - 1), s)
                                 for s in cur]
+        self._batch_samples = cur
         mapping = torch.as_tensor(get_joint_set(fmt).matrix(), dtype=torch.float32)
         replay = None
         if self.replay is not None:
@@ -489,6 +503,33 @@ class AdaptationWorker:
             weight=torch.as_tensor(weight, dtype=torch.float32))
         return dataclasses.replace(batch, flow=flow)
 
+    def _with_synthetic(self, batch: AdaptBatch) -> AdaptBatch:
+        """`batch` with DAPA's synthetic crops (itself when DAPA is off): the student's
+        estimates on the batch's current crops update the people's looks, and every
+        `dapa_every` batches a new synthetic batch is rendered (the last one is reused in
+        between). A failure is logged and the step goes on without synthetic crops."""
+        if self.dapa is None:
+            return batch
+        t0 = time.perf_counter()
+        try:
+            with torch.no_grad():
+                out = self.adapter.predict(None, batch.current.images)
+            rotmat, betas, cam = (t.detach().float().cpu().numpy()
+                                  for t in (out.rotmat, out.betas, out.cam))
+            estimates = [Estimate(s.track, s.crop, np.asarray(s.box, np.float32),
+                                  np.asarray(s.K, np.float32), rotmat[i], betas[i], cam[i])
+                         for i, s in enumerate(self._batch_samples)]
+            self.dapa.observe(estimates)
+            if self._dapa_batch is None or self._dapa_count % self.cfg.dapa_every == 0:
+                syn = self.dapa.generate(estimates, self.cfg.dapa_batch)
+                self._dapa_batch = None if syn is None else syn.to(self.adapter.device)
+            self._dapa_count += 1
+        except Exception as err:  # the real frames' step must still run
+            log.warning("DAPA generation failed: %s: %s", type(err).__name__, err)
+            return batch
+        self.dapa_ms.append((time.perf_counter() - t0) * 1e3)
+        return dataclasses.replace(batch, synthetic=self._dapa_batch)
+
     def _frames_to_batch(self, samples: list[AdaptSample], mapping: torch.Tensor) -> FrameBatch:
         images = torch.from_numpy(np.stack([s.crop for s in samples])).permute(0, 3, 1, 2)
         # The crop's identity is part of the key: a restarted stream may bring the same track
@@ -517,6 +558,23 @@ def _sample_at(dq: deque[AdaptSample], index: int) -> AdaptSample | None:
         if s.index < index:
             return None
     return None
+
+def make_dapa(adapter: Adapter, cfg: AdaptConfig) -> DapaGenerator | None:
+    """DAPA's generator when adapt.dapa_weight > 0 (None otherwise): the pose VAE from
+    adapt.dapa_vae (empty: the shipped one) and a CPU copy of the body model (the renderer and
+    the looks are numpy; the adapter's body may live on a GPU)."""
+    if cfg.dapa_weight <= 0:
+        return None
+    import copy
+
+    from ..body.pose_vae import load_pose_vae
+
+    body = adapter.body
+    if any(t.device.type != "cpu" for t in body.buffers()):
+        body = copy.deepcopy(body).cpu()
+    return DapaGenerator(body, load_pose_vae(cfg.dapa_vae or None), noise=cfg.dapa_noise,
+                         pose=cfg.dapa_pose, texture=cfg.dapa_texture,
+                         history=cfg.dapa_history)
 
 
 def _copy_optimizer(adapter: Adapter) -> dict:

@@ -103,6 +103,9 @@ def _job(args: tuple) -> dict:
     out["rollbacks"] = worker.rollbacks if worker else 0
     out["steps_per_second"] = (worker.steps / step_time) if worker and step_time > 0 else 0.0
     out["per_frame_pa_mpjpe"] = ev.report.values("pa_mpjpe").tolist()
+    # DAPA's cost on the adaptation thread (observe + render one synthetic batch), per batch.
+    dapa_ms = list(worker.dapa_ms) if worker is not None and worker.dapa is not None else []
+    out["dapa_ms_per_batch"] = float(np.median(dapa_ms)) if dapa_ms else 0.0
     pipeline.close()
     return {"domain": domain, "seed": seed, "method": method, **out}
 
