@@ -411,5 +411,34 @@ def train_meta(cfg: MetaTrainConfig, train_path: str | Path, run_dir: str | Path
 
 
 def config_with(cfg: MetaTrainConfig, **overrides: object) -> MetaTrainConfig:
+    """cfg with the overrides that are not None; an unknown field name is an error."""
     known = {f.name for f in fields(cfg)}
-    return replace(cfg, **{k: v for k, v in overrides.items() if v is not None and k in known})
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"unknown MetaTrainConfig fields {unknown}; known: {sorted(known)}")
+    return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def parse_overrides(items: list[str]) -> dict[str, object]:
+    """["KEY=VALUE", ...] -> typed values by MetaTrainConfig's field types (`--set`)."""
+    types = {f.name: f.type for f in fields(MetaTrainConfig)}
+    out: dict[str, object] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or key not in types:
+            raise ValueError(f"--set wants KEY=VALUE with KEY a MetaTrainConfig field, got "
+                             f"{item!r}; known: {sorted(types)}")
+        kind = str(types[key])
+        if text.lower() in ("none", "null") and "None" in kind:
+            out[key] = None
+        elif kind.startswith("bool"):
+            if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(f"{key} wants true or false, got {text!r}")
+            out[key] = text.lower() in ("true", "1", "yes")
+        elif kind.startswith("int"):
+            out[key] = int(text)
+        elif kind.startswith("float"):
+            out[key] = float(text)
+        else:
+            out[key] = text
+    return out

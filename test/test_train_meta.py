@@ -162,3 +162,26 @@ def test_meta_training_is_deterministic_and_resumable(trainset, tmp_path):
     other = train_meta(replace(CFG, seed=1), trainset, tmp_path / "d", out=tmp_path / "d.pt",
                        progress=False, model_config=MICRO)
     assert other["final"]["outer"] != straight["final"]["outer"]
+
+
+def test_train_meta_command(tmp_path, capsys):
+    from hmr_ros.cli import main
+    from hmr_ros.train_meta import config_with, parse_overrides
+
+    data = tmp_path / "tiny.npz"
+    write_trainset("h36m_like", 8, data, seed=4, input_size=64, chunk=8, progress=False)
+    rc = main(["train-meta", "--data", str(data), "--run", str(tmp_path / "run"),
+               "--out", str(tmp_path / "m.pt"), "--preset", "hmr_tiny", "--steps", "2",
+               "--batch-size", "2", "--threads", "1", "--order", "2",
+               "--set", "log_every=1", "--set", "augment=false", "--set", "w_aux_rot=2"])
+    assert rc == 0 and "meta-trained 2 steps" in capsys.readouterr().out
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["config"]["order"] == 2 and report["config"]["w_aux_rot"] == 2.0
+    assert report["config"]["augment"] is False
+    assert load_checkpoint(tmp_path / "m.pt.aux.pt").meta["role"] == "dualnet auxiliary"
+    with pytest.raises(ValueError, match="MetaTrainConfig field"):
+        parse_overrides(["no_such=1"])
+    with pytest.raises(ValueError, match="true or false"):
+        parse_overrides(["aux_detach=maybe"])
+    with pytest.raises(ValueError, match="unknown MetaTrainConfig fields"):
+        config_with(MetaTrainConfig(), no_such=1)
