@@ -240,11 +240,16 @@ def meta_gradient(model: HMR, aux: HMR, body: BodyModel, prior: MaxMixturePrior,
                      for n, x in zip(aux_names, g[len(names):])}
     terms = {f"inner_{k}": float(v.detach()) for k, v in t_in.items()}
     terms.update({f"outer_{k}": v for k, v in outer_terms.items().items()})
-    # What the one test-time step bought on this batch (> 0: it helped): the quantity
-    # meta-training is meant to grow.
+    # What the one test-time step bought on this batch (> 0: it helped), the quantity
+    # meta-training is meant to grow: both sides without dropout (in training mode two
+    # masks' noise would swamp a 1e-5 step's effect).
+    was = model.training
+    model.eval()
     with torch.no_grad():
         before = supervised_loss(_Bound(model, params), body, batch, cfg.outer()).total
-    terms["step_gain"] = float(before) - float(outer_terms.total.detach())
+        after = supervised_loss(_Bound(model, probe), body, batch, cfg.outer()).total
+    model.train(was)
+    terms["step_gain"] = float(before - after)
     return MetaGradient(grads, aux_grads, outer_terms.total.detach(), inner.detach(), terms)
 
 

@@ -130,6 +130,7 @@ def test_meta_training_lowers_the_outer_loss_on_a_fixed_batch(parts, order):
     cfg = replace(CFG, order=order, inner_lr=1e-3)
     trainer = MetaTrainer(model, aux, body, cfg, prior)
     first = [trainer.step(batch) for _ in range(25)]
+    assert {"outer", "inner", "aux_total", "step_gain", "inner_aux_joints"} <= set(first[0])
     after = meta_gradient(model, aux, body, prior, batch, cfg)
     assert float(after.outer) < 0.6 * first[0]["outer"]
     assert first[-1]["aux_total"] < 0.6 * first[0]["aux_total"]  # f_u learns too
