@@ -193,7 +193,8 @@ def _train(args: argparse.Namespace) -> int:
 def _train_meta(args: argparse.Namespace) -> int:
     from .train_meta import MetaTrainConfig, config_with, parse_overrides, train_meta
 
-    cfg = config_with(MetaTrainConfig(), preset=args.preset, init=args.init, steps=args.steps,
+    cfg = config_with(MetaTrainConfig(), preset=args.preset, init=args.init,
+                      aux_init=args.aux_init, steps=args.steps,
                       batch_size=args.batch_size, lr=args.lr, aux_lr=args.aux_lr,
                       inner_lr=args.inner_lr, order=args.order, seed=args.seed,
                       threads=args.threads, **parse_overrides(args.set or []))
@@ -416,6 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True, help="run folder (last.pt, log.json, report.json)")
     p.add_argument("--out", default=None, help="final checkpoint (auxiliary beside: .aux.pt)")
     p.add_argument("--init", default=None, help="checkpoint both networks start from")
+    p.add_argument("--aux-init", default=None, help="the auxiliary network's own start")
     p.add_argument("--preset", default=None, help="regressor preset without --init")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None)

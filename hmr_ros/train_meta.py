@@ -60,6 +60,7 @@ class MetaTrainConfig:
 
     preset: str = "hmr_small"
     init: str | None = None  # checkpoint both networks start from (None: from scratch)
+    aux_init: str | None = None  # the auxiliary network's own start (None: as `init`)
     steps: int = 2000
     batch_size: int = 16
     seed: int = 0
@@ -326,15 +327,17 @@ def with_keypoints(batch: dict[str, Tensor], cfg: MetaTrainConfig,
 
 def _networks(cfg: MetaTrainConfig, data: TrainSet, model_config: ModelConfig | None
               ) -> tuple[HMR, HMR]:
-    """f_w and f_u: both from `cfg.init` when given, else fresh: two successive draws of the
-    global generator (different weights, the pair deterministic by seed)."""
-    if cfg.init:
-        model = load_checkpoint(cfg.init).model
-        aux = load_checkpoint(cfg.init).model
-    else:
-        arch = model_config or get_preset(cfg.preset)
-        model = HMR(arch, mean_params=data.mean_params())
-        aux = HMR(arch, mean_params=data.mean_params())
+    """f_w from `cfg.init`, f_u from `cfg.aux_init` (else `cfg.init`); a network without a
+    checkpoint is fresh, drawn from the global generator (main first: deterministic by
+    seed)."""
+    arch = model_config or get_preset(cfg.preset)
+    model = load_checkpoint(cfg.init).model if cfg.init else HMR(
+        arch, mean_params=data.mean_params())
+    # A copy of the main start makes the pseudo-SMPL targets the main network's own
+    # prediction (no gradient at first); `aux_init` gives the auxiliary network its own.
+    aux_start = cfg.aux_init or cfg.init
+    aux = load_checkpoint(aux_start).model if aux_start else HMR(
+        arch, mean_params=data.mean_params())
     return model.train(), aux.train()
 
 

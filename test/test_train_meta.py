@@ -186,3 +186,19 @@ def test_train_meta_command(tmp_path, capsys):
         parse_overrides(["aux_detach=maybe"])
     with pytest.raises(ValueError, match="unknown MetaTrainConfig fields"):
         config_with(MetaTrainConfig(), no_such=1)
+
+
+def test_the_auxiliary_network_can_start_from_its_own_checkpoint(trainset, tmp_path):
+    from hmr_ros.model import save_checkpoint
+
+    torch.manual_seed(9)
+    start = tmp_path / "aux_start.pt"
+    save_checkpoint(start, HMR(MICRO))
+    cfg = replace(CFG, steps=2, aux_init=str(start), aux_lr=0.0)
+    train_meta(cfg, trainset, tmp_path / "r", out=tmp_path / "m.pt", progress=False,
+               model_config=MICRO)
+    ref = load_checkpoint(start).model.state_dict()
+    aux = load_checkpoint(tmp_path / "m.pt.aux.pt").model.state_dict()
+    main = load_checkpoint(tmp_path / "m.pt").model.state_dict()
+    assert all(torch.equal(ref[k], aux[k]) for k in ref)  # aux_lr 0: the start, unchanged
+    assert not torch.equal(ref["conv1.weight"], main["conv1.weight"])
