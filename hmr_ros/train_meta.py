@@ -146,11 +146,18 @@ def _centred(body: BodyModel, out: RegressorOutput, vertices: bool
 
 def aux_targets(aux: HMR, aux_params: Params | None, body: BodyModel, images: Tensor,
                 cfg: MetaTrainConfig) -> AuxTargets:
-    """f_u's targets for images (B, 3, R, R); detached when `cfg.aux_detach`."""
-    with torch.set_grad_enabled(torch.is_grad_enabled() and not cfg.aux_detach):
-        out = aux(images) if aux_params is None else functional_call(aux, aux_params,
-                                                                     (images,))
-        points, verts = _centred(body, out, cfg.w_aux_vertices > 0)
+    """f_u's targets for images (B, 3, R, R); detached when `cfg.aux_detach`. Without
+    dropout (eval mode), as the targets would be made at test time: a dropout mask would
+    make them noise the inner step chases."""
+    was = aux.training
+    aux.eval()
+    try:
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not cfg.aux_detach):
+            out = aux(images) if aux_params is None else functional_call(aux, aux_params,
+                                                                         (images,))
+            points, verts = _centred(body, out, cfg.w_aux_vertices > 0)
+    finally:
+        aux.train(was)
     t = AuxTargets(out.rotmat, out.betas, points, verts)
     if cfg.aux_detach:
         t = AuxTargets(*(None if x is None else x.detach() for x in

@@ -202,3 +202,13 @@ def test_the_auxiliary_network_can_start_from_its_own_checkpoint(trainset, tmp_p
     main = load_checkpoint(tmp_path / "m.pt").model.state_dict()
     assert all(torch.equal(ref[k], aux[k]) for k in ref)  # aux_lr 0: the start, unchanged
     assert not torch.equal(ref["conv1.weight"], main["conv1.weight"])
+
+
+def test_auxiliary_targets_are_made_without_dropout(parts):
+    data, body, _, batch = parts
+    aux = HMR(replace(MICRO, dropout=0.5), mean_params=data.mean_params()).train()
+    a = aux_targets(aux, None, body, batch["images"], CFG)
+    b = aux_targets(aux, None, body, batch["images"], CFG)
+    torch.testing.assert_close(a.points, b.points, rtol=0, atol=0)
+    torch.testing.assert_close(a.rotmat, b.rotmat, rtol=0, atol=0)
+    assert aux.training  # the network's mode is given back
