@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("stream", ("hmr_ros.stream",)),
     ("eval", ("hmr_ros.eval",)),
     ("commands", ("hmr_ros.replay", "hmr_ros.demo", "hmr_ros.synth", "hmr_ros.train",
-                  "hmr_ros.train_temporal", "hmr_ros.pose_vae_train",
+                  "hmr_ros.train_temporal", "hmr_ros.pose_vae_train", "hmr_ros.train_meta",
                   "hmr_ros.bench", "hmr_ros.cli", "hmr_ros.__main__")),
     ("ros", ("hmr_ros.ros", "hmr_ros.msg")),
 ]
