@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 Handler = Callable[[argparse.Namespace], int]
+NEEDS_CONFIG = ("adapt", "temporal", "soak")  # bench commands that take --set/--config
 
 
 def _body_model(args: argparse.Namespace) -> int:
@@ -229,62 +230,9 @@ def _train_meta(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    if args.bench == "model":
-        from .bench import model
+    from .bench.commands import run
 
-        model.run(args.out or "bench/results/model_cpu.json", args.presets, args.repeats,
-                  args.threads)
-        return 0
-    if args.bench == "render":
-        from .bench import render
-
-        render.run(args.out or "bench/results/render_cpu.json", repeats=args.repeats)
-        return 0
-    if args.bench == "adapt":
-        from .bench import adapt
-
-        adapt.main(args, _config(args))
-        return 0
-    if args.bench == "temporal":
-        from .bench import temporal
-
-        temporal.main(args, _config(args))
-        return 0
-    if args.bench == "flow":
-        from .bench import flow
-
-        flow.run(args.out or "bench/results/flow_cpu.json", tuple(args.domains), args.seed,
-                 args.duration, args.repeats, adapt_method=args.adapt_method)
-        return 0
-    if args.bench == "infer":
-        from .bench import infer
-
-        infer.main(args)
-        return 0
-    if args.bench == "scopes":
-        from .bench import scopes
-
-        scopes.run([Path(p) for p in args.lockstep], [Path(p) for p in args.background],
-                   Path(args.out_dir))
-        return 0
-    if args.bench == "gpu":
-        from .bench import gpu
-
-        return gpu.main(args)
-    if args.bench == "soak":
-        from .bench import soak
-
-        soak.run(args.minutes, _config(args), args.domain, args.seed, args.sample,
-                 args.segment, args.scale, args.tag, args.out_dir)
-        return 0
-    if args.bench == "node":
-        from .bench import node
-
-        node.run(args.out_dir, args.tag, args.fps, args.width, args.height, args.seconds,
-                 tuple(args.cases), args.repeats, args.seed, args.work,
-                 dict(kv.split(":=", 1) for kv in args.launch_arg), args.fastdds_transports)
-        return 0
-    raise AssertionError(args.bench)
+    return run(args, _config(args) if args.bench in NEEDS_CONFIG else None)
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -500,126 +448,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="write the metrics as JSON here")
     p.set_defaults(handler=_score)
 
-    p = sub.add_parser("bench", help="benchmarks; each writes JSON under bench/results/")
-    bench = p.add_subparsers(dest="bench", metavar="BENCH", required=True)
-    b = bench.add_parser("model", help="regressor presets and body model: params, latency")
-    b.add_argument("--presets", nargs="*", default=None, help="default: all presets")
-    b.add_argument("--repeats", type=int, default=20)
-    b.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    b.add_argument("--out", default=None, help="JSON path (default bench/results/...)")
-    b = bench.add_parser("render", help="synthetic-world rendering speed on one core")
-    b.add_argument("--repeats", type=int, default=20)
-    b.add_argument("--out", default=None, help="JSON path (default bench/results/...)")
+    from .bench.commands import add_parsers
 
-    b = bench.add_parser("adapt", help="BOA's ablation on synthetic target domains")
-    b.add_argument("--domains", nargs="+", default=["pw3d_like"])
-    b.add_argument("--seeds", type=int, nargs="+", default=[1000, 1001, 1002],
-                   help="stream seeds to report on (tune on others)")
-    b.add_argument("--duration", type=float, default=10.0, help="seconds per stream")
-    b.add_argument("--methods", nargs="*", default=None,
-                   help="none framewise joint two_stage boa_1st boa_2nd (default: all)")
-    b.add_argument("--protocol", choices=("before", "after"), default="before",
-                   help="before: predict each frame before adapting on it (default); "
-                        "after: BOA's protocol, adapt on the frame then predict it")
-    b.add_argument("--workers", type=int, default=2, help="parallel processes")
-    b.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
-    b.add_argument("--background-only", action="store_true",
-                   help="only the timing: steps/s of the worker beside camera-rate inference "
-                        "and the inference p95 with/without it, on every stream (writes "
-                        "adapt_background[_TAG].json)")
-    b.add_argument("--repeats", type=int, default=1,
-                   help="with --background-only: runs per stream (the median is reported)")
-    b.add_argument("--out-dir", default="bench/results")
-    b.add_argument("--tag", default="", help="suffix of the output file names")
-    b.add_argument("--cache", default="runs/cache", help="where rendered streams are kept")
-    _add_config_flags(b, method=False)
-
-    b = bench.add_parser("temporal", help="temporal refinement (TAR): causal, lookahead 2/4, "
-                                          "branch ablation, with and without BOA")
-    b.add_argument("--domains", nargs="+", default=["pw3d_like", "robot_cam"])
-    b.add_argument("--seeds", type=int, nargs="+", default=[1000, 1001, 1002],
-                   help="stream seeds to report on (tune on others)")
-    b.add_argument("--duration", type=float, default=10.0, help="seconds per stream")
-    b.add_argument("--methods", nargs="+", default=["none", "boa_2nd"],
-                   help="adaptation methods under the stage (none = frozen)")
-    b.add_argument("--modes", nargs="*", default=None,
-                   help="causal lookahead2 lookahead4 causal_global_only causal_local_only "
-                        "causal_reset "
-                        "(default: all)")
-    b.add_argument("--refiner", default="", help="refiner checkpoint (default: bundled)")
-    b.add_argument("--max-frames", type=int, default=0,
-                   help="score only the first N frames of each stream (0: all)")
-    b.add_argument("--workers", type=int, default=2, help="parallel processes")
-    b.add_argument("--out-dir", default="bench/results")
-    b.add_argument("--tag", default="", help="suffix of the output file names")
-    b.add_argument("--cache", default="runs/cache", help="where rendered streams are kept")
-    _add_config_flags(b, method=False)
-
-    b = bench.add_parser("flow", help="DIS optical flow between person crops: ms per pair "
-                         "and end-point error against the renderer's exact flow")
-    b.add_argument("--domains", nargs="+", default=["pw3d_like", "robot_cam"])
-    b.add_argument("--seed", type=int, default=1000)
-    b.add_argument("--duration", type=float, default=1.0, help="seconds of stream per domain")
-    b.add_argument("--repeats", type=int, default=5, help="timed calls per pair and preset")
-    b.add_argument("--adapt-method", default="boa_2nd",
-                   help="also check the model after this method adapted on the frames "
-                        "(none: the frozen model only)")
-    b.add_argument("--out", default=None, help="JSON path (default bench/results/...; "
-                   "the table goes next to it as .md)")
-
-    b = bench.add_parser("infer", help="inference latency and throughput per backend")
-    b.add_argument("--backends", nargs="*", default=None,
-                   help="torch, onnxruntime, tensorrt (default: all available here)")
-    b.add_argument("--presets", nargs="*", default=None, help="default: hmr_small hmr_r50")
-    b.add_argument("--batch", type=int, nargs="*", default=[1, 4], help="people per call")
-    b.add_argument("--repeats", type=int, default=30)
-    b.add_argument("--threads", type=int, default=1, help="CPU threads per backend")
-    b.add_argument("--device", default="cpu", help="cpu or cuda")
-    b.add_argument("--out", default=None, help="JSON path (default bench/results/...)")
-    b = bench.add_parser("scopes", help="the adaptation-scope ablation: lock-step and "
-                                        "real-time bench adapt results in one table and plot")
-    b.add_argument("--lockstep", nargs="*", default=[], help="bench adapt JSON files")
-    b.add_argument("--background", nargs="*", default=[],
-                   help="bench adapt --background-only JSON files")
-    b.add_argument("--out-dir", default="bench/results")
-    b = bench.add_parser("gpu", help="unattended GPU readiness check: torch CUDA, ONNX "
-                                     "Runtime CUDA and TensorRT latency, a TensorRT refit "
-                                     "with adapted weights, BOA steps/s (says what it could "
-                                     "not do)")
-    b.add_argument("--repeats", type=int, default=30, help="timed calls per latency row")
-    b.add_argument("--duration", type=float, default=3.0,
-                   help="seconds of synthetic stream per BOA steps/s row")
-    b.add_argument("--out", default=None, help="JSON path (default bench/results/gpu.json)")
-    b = bench.add_parser("soak", help="adaptation in the background on a long stream that "
-                                      "never repeats: RSS, threads, steps, rollbacks")
-    b.add_argument("--minutes", type=float, default=30.0)
-    b.add_argument("--domain", default="pw3d_like")
-    b.add_argument("--seed", type=int, default=5000, help="first segment's seed (+1 each)")
-    b.add_argument("--sample", type=float, default=30.0, help="seconds between samples")
-    b.add_argument("--segment", type=float, default=20.0, help="seconds per stream segment")
-    b.add_argument("--scale", type=float, default=0.5, help="render scale of the domain")
-    b.add_argument("--tag", default="cpu", help="writes bench/results/soak_<tag>.json/.md")
-    b.add_argument("--out-dir", default="bench/results")
-    _add_config_flags(b)
-    b = bench.add_parser("node", help="the ROS node through launch and DDS (needs the ROS 2 "
-                                      "workspace): rates, drops, latency")
-    b.add_argument("--fps", type=float, default=30.0)
-    b.add_argument("--width", type=int, default=640)
-    b.add_argument("--height", type=int, default=480)
-    b.add_argument("--seconds", type=float, default=10.0)
-    b.add_argument("--cases", nargs="*", default=["adapt", "no_adapt", "adapt_no_markers"],
-                   help="adapt, no_adapt, adapt_no_markers, adapt_no_hri (REP-155 output off)")
-    b.add_argument("--repeats", type=int, default=1, help="cases are interleaved per repeat")
-    b.add_argument("--seed", type=int, default=5, help="stream seed")
-    b.add_argument("--tag", default="cpu", help="writes bench/results/node_<tag>.json/.md")
-    b.add_argument("--out-dir", default="bench/results")
-    b.add_argument("--work", default=None, help="bags and logs (default runs/bench_node)")
-    b.add_argument("--launch-arg", action="append", default=[], metavar="NAME:=VALUE",
-                   help="extra adapt.launch.py argument (repeatable)")
-    b.add_argument("--fastdds-transports", default="",
-                   help="FASTDDS_BUILTIN_TRANSPORTS of node and player, e.g. LARGE_DATA "
-                        "(default: the environment's, else Fast DDS' UDP + shared memory)")
-    p.set_defaults(handler=_bench)
+    add_parsers(sub, _add_config_flags, _bench)
 
     p = sub.add_parser("export", help="export the regressor to ONNX or a TensorRT engine")
     p.add_argument("--format", choices=("onnx", "tensorrt"), default="onnx")
