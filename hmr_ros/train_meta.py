@@ -82,12 +82,13 @@ class MetaTrainConfig:
     aux_lr: float = 1e-4  # Adam on u (the authors: 1e-6 from a pretrained start)
     warmup: int = 100
     clip: float = 5.0
-    w_pose: float = 1.0
-    w_betas: float = 0.01
-    w_3d: float = 5.0
-    w_2d: float = 5.0
-    w_cam: float = 1.0
-    augment: bool = True
+    # The supervised loss's weights: pretraining's own (one source, `TrainConfig`).
+    w_pose: float = TrainConfig.w_pose
+    w_betas: float = TrainConfig.w_betas
+    w_3d: float = TrainConfig.w_3d
+    w_2d: float = TrainConfig.w_2d
+    w_cam: float = TrainConfig.w_cam
+    augment: bool = TrainConfig.augment
     eval_every: int = 250
     log_every: int = 25
 
