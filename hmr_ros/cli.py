@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 Handler = Callable[[argparse.Namespace], int]
-NEEDS_CONFIG = ("adapt", "temporal", "soak")  # bench commands that take --set/--config
+NEEDS_CONFIG = ("adapt", "tto", "temporal", "soak")  # bench commands that take --set/--config
 
 
 def _body_model(args: argparse.Namespace) -> int:

@@ -117,6 +117,17 @@ class AdaptConfig:
     dapa_texture: str = "target"  # target (part colours from the crops) | plain (grey body)
     dapa_history: int = 8  # recent crops per person for colours and the background median
     dapa_vae: str = ""  # pose VAE .npz; empty = the shipped weights/pose_vae.npz
+    # DualNet (adapt/dualnet.py, issue 17): L_F += dualnet_weight * the pseudo-SMPL term
+    # against an auxiliary regressor's prediction for the same crops (meta-training's test-time
+    # loss). 0 = off. Meant with the DualNet start (inference.weights =
+    # weights/hmr_small_dualnet.pt), whose auxiliary network is beside it.
+    dualnet_weight: float = 0.0
+    dualnet_aux: str = ""  # auxiliary checkpoint; empty = weights/hmr_small_dualnet.pt.aux.pt
+    # Per-frame test-time optimisation (EFT's and DualNet's protocol, `hmr-ros bench tto`):
+    # back to the start weights with a fresh optimiser before each frame's steps_per_frame
+    # steps, so no frame's adaptation carries over to the next. For evaluation: in the node
+    # it would throw away what adaptation learnt at every frame.
+    reset_each_frame: bool = False
 
 
 DAPA_POSES = ("target", "random")
@@ -228,6 +239,9 @@ class PipelineConfig:
         if a.dapa_pose not in DAPA_POSES or a.dapa_texture not in DAPA_TEXTURES:
             raise ConfigError(f"adapt.dapa_pose must be one of {DAPA_POSES} and dapa_texture one "
                               f"of {DAPA_TEXTURES}, got {a.dapa_pose!r}, {a.dapa_texture!r}")
+        if a.dapa_weight < 0 or a.dualnet_weight < 0:
+            raise ConfigError(f"adapt.dapa_weight and dualnet_weight must be >= 0, got "
+                              f"{a.dapa_weight}, {a.dualnet_weight}")
         if min(a.dapa_batch, a.dapa_every, a.dapa_history) < 1 or a.dapa_noise < 0:
             raise ConfigError("adapt.dapa_batch, dapa_every and dapa_history must be >= 1, "
                               "dapa_noise >= 0")

@@ -32,12 +32,13 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch.func import functional_call
 
 from . import jsonio
+from .adapt import dualnet
 from .adapt import losses as L
+from .adapt.dualnet import AuxTargets, PseudoWeights
 from .adapt.prior import MaxMixturePrior
 from .body import BodyModel
 from .model import HMR, ModelConfig, get_preset, load_checkpoint, save_checkpoint
@@ -71,10 +72,11 @@ class MetaTrainConfig:
     w_keypoints: float = 5.0  # 2D reprojection of the 46 points, normalised crop coords
     w_pose_prior: float = 1e-4
     w_shape_prior: float = 2e-6
-    w_aux_vertices: float = 0.5  # root-centred mesh vertices vs f_u's (metres, squared)
-    w_aux_joints: float = 5.0  # root-centred 46 points vs f_u's
-    w_aux_rot: float = 1.0  # rotation matrices vs f_u's
-    w_aux_betas: float = 1e-3
+    # The pseudo-SMPL terms against f_u (`adapt.dualnet.PseudoWeights`, one source).
+    w_aux_vertices: float = PseudoWeights.vertices  # root-centred mesh vertices (m, squared)
+    w_aux_joints: float = PseudoWeights.joints  # root-centred 46 points
+    w_aux_rot: float = PseudoWeights.rot  # rotation matrices
+    w_aux_betas: float = PseudoWeights.betas
     aux_detach: bool = True  # f_u's targets are constants of the inner loss
     keypoint_noise: float = 0.0  # std of noise on the 2D targets (crop units): detector-like
     # outer step
@@ -97,6 +99,10 @@ class MetaTrainConfig:
             raise ValueError(f"order must be 1 or 2, got {self.order}")
         if not (self.inner_lr >= 0 and self.lr > 0 and self.aux_lr >= 0):
             raise ValueError("inner_lr and aux_lr must be >= 0 and lr > 0")
+
+    def pseudo_weights(self) -> PseudoWeights:
+        return PseudoWeights(self.w_aux_vertices, self.w_aux_joints, self.w_aux_rot,
+                             self.w_aux_betas)
 
     def outer(self) -> TrainConfig:
         """The supervised loss's weights and schedule as `train.TrainConfig`."""
@@ -123,47 +129,12 @@ def params_of(module: torch.nn.Module) -> Params:
     return {n: p for n, p in module.named_parameters() if p.requires_grad}
 
 
-@dataclass(frozen=True)
-class AuxTargets:
-    """f_u's pseudo-SMPL prediction for a batch: rotmat (B, 24, 3, 3), betas (B, 10),
-    points (B, 46, 3) and vertices (B, V, 3) root-centred (None when unused)."""
-
-    rotmat: Tensor
-    betas: Tensor
-    points: Tensor
-    vertices: Tensor | None
-
-
-def _centred(body: BodyModel, out: RegressorOutput, vertices: bool
-             ) -> tuple[Tensor, Tensor | None]:
-    """Root-centred (B, 46, 3) points and (B, V, 3) vertices (or None) of an output."""
-    if not vertices:
-        p = body.points_rotmat(out.rotmat, out.betas)
-        return p - p[:, :1], None
-    b = body.forward_rotmat(out.rotmat, out.betas)
-    p = b.points
-    return p - p[:, :1], b.vertices - p[:, :1]
-
-
 def aux_targets(aux: HMR, aux_params: Params | None, body: BodyModel, images: Tensor,
                 cfg: MetaTrainConfig) -> AuxTargets:
-    """f_u's targets for images (B, 3, R, R); detached when `cfg.aux_detach`. Without
-    dropout (eval mode), as the targets would be made at test time: a dropout mask would
-    make them noise the inner step chases."""
-    was = aux.training
-    aux.eval()
-    try:
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not cfg.aux_detach):
-            out = aux(images) if aux_params is None else functional_call(aux, aux_params,
-                                                                         (images,))
-            points, verts = _centred(body, out, cfg.w_aux_vertices > 0)
-    finally:
-        aux.train(was)
-    t = AuxTargets(out.rotmat, out.betas, points, verts)
-    if cfg.aux_detach:
-        t = AuxTargets(*(None if x is None else x.detach() for x in
-                         (t.rotmat, t.betas, t.points, t.vertices)))
-    return t
+    """f_u's targets for images (B, 3, R, R) (`adapt.dualnet.aux_targets`); detached when
+    `cfg.aux_detach`."""
+    return dualnet.aux_targets(aux, body, images, cfg.pseudo_weights(), aux_params,
+                               detach=cfg.aux_detach)
 
 
 def inner_loss(model: HMR, params: Params, body: BodyModel, prior: MaxMixturePrior,
@@ -173,7 +144,6 @@ def inner_loss(model: HMR, params: Params, body: BodyModel, prior: MaxMixturePri
     "keypoints2d" (B, 46, 2) crop coords (confidence 1), priors, and the pseudo-SMPL terms
     against f_u's `targets`. Returns (total, terms)."""
     out = functional_call(model, params, (batch["images"],))
-    points, verts = _centred(body, out, cfg.w_aux_vertices > 0)
     raw = body.points_rotmat(out.rotmat, out.betas)
     xy = L.project_to_crop(raw, out.cam, batch["box"], batch["K"])
     kp = batch.get("keypoints2d", batch["points2d"])
@@ -182,16 +152,12 @@ def inner_loss(model: HMR, params: Params, body: BodyModel, prior: MaxMixturePri
         "keypoints": L.keypoint_loss(xy, kp, conf),
         "pose_prior": L.pose_prior(prior, out.rotmat),
         "shape_prior": L.shape_prior(out.betas),
-        "aux_joints": (points - targets.points).pow(2).sum(-1).mean(),
-        "aux_rot": F.mse_loss(out.rotmat, targets.rotmat),
-        "aux_betas": F.mse_loss(out.betas, targets.betas),
     }
+    pseudo, pseudo_terms = dualnet.pseudo_smpl_loss(body, out, targets, cfg.pseudo_weights(),
+                                                    points=raw)
+    terms.update(pseudo_terms)
     total = (cfg.w_keypoints * terms["keypoints"] + cfg.w_pose_prior * terms["pose_prior"]
-             + cfg.w_shape_prior * terms["shape_prior"] + cfg.w_aux_joints * terms["aux_joints"]
-             + cfg.w_aux_rot * terms["aux_rot"] + cfg.w_aux_betas * terms["aux_betas"])
-    if verts is not None and targets.vertices is not None:
-        terms["aux_vertices"] = (verts - targets.vertices).pow(2).sum(-1).mean()
-        total = total + cfg.w_aux_vertices * terms["aux_vertices"]
+             + cfg.w_shape_prior * terms["shape_prior"] + pseudo)
     return total, terms
 
 

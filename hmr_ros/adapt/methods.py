@@ -33,8 +33,10 @@ from torch.func import functional_call
 from ..body import BodyModel
 from ..config import AdaptConfig
 from ..model.hmr import HMR, RegressorOutput
+from ..model.weights import dualnet_aux_path, load_regressor
 from . import losses as L
 from .dapa import SyntheticBatch, synthetic_loss
+from .dualnet import AuxTargets, PseudoWeights, aux_targets, pseudo_smpl_loss
 from .flow_term import FlowBatch, flow_term
 from .prior import MaxMixturePrior
 from .scope import make_scope
@@ -150,9 +152,23 @@ class Adapter:
         self.frozen = None
         if cfg.w_anchor > 0:
             self.frozen = copy.deepcopy(self.teacher)
+        # DualNet's auxiliary network (adapt.dualnet_weight > 0): frozen, never adapted.
+        self.aux = self._load_aux(cfg.dualnet_aux) if cfg.dualnet_weight > 0 else None
+        self._aux_cache: tuple[Tensor, AuxTargets] | None = None
         self.version = 0
         self.steps = 0
         self._make_optimizer()
+
+    def _load_aux(self, path: str) -> HMR:
+        """The auxiliary regressor of `adapt.dualnet_aux` on `device`, frozen, eval mode."""
+        aux_path = dualnet_aux_path(path)
+        aux = load_regressor(aux_path).model.float().to(self.device).eval()
+        if aux.config.input_size != self.model.config.input_size:
+            raise ValueError(f"adapt.dualnet_aux {aux_path} takes {aux.config.input_size} px "
+                             f"crops, the regressor {self.model.config.input_size} px")
+        for p in aux.parameters():
+            p.requires_grad_(False)
+        return aux
 
     def _make_optimizer(self) -> None:
         self.optimizer = torch.optim.Adam(list(self.params().values()), lr=self.cfg.outer_lr,
@@ -205,6 +221,19 @@ class Adapter:
         if self._caching:
             self._teacher_cache = (images, points)
         return points
+
+    def aux_targets(self, images: Tensor) -> AuxTargets:
+        """DualNet's auxiliary network's pseudo-SMPL targets for `images` (B, 3, R, R), no
+        gradient; computed once per image batch (the same crops come back at every step on
+        a frame, and their targets never change: the auxiliary network is frozen)."""
+        cached = self._aux_cache
+        if cached is not None and cached[0] is images:
+            return cached[1]
+        x = images.contiguous() if self.scope.name == "norm" else images
+        with torch.no_grad():
+            targets = aux_targets(self.aux, self.body, x, PseudoWeights())
+        self._aux_cache = (images, targets)
+        return targets
 
     def drift(self, images: Tensor) -> float:
         """Mean distance (m) of the student's root-centred body points from the teacher's on
@@ -275,6 +304,12 @@ class Adapter:
         if replay is not None and replay_out is not None and c.w_replay > 0:
             terms["replay"] = _replay_loss(self.body, replay_out, replay)
             total = total + c.w_replay * terms["replay"]
+        if self.aux is not None:
+            targets = self.aux_targets(fb.images)
+            terms["dualnet"], parts = pseudo_smpl_loss(self.body, out, targets, PseudoWeights(),
+                                                       points=points)
+            terms.update(parts)
+            total = total + c.dualnet_weight * terms["dualnet"]
         if synthetic is not None and synthetic_out is not None and c.dapa_weight > 0:
             terms["synthetic"], parts = synthetic_loss(self.body, synthetic_out, synthetic)
             terms.update(parts)

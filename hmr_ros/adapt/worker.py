@@ -287,6 +287,8 @@ class AdaptationWorker:
         batch = batch.to(self.adapter.device)  # outside the lock that submit takes
         with self._step_lock:
             batch = self._with_synthetic(batch)
+            if self.cfg.reset_each_frame:  # per-frame test-time optimisation
+                self._reset_now()
             for _ in range(self.cfg.steps_per_frame):
                 self._step(batch)
         return self.cfg.steps_per_frame
@@ -327,6 +329,8 @@ class AdaptationWorker:
             batch = batch.to(self.adapter.device)  # outside the lock that submit takes
             with self._step_lock:
                 batch = self._with_synthetic(batch)
+                if self.cfg.reset_each_frame:  # per-frame test-time optimisation
+                    self._reset_now()
             for _ in range(self.cfg.steps_per_frame):
                 if self._stop:
                     return

@@ -69,7 +69,11 @@ def stream_frames(domain: str, seed: int, duration: float, cache: Path | None = 
 
 
 def _job(args: tuple) -> dict:
-    domain, seed, duration, method, cfg, protocol, cache = args
+    """One stream through the pipeline: (domain, seed, duration, method, cfg, protocol, cache
+    [, limit]) -> its summary, per-frame errors and the worker's counts. `limit` keeps only
+    the stream's first frames (`bench tto` scores the first seconds of the cached streams)."""
+    domain, seed, duration, method, cfg, protocol, cache = args[:7]
+    limit = args[7] if len(args) > 7 else None
     os.environ["OMP_NUM_THREADS"] = "1"
     import torch
 
@@ -79,7 +83,7 @@ def _job(args: tuple) -> dict:
 
     torch.set_num_threads(1)
     torch.manual_seed(seed)
-    frames = stream_frames(domain, seed, duration, Path(cache) if cache else None)
+    frames = stream_frames(domain, seed, duration, Path(cache) if cache else None)[:limit]
     cfg = dataclasses.replace(cfg, adapt=dataclasses.replace(cfg.adapt, method=method))
     pipeline = build_pipeline(cfg, adapt=method != "none", start=False)
     ev = StreamEvaluator(pipeline.body)
@@ -96,13 +100,19 @@ def _job(args: tuple) -> dict:
             return n
 
         worker.run_pending = timed
+    index, mpj, pa = [], [], []  # per scored frame (the frame's mean over its people)
     for frame, result in run_online(pipeline, frames, protocol):
-        ev.add(frame, result)
+        vals = ev.add(frame, result)
+        if "pa_mpjpe" in vals:
+            index.append(frame.index)
+            mpj.append(vals["mpjpe"])
+            pa.append(vals["pa_mpjpe"])
     out = ev.summary()
     out["steps"] = worker.steps if worker else 0
     out["rollbacks"] = worker.rollbacks if worker else 0
     out["steps_per_second"] = (worker.steps / step_time) if worker and step_time > 0 else 0.0
     out["per_frame_pa_mpjpe"] = ev.report.values("pa_mpjpe").tolist()
+    out["per_frame"] = {"index": index, "mpjpe": mpj, "pa_mpjpe": pa}
     # DAPA's cost on the adaptation thread (observe + render one synthetic batch), per batch.
     dapa_ms = list(worker.dapa_ms) if worker is not None and worker.dapa is not None else []
     out["dapa_ms_per_batch"] = float(np.median(dapa_ms)) if dapa_ms else 0.0

@@ -31,6 +31,11 @@ def run(args: argparse.Namespace, config: PipelineConfig | None) -> int:
 
         adapt.main(args, config)
         return 0
+    if args.bench == "tto":
+        from . import tto
+
+        tto.main(args, config)
+        return 0
     if args.bench == "temporal":
         from . import temporal
 
@@ -106,6 +111,36 @@ def add_parsers(sub, add_config_flags: Callable[..., None],
                         "adapt_background[_TAG].json)")
     b.add_argument("--repeats", type=int, default=1,
                    help="with --background-only: runs per stream (the median is reported)")
+    b.add_argument("--out-dir", default="bench/results")
+    b.add_argument("--tag", default="", help="suffix of the output file names")
+    b.add_argument("--cache", default="runs/cache", help="where rendered streams are kept")
+    add_config_flags(b, method=False)
+
+    b = bench.add_parser("tto", help="DualNet's claim: per-frame test-time optimisation "
+                                     "after k steps, and online adaptation over the first "
+                                     "1/3/10 s, from the normal and the DualNet start")
+    b.add_argument("--domains", nargs="+", default=["pw3d_like", "robot_cam"])
+    b.add_argument("--seeds", type=int, nargs="+", default=[1000, 1001, 1002],
+                   help="stream seeds to report on (tune on others)")
+    b.add_argument("--ks", type=int, nargs="+", default=[0, 1, 2, 5, 14],
+                   help="test-time steps per frame")
+    b.add_argument("--variants", nargs="*", default=["normal", "normal_aux", "dualnet_2d",
+                                                     "dualnet"],
+                   help="per-frame rows: normal normal_aux dualnet_2d dualnet (start x loss)")
+    b.add_argument("--online-variants", nargs="*", default=["normal", "dualnet_2d", "dualnet"],
+                   help="starts (and losses) of the online rows")
+    b.add_argument("--online-methods", nargs="*", default=["framewise", "boa_2nd"],
+                   help="online methods from each start (none to skip: pass nothing)")
+    b.add_argument("--tto-seconds", type=float, default=2.0,
+                   help="the per-frame part scores the first seconds of each stream")
+    b.add_argument("--duration", type=float, default=10.0, help="seconds per stream (online)")
+    b.add_argument("--dualnet-weights", default="",
+                   help="the DualNet start (default: the shipped weights/hmr_small_dualnet.pt)")
+    b.add_argument("--dualnet-aux", default="",
+                   help="its auxiliary network (default: beside it, <weights>.aux.pt)")
+    b.add_argument("--dualnet-weight", type=float, default=1.0,
+                   help="adapt.dualnet_weight of the variants with the auxiliary term")
+    b.add_argument("--workers", type=int, default=2, help="parallel processes")
     b.add_argument("--out-dir", default="bench/results")
     b.add_argument("--tag", default="", help="suffix of the output file names")
     b.add_argument("--cache", default="runs/cache", help="where rendered streams are kept")

@@ -9,10 +9,18 @@ from .checkpoint import LoadedCheckpoint, load_checkpoint
 
 # The regressor shipped in weights/ (trained on the synthetic h36m_like source domain).
 DEFAULT_WEIGHTS = "hmr_small_h36m.pt"
+# The DualNet start (issue 17, `hmr-ros train-meta`) and its auxiliary network.
+DUALNET_WEIGHTS = "hmr_small_dualnet.pt"
+DUALNET_AUX = "hmr_small_dualnet.pt.aux.pt"
 
 
 def default_weights_path() -> Path:
     return resource_path("weights", DEFAULT_WEIGHTS)
+
+
+def dualnet_aux_path(path: str | Path | None = None) -> Path:
+    """`path`, or the shipped DualNet auxiliary network when it is empty."""
+    return Path(path) if path else resource_path("weights", DUALNET_AUX)
 
 
 def load_regressor(path: str | Path | None = None) -> LoadedCheckpoint:

@@ -1,0 +1,154 @@
+"""DualNet at test time (issue 17): the auxiliary network's pseudo-SMPL term in the online
+loss (`adapt.dualnet_weight`), and per-frame test-time optimisation (`adapt.reset_each_frame`),
+the protocol of `hmr-ros bench tto`."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from micro import MICRO, adapt_samples
+
+from hmr_ros.adapt.dualnet import PseudoWeights, aux_targets, pseudo_smpl_loss
+from hmr_ros.adapt.methods import Adapter
+from hmr_ros.adapt.worker import AdaptationWorker
+from hmr_ros.config import AdaptConfig, ConfigError, PipelineConfig, replace_path
+from hmr_ros.model import HMR, ModelConfig, save_checkpoint
+from hmr_ros.model.backends import TorchBackend
+
+
+def _cfg(**kw) -> AdaptConfig:
+    return dataclasses.replace(AdaptConfig(), **{"schedule": "every_frame", "tau": 2,
+                                                 "buffer_frames": 8, "min_keypoints": 4,
+                                                 "scope": "all", "method": "framewise",
+                                                 "outer_lr": 1e-3, **kw})
+
+
+def _aux_file(tmp_path, seed: int, config: ModelConfig = MICRO) -> str:
+    torch.manual_seed(seed)
+    path = tmp_path / f"aux{seed}.pt"
+    save_checkpoint(path, HMR(config).eval())
+    return str(path)
+
+
+def _worker(model, body, samples, cfg) -> tuple[AdaptationWorker, TorchBackend]:
+    backend = TorchBackend(model)
+    worker = AdaptationWorker(Adapter(model, body, cfg), cfg, backend.update_weights)
+    for s in samples:
+        worker.submit([s])
+    return worker, backend
+
+
+def _first_batch(worker):
+    with worker._lock:
+        index = worker._next_frame()
+        worker._last_done = index
+        return worker._batch(index)
+
+
+def _frame_grad(adapter: Adapter, batch) -> dict[str, torch.Tensor]:
+    params = adapter.params()
+    loss, _ = adapter.lower(params, batch)
+    grads = torch.autograd.grad(loss, list(params.values()))
+    return dict(zip(params, grads))
+
+
+def test_pseudo_smpl_loss_is_zero_at_its_targets_and_positive_elsewhere(body):
+    torch.manual_seed(0)
+    net, other = HMR(MICRO).eval(), HMR(MICRO).eval()
+    images = torch.rand(2, 3, 32, 32)
+    w = PseudoWeights()
+    targets = aux_targets(net, body, images, w)
+    assert targets.vertices is not None and targets.vertices.shape[0] == 2
+    with torch.no_grad():
+        same, terms = pseudo_smpl_loss(body, net(images), targets, w)
+        diff, _ = pseudo_smpl_loss(body, other(images), targets, w)
+    assert float(same) == pytest.approx(0.0, abs=1e-10)
+    assert set(terms) == {"aux_joints", "aux_rot", "aux_betas", "aux_vertices"}
+    assert float(diff) > 1e-4
+    # Without vertices (weight 0) the points-only path gives the same joints term.
+    w0 = dataclasses.replace(w, vertices=0.0)
+    t0 = aux_targets(net, body, images, w0)
+    assert t0.vertices is None
+    with torch.no_grad():
+        out = other(images)
+        _, a = pseudo_smpl_loss(body, out, t0, w0)
+        _, b = pseudo_smpl_loss(body, out, targets, w)
+    assert float(a["aux_joints"]) == pytest.approx(float(b["aux_joints"]), rel=1e-5)
+
+
+def test_dualnet_term_enters_the_online_loss_and_follows_the_auxiliary_network(
+        body, frames, tmp_path):
+    torch.manual_seed(3)
+    model = HMR(MICRO)
+    samples = adapt_samples(frames[:3])
+    grads = {}
+    for name, weight, aux_seed in (("off", 0.0, 1), ("aux1", 1.0, 1), ("aux2", 1.0, 2)):
+        worker, _ = _worker(model, body, samples,
+                            _cfg(dualnet_weight=weight, dualnet_aux=_aux_file(tmp_path, aux_seed)))
+        adapter = worker.adapter
+        batch = _first_batch(worker)
+        _, terms = adapter.lower(adapter.params(), batch)
+        assert ("dualnet" in terms) == (weight > 0)
+        if weight > 0:
+            assert float(terms["dualnet"].detach()) > 0
+            assert not any(p.requires_grad for p in adapter.aux.parameters())
+        grads[name] = _frame_grad(adapter, batch)
+    for a, b in (("off", "aux1"), ("aux1", "aux2")):
+        assert any(not torch.allclose(grads[a][n], grads[b][n]) for n in grads[a]), (a, b)
+
+
+def test_an_auxiliary_copy_of_the_start_adds_no_gradient_at_first(body, frames, tmp_path):
+    # f_u = f_w: the pseudo-SMPL targets are the network's own prediction (zero term, zero
+    # gradient), so the first step is plain L_F; it acts only once the weights move.
+    torch.manual_seed(5)
+    model = HMR(MICRO).eval()
+    path = tmp_path / "same.pt"
+    save_checkpoint(path, model)
+    samples = adapt_samples(frames[:3])
+    off, _ = _worker(model, body, samples, _cfg())
+    on, _ = _worker(model, body, samples, _cfg(dualnet_weight=10.0, dualnet_aux=str(path)))
+    g_off, g_on = _frame_grad(off.adapter, _first_batch(off)), _frame_grad(on.adapter,
+                                                                           _first_batch(on))
+    for n in g_off:
+        torch.testing.assert_close(g_on[n], g_off[n], rtol=1e-4, atol=1e-7)
+
+
+def test_a_missing_or_mismatched_auxiliary_network_is_a_clear_error(body, tmp_path):
+    model = HMR(MICRO)
+    with pytest.raises(FileNotFoundError, match="nothere"):
+        Adapter(model, body, _cfg(dualnet_weight=1.0, dualnet_aux=str(tmp_path / "nothere.pt")))
+    big = dataclasses.replace(MICRO, input_size=64)
+    with pytest.raises(ValueError, match="64 px"):
+        Adapter(model, body, _cfg(dualnet_weight=1.0, dualnet_aux=_aux_file(tmp_path, 1, big)))
+    with pytest.raises(ConfigError, match="dualnet_weight"):
+        replace_path(PipelineConfig(), "adapt.dualnet_weight", -1.0)
+
+
+def test_per_frame_tto_starts_every_frame_from_the_start_weights(body, frames):
+    # k steps on frame 2 after k steps on frames 0 and 1 with reset_each_frame: exactly the
+    # weights of k steps on frame 2 alone; without the reset, the earlier frames carry over.
+    torch.manual_seed(7)
+    model = HMR(MICRO)
+    samples = adapt_samples(frames[:3])
+    cfg = _cfg(steps_per_frame=3, reset_each_frame=True)
+
+    def after(run_on: list[int], c: AdaptConfig) -> tuple[dict, TorchBackend]:
+        worker, backend = _worker(model, body, [], c)
+        for i in run_on:
+            worker.submit([samples[i]])
+            assert worker.run_pending() == 3
+        return worker.adapter.state_dict(), backend
+
+    chained, backend = after([0, 1, 2], cfg)
+    alone, _ = after([2], cfg)
+    carried, _ = after([0, 1, 2], dataclasses.replace(cfg, reset_each_frame=False))
+    source = model.state_dict()
+    for k in alone:
+        torch.testing.assert_close(chained[k], alone[k], rtol=0, atol=1e-6)
+    moved = [k for k in alone if not torch.equal(alone[k], source[k].float())]
+    assert moved and any(not torch.allclose(carried[k], alone[k], atol=1e-6) for k in moved)
+    # What inference got last is the frame-2 weights (published after its steps).
+    for k, v in backend.model.state_dict().items():
+        torch.testing.assert_close(v, chained[k], rtol=0, atol=0)
