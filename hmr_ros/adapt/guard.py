@@ -12,7 +12,8 @@ import torch
 from torch import Tensor
 
 from ..config import AdaptConfig
-from .methods import AdaptBatch, Adapter, StepReport
+from .batch import AdaptBatch, StepReport
+from .methods import Adapter
 
 
 @dataclass

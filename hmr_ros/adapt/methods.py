@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass, field
-from typing import TypeVar
 
 import torch
 from torch import Tensor
@@ -35,83 +33,13 @@ from ..config import AdaptConfig
 from ..model.hmr import HMR, RegressorOutput
 from ..model.weights import dualnet_aux_path, load_regressor
 from . import losses as L
+from .batch import AdaptBatch, FrameBatch, StepReport  # noqa: F401 (their import path too)
 from .dapa import SyntheticBatch, synthetic_loss
+from .device import adapt_device, on_device
 from .dualnet import AuxTargets, PseudoWeights, aux_targets, pseudo_smpl_loss
-from .flow_term import FlowBatch, flow_term
+from .flow_term import flow_term
 from .prior import MaxMixturePrior
 from .scope import make_scope
-
-
-@dataclass(frozen=True)
-class FrameBatch:
-    """Frames to adapt on, as tensors.
-
-    images (B, 3, R, R) in [0, 1]; box (B, 3) crop boxes; K (B, 3, 3); keypoints (B, J, 2)
-    pixels in the image; conf (B, J) (0 for unusable joints); mapping (J, 46) from SMPL
-    source points to the keypoints' layout. `keys` name the samples ((track, frame index,
-    crop id) each) and `prefix` (B, ...) is their frozen backbone output when an earlier step
-    computed it (scopes with a frozen prefix; frozen layers never change, so it stays valid).
-    """
-
-    images: Tensor
-    box: Tensor
-    K: Tensor
-    keypoints: Tensor
-    conf: Tensor
-    mapping: Tensor
-    keys: tuple[tuple[int, int, int], ...] = ()
-    prefix: Tensor | None = None
-
-    @property
-    def keypoints_crop(self) -> Tensor:
-        return L.to_crop(self.keypoints, self.box)
-
-    def to(self, device: torch.device) -> FrameBatch:
-        """The same batch on `device` (itself when it is there already)."""
-        if self.images.device == device:
-            return self
-        return FrameBatch(*(t.to(device) for t in (self.images, self.box, self.K,
-                                                   self.keypoints, self.conf, self.mapping)),
-                          keys=self.keys,
-                          prefix=None if self.prefix is None else self.prefix.to(device))
-
-    def __len__(self) -> int:
-        return int(self.images.shape[0])
-
-
-@dataclass(frozen=True)
-class AdaptBatch:
-    """The newest frames and, for the motion term, the same people tau frames earlier
-    (`previous`; equal to `current` for people without enough history, which makes their
-    motion term zero)."""
-
-    current: FrameBatch
-    previous: FrameBatch
-    replay: dict[str, Tensor] | None = None
-    flow: FlowBatch | None = None  # the frames one earlier and the image flow (w_flow > 0)
-    synthetic: SyntheticBatch | None = None  # DAPA's rendered crops (adapt/dapa.py)
-
-    def to(self, device: torch.device) -> AdaptBatch:
-        """The same batch on `device` (itself when it is there already)."""
-        if self.current.images.device == device:
-            return self
-        replay = None if self.replay is None else {k: v.to(device)
-                                                   for k, v in self.replay.items()}
-        flow = None if self.flow is None else self.flow.to(device)
-        synthetic = None if self.synthetic is None else self.synthetic.to(device)
-        return AdaptBatch(self.current.to(device), self.previous.to(device), replay, flow,
-                          synthetic)
-
-
-@dataclass(frozen=True)
-class StepReport:
-    method: str
-    loss: float  # the objective that drove the update (upper level for BOA)
-    terms: dict[str, float] = field(default_factory=dict)
-    accepted: bool = True
-    reason: str = ""
-    seconds: float = 0.0
-    version: int = 0
 
 
 class Adapter:
@@ -129,7 +57,7 @@ class Adapter:
         self.cfg = cfg
         self.method = cfg.method
         self.device = adapt_device(cfg.device or inference_device)
-        self.body = _on_device(body, self.device)
+        self.body = on_device(body, self.device)
         self.model = copy.deepcopy(model).float().to(self.device).eval()  # eval: no dropout
         self.scope = make_scope(self.model, cfg.scope)
         adapted = set(self.scope.names)
@@ -147,7 +75,7 @@ class Adapter:
         for p in self.teacher.parameters():
             p.requires_grad_(False)
         self.source = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        self.prior = _on_device(prior if prior is not None else MaxMixturePrior(), self.device)
+        self.prior = on_device(prior if prior is not None else MaxMixturePrior(), self.device)
         # The anchor's reference: the source weights, never adapted (only with w_anchor > 0).
         self.frozen = None
         if cfg.w_anchor > 0:
@@ -501,41 +429,9 @@ class Adapter:
                 t.mul_(d).add_(s.detach(), alpha=1.0 - d)
 
 
-def adapt_device(spec: str) -> torch.device:
-    """`spec` ('cpu', 'cuda', 'cuda:1') as a torch.device that exists here; RuntimeError
-    naming adapt.device when it does not (no CUDA, or no such GPU)."""
-    device = torch.device(spec)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"adaptation device {spec!r} (adapt.device, or inference.device "
-                               "when that is empty): torch sees no CUDA device here "
-                               "(torch.cuda.is_available() is False); set adapt.device to cpu")
-        if device.index is None:  # tensors report cuda:N: compare like with like
-            device = torch.device("cuda", torch.cuda.current_device())
-        if device.index >= torch.cuda.device_count():
-            raise RuntimeError(f"adaptation device {spec!r}: torch sees only "
-                               f"{torch.cuda.device_count()} CUDA device(s)")
-    return device
-
-
-_M = TypeVar("_M", bound=torch.nn.Module)
-
-
-def _on_device(module: _M, device: torch.device) -> _M:
-    """`module` itself when its tensors are on `device` already, else a copy moved there
-    (nn.Module.to moves in place, and the caller's module serves inference)."""
-    tensors = [*module.parameters(), *module.buffers()]
-    if all(t.device == device for t in tensors):
-        return module
-    return copy.deepcopy(module).to(device)
-
-
 def _replay_loss(body: BodyModel, out: RegressorOutput, data: dict[str, Tensor]) -> Tensor:
     """Supervised loss on labelled source crops (BOA's L_S): 3D points and rotations."""
     pred = body.points_rotmat(out.rotmat, out.betas)
     gt = data["points3d"]
     l3d = ((pred - pred[:, :1]) - (gt - gt[:, :1])).pow(2).sum(-1).mean()
     return l3d + (out.rotmat - data["rotmat"]).pow(2).mean()
-
-
-# ---------------------------------------------------------------------- drift guard

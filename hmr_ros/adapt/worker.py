@@ -34,11 +34,12 @@ from ..body.joints import get_joint_set
 from ..config import AdaptConfig
 from ..data.frame import Keypoints
 from ..model.checkpoint import save_checkpoint
+from .batch import AdaptBatch, FrameBatch, StepReport
 from .commands import Commands
 from .dapa import DapaGenerator, Estimate
 from .flow_term import FlowBatch, FlowCache
 from .guard import DriftGuard
-from .methods import AdaptBatch, Adapter, FrameBatch, StepReport
+from .methods import Adapter
 
 log = logging.getLogger("hmr_ros")
 
