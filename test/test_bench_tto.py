@@ -44,9 +44,13 @@ def test_variants_and_k_map_onto_the_config():
 
 def test_a_small_run_scores_k_steps_and_online_windows(tmp_path):
     start = str(default_weights_path())  # stands in for a DualNet start and its auxiliary
-    out = tto.run(["h36m_like"], [5], [0, 2], ["normal", "normal_aux"], ["framewise"],
-                  ["normal"], PipelineConfig(), tmp_path / "out", start, start, 1.0,
-                  tto_seconds=0.2, duration=0.4, workers=1, cache=tmp_path / "cache")
+    common = dict(tto_seconds=0.2, duration=0.4, workers=1, cache=tmp_path / "cache")
+    # Two runs joined into one result, as the normal start's rows run beside training.
+    tto.run(["h36m_like"], [5], [0, 2], ["normal"], ["framewise"], ["normal"],
+            PipelineConfig(), tmp_path / "a", start, start, 1.0, **common)
+    tto.run(["h36m_like"], [5], [0, 2], ["normal_aux"], [], ["normal"],
+            PipelineConfig(), tmp_path / "b", start, start, 1.0, **common)
+    out = tto.join([tmp_path / "a" / "tto.json", tmp_path / "b" / "tto.json"], tmp_path / "out")
     table = out["tto"]["h36m_like"]
     # k = 0 is the start itself whatever the loss; two steps per frame change the estimates,
     # and the auxiliary term changes the second step (its gradient is zero only at the start).
@@ -67,6 +71,15 @@ def test_a_small_run_scores_k_steps_and_online_windows(tmp_path):
     md = (tmp_path / "out" / "tto.md").read_text()
     assert "| normal_aux |" in md and "| normal, framewise |" in md
     assert (tmp_path / "out" / "tto.png").stat().st_size > 10_000
+
+
+def test_results_of_other_settings_are_not_joined(tmp_path):
+    base = {"domains": ["d"], "seeds": [1], "tto_seconds": 2.0, "duration_s": 10.0,
+            "dualnet_weight": 1.0, "config": {"outer_lr": 1e-4}, "runs": [], "ks": [0]}
+    (tmp_path / "a.json").write_text(json.dumps(base))
+    (tmp_path / "b.json").write_text(json.dumps({**base, "config": {"outer_lr": 1e-5}}))
+    with pytest.raises(SystemExit, match="config"):
+        tto.join([tmp_path / "a.json", tmp_path / "b.json"], tmp_path)
 
 
 def test_a_missing_dualnet_start_is_named(tmp_path):

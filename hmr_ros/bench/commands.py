@@ -140,6 +140,9 @@ def add_parsers(sub, add_config_flags: Callable[..., None],
                    help="its auxiliary network (default: beside it, <weights>.aux.pt)")
     b.add_argument("--dualnet-weight", type=float, default=1.0,
                    help="adapt.dualnet_weight of the variants with the auxiliary term")
+    b.add_argument("--join", nargs="+", default=None, metavar="JSON",
+                   help="instead of running: join earlier bench tto results of the same "
+                        "settings into one (tables and plot rebuilt)")
     b.add_argument("--workers", type=int, default=2, help="parallel processes")
     b.add_argument("--out-dir", default="bench/results")
     b.add_argument("--tag", default="", help="suffix of the output file names")

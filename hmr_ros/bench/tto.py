@@ -21,6 +21,7 @@ what the start brings from what the auxiliary term brings.
 from __future__ import annotations
 
 import dataclasses
+import json
 import multiprocessing as mp
 import time
 from dataclasses import dataclass
@@ -158,6 +159,40 @@ def run(domains: list[str], seeds: list[int], ks: list[int], variants: list[str]
                "online": _online_table(rows, domains, online_variants, online_methods),
                "runs": rows, **provenance()}
     payload["elapsed_s"] = time.perf_counter() - t0
+    _write(payload, out_dir, tag)
+    return payload
+
+
+def join(paths: list[Path], out_dir: Path, tag: str = "") -> dict:
+    """One result from several `bench tto` runs of the same protocol (e.g. the normal start's
+    rows run while the DualNet start was training): their runs together, the tables rebuilt,
+    the first run's settings and provenance. Runs of different settings are refused."""
+    parts = [json.loads(Path(p).read_text()) for p in paths]
+    first = parts[0]
+    keys = ("domains", "seeds", "tto_seconds", "duration_s", "dualnet_weight", "config")
+    for p, part in zip(paths[1:], parts[1:]):
+        diff = [k for k in keys if part[k] != first[k]]
+        if diff:
+            raise SystemExit(f"{p} differs from {paths[0]} in {diff}: not one benchmark")
+    rows = [r for part in parts for r in part["runs"]]
+    ks = sorted({int(k) for part in parts for k in part["ks"]})
+    variants = list(dict.fromkeys(r["variant"] for r in rows if r["part"] == "tto"))
+    online = list(dict.fromkeys(r["variant"] for r in rows if r["part"] == "online"))
+    methods = list(dict.fromkeys(r["method"] for r in rows if r["part"] == "online"))
+    # The DualNet start the rows used: that of a part with a DualNet variant.
+    uses = [p for p in parts if any(VARIANTS[r["variant"]].dualnet_start
+                                    or VARIANTS[r["variant"]].aux_term for r in p["runs"])]
+    dualnet_weights = (uses or parts)[0]["dualnet_weights"]
+    payload = {**first, "ks": ks, "joined": [str(p) for p in paths],
+               "dualnet_weights": dualnet_weights,
+               "tto": _tto_table(rows, first["domains"], variants, ks),
+               "online": _online_table(rows, first["domains"], online, methods),
+               "runs": rows, "elapsed_s": sum(p["elapsed_s"] for p in parts)}
+    _write(payload, out_dir, tag)
+    return payload
+
+
+def _write(payload: dict, out_dir: Path, tag: str) -> None:
     suffix = f"_{tag}" if tag else ""
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / f"tto{suffix}.json", payload)
@@ -165,7 +200,6 @@ def run(domains: list[str], seeds: list[int], ks: list[int], variants: list[str]
     (out_dir / f"tto{suffix}.md").write_text(text + "\n")
     print(text)
     _plot(payload, out_dir / f"tto{suffix}.png")
-    return payload
 
 
 def _tto_table(rows, domains, variants, ks) -> dict:
@@ -271,6 +305,8 @@ def main(args, cfg: PipelineConfig) -> dict:
     from ..model.weights import DUALNET_WEIGHTS
     from ..resources import resource_dir
 
+    if args.join:
+        return join([Path(p) for p in args.join], Path(args.out_dir), args.tag)
     weights = args.dualnet_weights or str(resource_dir("weights") / DUALNET_WEIGHTS)
     aux = args.dualnet_aux or weights + ".aux.pt"  # train-meta writes it beside the start
     return run(args.domains, args.seeds, args.ks, args.variants, args.online_methods,
