@@ -36,8 +36,9 @@ def test_variants_and_k_map_onto_the_config():
     assert n.inference.weights == cfg.inference.weights and n.adapt.dualnet_weight == 0.0
     assert tto.variant_config(cfg, tto.VARIANTS["normal_aux"], "d.pt", "a.pt",
                               2.0).adapt.dualnet_weight == 2.0
-    method, k3 = tto.tto_config(cfg, 3)
+    method, k3 = tto.tto_config(cfg, 3, "head", 3e-4)
     assert method == "framewise" and k3.adapt.steps_per_frame == 3
+    assert k3.adapt.scope == "head" and k3.adapt.outer_lr == 3e-4
     assert k3.adapt.reset_each_frame and k3.adapt.schedule == "every_frame"
     assert tto.tto_config(cfg, 0)[0] == "none"
 
@@ -74,7 +75,8 @@ def test_a_small_run_scores_k_steps_and_online_windows(tmp_path):
 
 
 def test_results_of_other_settings_are_not_joined(tmp_path):
-    base = {"domains": ["d"], "seeds": [1], "tto_seconds": 2.0, "duration_s": 10.0,
+    base = {"domains": ["d"], "seeds": [1], "tto_seconds": 2.0, "tto_scope": "all",
+            "tto_lr": 1e-4, "duration_s": 10.0,
             "dualnet_weight": 1.0, "config": {"outer_lr": 1e-4}, "runs": [], "ks": [0]}
     (tmp_path / "a.json").write_text(json.dumps(base))
     (tmp_path / "b.json").write_text(json.dumps({**base, "config": {"outer_lr": 1e-5}}))

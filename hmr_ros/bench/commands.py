@@ -133,6 +133,10 @@ def add_parsers(sub, add_config_flags: Callable[..., None],
                    help="online methods from each start (none to skip: pass nothing)")
     b.add_argument("--tto-seconds", type=float, default=2.0,
                    help="the per-frame part scores the first seconds of each stream")
+    b.add_argument("--tto-scope", default=None, choices=("all", "layer4_head", "head", "norm"),
+                   help="weights the per-frame steps change (default all, as EFT and DualNet)")
+    b.add_argument("--tto-lr", type=float, default=None,
+                   help="Adam lr of the per-frame steps (default 1e-4, tuned on seeds 100, 101)")
     b.add_argument("--duration", type=float, default=10.0, help="seconds per stream (online)")
     b.add_argument("--dualnet-weights", default="",
                    help="the DualNet start (default: the shipped weights/hmr_small_dualnet.pt)")
