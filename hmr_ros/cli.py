@@ -218,7 +218,7 @@ def _train_meta(args: argparse.Namespace) -> int:
                       inner_lr=args.inner_lr, order=args.order, seed=args.seed,
                       threads=args.threads, **parse_overrides(args.set or []))
     report = train_meta(cfg, args.data, args.run, val_path=args.val, out=args.out,
-                        resume=args.resume)
+                        resume=args.resume, out_fp16=args.out_fp16)
     final = report.get("final", {})
     print(f"meta-trained {report['steps']} steps on {report['train_size']} crops; outer loss "
           f"{final.get('outer', float('nan')):.4f}, held-out PA-MPJPE "
@@ -427,6 +427,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="any MetaTrainConfig field, e.g. --set w_aux_joints=2")
     p.add_argument("--resume", action="store_true", help="continue from <run>/last.pt")
+    p.add_argument("--out-fp16", action="store_true",
+                   help="store the final checkpoints' weights in float16 (half the size)")
     p.set_defaults(handler=_train_meta)
 
     p = sub.add_parser("eval", help="evaluate the frozen regressor on domains or bags")

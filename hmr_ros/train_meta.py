@@ -318,12 +318,14 @@ def _networks(cfg: MetaTrainConfig, data: TrainSet, model_config: ModelConfig | 
 def train_meta(cfg: MetaTrainConfig, train_path: str | Path, run_dir: str | Path,
                val_path: str | Path | None = None, out: str | Path | None = None,
                resume: bool = False, progress: bool = True, stop_after: int | None = None,
-               model_config: ModelConfig | None = None) -> dict:
+               model_config: ModelConfig | None = None, out_fp16: bool = False) -> dict:
     """Meta-train and write `<run_dir>/last.pt` (resumable), `log.json`, `report.json` and the
     main network's checkpoint `out` (the auxiliary one beside it as `<out>.aux.pt`).
 
     `stop_after` ends this invocation at that step after saving `last.pt`; a later call with
-    `resume=True` continues exactly where it stopped."""
+    `resume=True` continues exactly where it stopped. `out_fp16` stores the two final
+    checkpoints' weights in float16 (half the size: the shipped pair fits weights/'s budget);
+    `last.pt` keeps float32."""
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.threads)
@@ -389,9 +391,10 @@ def train_meta(cfg: MetaTrainConfig, train_path: str | Path, run_dir: str | Path
                 "val_pa_mpjpe_mm": float(final.get("val_pa_mpjpe", float("nan")))}
         model.eval()
         aux.eval()
-        save_checkpoint(out, model, meta=meta)
+        dtype = torch.float16 if out_fp16 else None
+        save_checkpoint(out, model, meta=meta, dtype=dtype)
         aux_path = Path(str(out) + ".aux.pt")
-        save_checkpoint(aux_path, aux, meta={**meta, "role": "dualnet auxiliary"})
+        save_checkpoint(aux_path, aux, meta={**meta, "role": "dualnet auxiliary"}, dtype=dtype)
         report["checkpoint"], report["aux_checkpoint"] = str(out), str(aux_path)
     (run / "report.json").write_text(jsonio.dumps(report, indent=1))
     return report

@@ -81,6 +81,21 @@ def test_save_load_round_trip(tmp_path, norm):
     _assert_same_outputs(model, loaded.model, model.config.input_size)
 
 
+def test_a_float16_checkpoint_is_half_the_size_and_loads_as_float32(tmp_path):
+    model = _randomise(HMR(get_preset("hmr_tiny", n_iter=2)), seed=3)
+    full = save_checkpoint(tmp_path / "full.pt", model)
+    half = save_checkpoint(tmp_path / "half.pt", model, dtype=torch.float16)
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    raw = torch.load(half, weights_only=True)["state_dict"]
+    assert all(v.dtype == torch.float16 for v in raw.values() if v.is_floating_point())
+    loaded = load_checkpoint(half).model
+    for k, v in loaded.state_dict().items():
+        ref = model.state_dict()[k]
+        assert v.dtype == ref.dtype, k  # back in the model's own type
+        if v.is_floating_point():
+            torch.testing.assert_close(v, ref.half().float(), rtol=0, atol=0)
+
+
 def test_save_overwrites_and_rejects_non_plain_meta(tmp_path):
     a = HMR(get_preset("hmr_tiny"))
     b = _randomise(HMR(get_preset("hmr_tiny", n_iter=1)), seed=2)

@@ -174,12 +174,16 @@ def test_train_meta_command(tmp_path, capsys):
     rc = main(["train-meta", "--data", str(data), "--run", str(tmp_path / "run"),
                "--out", str(tmp_path / "m.pt"), "--preset", "hmr_tiny", "--steps", "2",
                "--batch-size", "2", "--threads", "1", "--order", "2",
-               "--set", "log_every=1", "--set", "augment=false", "--set", "w_aux_rot=2"])
+               "--set", "log_every=1", "--set", "augment=false", "--set", "w_aux_rot=2",
+               "--out-fp16"])
     assert rc == 0 and "meta-trained 2 steps" in capsys.readouterr().out
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert report["config"]["order"] == 2 and report["config"]["w_aux_rot"] == 2.0
     assert report["config"]["augment"] is False
     assert load_checkpoint(tmp_path / "m.pt.aux.pt").meta["role"] == "dualnet auxiliary"
+    for name in ("m.pt", "m.pt.aux.pt"):  # --out-fp16: both stored in half precision
+        state = torch.load(tmp_path / name, weights_only=True)["state_dict"]
+        assert {v.dtype for v in state.values() if v.is_floating_point()} == {torch.float16}
     with pytest.raises(ValueError, match="MetaTrainConfig field"):
         parse_overrides(["no_such=1"])
     with pytest.raises(ValueError, match="true or false"):

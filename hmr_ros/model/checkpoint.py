@@ -171,9 +171,12 @@ def _check_plain(obj: Any, where: str) -> None:
 
 
 def save_checkpoint(
-    path: str | os.PathLike[str], model: HMR, meta: Mapping[str, Any] | None = None
+    path: str | os.PathLike[str], model: HMR, meta: Mapping[str, Any] | None = None,
+    dtype: torch.dtype | None = None,
 ) -> Path:
     """Write `model` (config + weights) and `meta` to `path` atomically; returns the path.
+    `dtype` (e.g. torch.float16, half the file) stores the floating-point tensors in that
+    type; loading casts them back to the model's float32.
 
     The file is written to a temporary file in the same directory and renamed over `path`, so a
     crash never leaves a truncated checkpoint where a good one was. Raises TypeError if `meta`
@@ -190,7 +193,9 @@ def save_checkpoint(
         "format_version": FORMAT_VERSION,
         "config": model.config.to_dict(),
         # CPU copies: a checkpoint written from a GPU process must open anywhere.
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "state_dict": {k: (v.detach().cpu().to(dtype) if dtype is not None
+                           and v.is_floating_point() else v.detach().cpu())
+                       for k, v in model.state_dict().items()},
         "meta": meta_dict,
         "hmr_ros_version": __version__,
     }
