@@ -70,11 +70,11 @@ def variant_config(cfg: PipelineConfig, v: Variant, dualnet_weights: str, dualne
 def tto_config(cfg: PipelineConfig, k: int, scope: str = TTO_SCOPE, lr: float = TTO_LR
                ) -> tuple[str, PipelineConfig]:
     """The method and config of k per-frame Adam steps of `lr` on the weights of `scope`
-    (k = 0: the start itself). The guard's
-    drift check is off: it compares the student with its mean teacher, and per-frame
-    optimisation has none (the teacher restarts at every frame). A step it rejected would
-    repeat identically (same weights, optimiser and frame) and be rejected k times, leaving
-    that frame at k = 0. The finiteness and loss checks stay."""
+    (k = 0: the start itself). The guard's drift check is off: it compares the student with
+    its mean teacher, and per-frame optimisation has none (the teacher restarts at every
+    frame). A step it rejected would repeat identically (same weights, optimiser and frame)
+    and be rejected k times, leaving that frame at k = 0. The finiteness and loss checks
+    stay."""
     adapt = dataclasses.replace(cfg.adapt, schedule="every_frame", steps_per_frame=max(k, 1),
                                 reset_each_frame=True, batch_frames=1, scope=scope,
                                 outer_lr=lr, guard_disagreement=1e3)
@@ -104,6 +104,8 @@ def run(domains: list[str], seeds: list[int], ks: list[int], variants: list[str]
         tto_seconds: float = 2.0, duration: float = 10.0, workers: int = 2,
         cache: Path | None = Path("runs/cache"), tag: str = "", tto_scope: str = TTO_SCOPE,
         tto_lr: float = TTO_LR) -> dict:
+    """Run both parts on every domain and seed (see the module docstring), print a line per
+    run and the tables, and write `tto[_TAG].{json,md,png}` under `out_dir`."""
     from ..world.domain import load_domain
 
     online_variants = online_variants if online_methods else []
