@@ -181,23 +181,26 @@ def join(paths: list[Path], out_dir: Path, tag: str = "") -> dict:
     the first run's settings and provenance. Runs of different settings are refused."""
     parts = [json.loads(Path(p).read_text()) for p in paths]
     first = parts[0]
-    keys = ("domains", "seeds", "tto_seconds", "tto_scope", "tto_lr", "duration_s",
-            "dualnet_weight", "config")
+    keys = ("domains", "seeds", "tto_seconds", "tto_scope", "tto_lr", "duration_s", "config")
     for p, part in zip(paths[1:], parts[1:]):
         diff = [k for k in keys if part[k] != first[k]]
         if diff:
             raise SystemExit(f"{p} differs from {paths[0]} in {diff}: not one benchmark")
+    # The DualNet start and term weight the rows used: those of the parts whose variants use
+    # them (a normal-start part records defaults it never applied).
+    uses = [p for p in parts if any(VARIANTS[r["variant"]].dualnet_start
+                                    or VARIANTS[r["variant"]].aux_term for r in p["runs"])]
+    if len({(p["dualnet_weights"], p["dualnet_weight"]) for p in uses}) > 1:
+        raise SystemExit("the parts used different DualNet starts or dualnet_weight values")
+    used = (uses or parts)[0]
     rows = [r for part in parts for r in part["runs"]]
     ks = sorted({int(k) for part in parts for k in part["ks"]})
     variants = list(dict.fromkeys(r["variant"] for r in rows if r["part"] == "tto"))
     online = list(dict.fromkeys(r["variant"] for r in rows if r["part"] == "online"))
     methods = list(dict.fromkeys(r["method"] for r in rows if r["part"] == "online"))
-    # The DualNet start the rows used: that of a part with a DualNet variant.
-    uses = [p for p in parts if any(VARIANTS[r["variant"]].dualnet_start
-                                    or VARIANTS[r["variant"]].aux_term for r in p["runs"])]
-    dualnet_weights = (uses or parts)[0]["dualnet_weights"]
     payload = {**first, "ks": ks, "joined": [str(p) for p in paths],
-               "dualnet_weights": dualnet_weights,
+               "dualnet_weights": used["dualnet_weights"], "dualnet_aux": used["dualnet_aux"],
+               "dualnet_weight": used["dualnet_weight"],
                "tto": _tto_table(rows, first["domains"], variants, ks),
                "online": _online_table(rows, first["domains"], online, methods),
                "runs": rows, "elapsed_s": sum(p["elapsed_s"] for p in parts)}
