@@ -152,3 +152,45 @@ def test_per_frame_tto_starts_every_frame_from_the_start_weights(body, frames):
     # What inference got last is the frame-2 weights (published after its steps).
     for k, v in backend.model.state_dict().items():
         torch.testing.assert_close(v, chained[k], rtol=0, atol=0)
+
+
+def test_node_parameters_map_to_the_dualnet_config():
+    from hmr_ros.ros.params import load_parameters
+
+    cfg, _ = load_parameters({"adapt.dualnet_weight": 2.0, "adapt.dualnet_aux": "/x/aux.pt",
+                              "adapt.reset_each_frame": True})
+    assert (cfg.adapt.dualnet_weight, cfg.adapt.dualnet_aux, cfg.adapt.reset_each_frame) == (
+        2.0, "/x/aux.pt", True)
+    with pytest.raises(ConfigError, match="dualnet_weight"):
+        load_parameters({"adapt.dualnet_weight": -1.0})
+
+
+@pytest.mark.ros
+def test_rclpy_node_builds_its_adapter_with_the_auxiliary_network_from_parameters():
+    """The node's adapt.dualnet_* parameters reach its adapter (the bundled regressor stands
+    in for the auxiliary network: any checkpoint of the same crop size serves)."""
+    from ros_harness import require_ros
+
+    require_ros("rclpy")
+    import rclpy
+    from rclpy.parameter import Parameter
+
+    from hmr_ros.model.weights import default_weights_path
+    from hmr_ros.ros.node import HmrRosNode
+
+    rclpy.init()
+    try:
+        node = HmrRosNode(parameter_overrides=[
+            Parameter("adapt.dualnet_weight", value=2.0),
+            Parameter("adapt.dualnet_aux", value=str(default_weights_path()))])
+        try:
+            adapter = node.pipeline.adaptation.adapter
+            assert adapter.cfg.dualnet_weight == 2.0 and adapter.aux is not None
+            assert not any(p.requires_grad for p in adapter.aux.parameters())
+        finally:
+            node.shutdown()
+            node.destroy_node()
+        with pytest.raises(ConfigError, match="dualnet_weight"):
+            HmrRosNode(parameter_overrides=[Parameter("adapt.dualnet_weight", value=-1.0)])
+    finally:
+        rclpy.shutdown()
