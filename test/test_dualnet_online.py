@@ -194,3 +194,29 @@ def test_rclpy_node_builds_its_adapter_with_the_auxiliary_network_from_parameter
             HmrRosNode(parameter_overrides=[Parameter("adapt.dualnet_weight", value=-1.0)])
     finally:
         rclpy.shutdown()
+
+
+def test_the_shipped_dualnet_pair_loads_beside_the_bundled_regressor():
+    from hmr_ros.model import load_checkpoint
+    from hmr_ros.model.weights import (
+        DUALNET_WEIGHTS,
+        default_weights_path,
+        dualnet_aux_path,
+    )
+
+    main_path = default_weights_path().with_name(DUALNET_WEIGHTS)
+    aux_path = dualnet_aux_path()  # the default of adapt.dualnet_aux
+    assert aux_path.name == main_path.name + ".aux.pt"
+    bundled = load_checkpoint(default_weights_path())
+    total = 0
+    for path in (main_path, aux_path):
+        state = torch.load(path, weights_only=True)["state_dict"]
+        assert {v.dtype for v in state.values() if v.is_floating_point()} == {torch.float16}
+        total += path.stat().st_size
+        loaded = load_checkpoint(path)
+        assert loaded.config == bundled.config  # same architecture and crop size
+        assert loaded.meta["source"] == "hmr-ros train-meta (DualNet)"
+        # Meta-trained from the bundled regressor: close to it, not equal.
+        a, b = loaded.model.state_dict(), bundled.model.state_dict()
+        assert any(not torch.equal(a[k], b[k]) for k in a if a[k].is_floating_point())
+    assert total <= 20e6  # weights/'s budget for the pair
