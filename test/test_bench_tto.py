@@ -41,6 +41,8 @@ def test_variants_and_k_map_onto_the_config():
     assert k3.adapt.scope == "head" and k3.adapt.outer_lr == 3e-4
     assert k3.adapt.reset_each_frame and k3.adapt.schedule == "every_frame"
     assert tto.tto_config(cfg, 0)[0] == "none"
+    c = tto.variant_config(cfg, tto.VARIANTS["control"], "d.pt", "a.pt", 2.0, "c.pt")
+    assert c.inference.weights == "c.pt" and c.adapt.dualnet_weight == 0.0
 
 
 def test_a_small_run_scores_k_steps_and_online_windows(tmp_path):
@@ -88,6 +90,9 @@ def test_a_missing_dualnet_start_is_named(tmp_path):
     with pytest.raises(SystemExit, match="no DualNet start"):
         tto.run(["h36m_like"], [5], [0], ["dualnet"], [], [], PipelineConfig(), tmp_path,
                 str(tmp_path / "none.pt"), "", 1.0)
+    with pytest.raises(SystemExit, match="control-weights"):
+        tto.run(["h36m_like"], [5], [0], ["control"], [], [], PipelineConfig(), tmp_path,
+                "", "", 1.0)
     with pytest.raises(SystemExit, match="unknown variants"):
         tto.run(["h36m_like"], [5], [0], ["eft"], [], [], PipelineConfig(), tmp_path,
                 "", "", 1.0)

@@ -126,7 +126,8 @@ def add_parsers(sub, add_config_flags: Callable[..., None],
                    help="test-time steps per frame")
     b.add_argument("--variants", nargs="*", default=["normal", "normal_aux", "dualnet_2d",
                                                      "dualnet"],
-                   help="per-frame rows: normal normal_aux dualnet_2d dualnet (start x loss)")
+                   help="per-frame rows: normal normal_aux dualnet_2d dualnet (start x loss), "
+                        "control (needs --control-weights)")
     b.add_argument("--online-variants", nargs="*", default=["normal", "dualnet_2d", "dualnet"],
                    help="starts (and losses) of the online rows")
     b.add_argument("--online-methods", nargs="*", default=["framewise", "boa_2nd"],
@@ -144,6 +145,9 @@ def add_parsers(sub, add_config_flags: Callable[..., None],
                    help="its auxiliary network (default: beside it, <weights>.aux.pt)")
     b.add_argument("--dualnet-weight", type=float, default=1.0,
                    help="adapt.dualnet_weight of the variants with the auxiliary term")
+    b.add_argument("--control-weights", default="",
+                   help="the control variant's start: the normal start trained as long "
+                        "without the inner step (hmr-ros train-meta --inner-lr 0)")
     b.add_argument("--join", nargs="+", default=None, metavar="JSON",
                    help="instead of running: join earlier bench tto results of the same "
                         "settings into one (tables and plot rebuilt)")

@@ -15,7 +15,9 @@ A variant is a start and a test-time loss: `normal` (the bundled regressor, L_F)
 `normal_aux` (the bundled regressor, L_F + the DualNet auxiliary network's pseudo-SMPL term),
 `dualnet_2d` (the DualNet start, L_F) and `dualnet` (the DualNet start with the pseudo-SMPL
 term: the paper's test-time loss, the loss its inner step was trained with). The 2x2 separates
-what the start brings from what the auxiliary term brings.
+what the start brings from what the auxiliary term brings. `control` (L_F) starts from the
+normal start trained as long on the same batches without the inner step
+(`--control-weights`): what meta-training adds beyond more training.
 """
 
 from __future__ import annotations
@@ -40,14 +42,23 @@ class Variant:
     """A start point and a test-time loss."""
 
     name: str
-    dualnet_start: bool  # the DualNet weights (else the bundled regressor)
+    start: str  # normal (the bundled regressor, or --weights) | dualnet | control
     aux_term: bool  # L_F + dualnet_weight * the pseudo-SMPL term
 
 
-VARIANTS = {v.name: v for v in (Variant("normal", False, False),
-                                Variant("normal_aux", False, True),
-                                Variant("dualnet_2d", True, False),
-                                Variant("dualnet", True, True))}
+    @property
+    def dualnet_start(self) -> bool:
+        return self.start == "dualnet"
+
+
+VARIANTS = {v.name: v for v in (Variant("normal", "normal", False),
+                                Variant("normal_aux", "normal", True),
+                                Variant("dualnet_2d", "dualnet", False),
+                                Variant("dualnet", "dualnet", True),
+                                # The normal start trained as long on the same batches with
+                                # no inner step (train-meta --inner-lr 0): what the DualNet
+                                # start owes to meta-training rather than to more training.
+                                Variant("control", "control", False))}
 WINDOWS_S = (1.0, 3.0, 10.0)
 # Per-frame optimisation fine-tunes the whole network (EFT, DualNet) with Adam; 1e-4 by the
 # rule of docs/adaptation_tuning.md ("DualNet"): the lowest PA-MPJPE averaged over k = 5 and
@@ -58,9 +69,10 @@ TTO_LR = 1e-4
 
 
 def variant_config(cfg: PipelineConfig, v: Variant, dualnet_weights: str, dualnet_aux: str,
-                   dualnet_weight: float) -> PipelineConfig:
+                   dualnet_weight: float, control_weights: str = "") -> PipelineConfig:
     """`cfg` with the variant's start (inference.weights) and loss (adapt.dualnet_*)."""
-    weights = dualnet_weights if v.dualnet_start else cfg.inference.weights
+    weights = {"normal": cfg.inference.weights, "dualnet": dualnet_weights,
+               "control": control_weights}[v.start]
     adapt = dataclasses.replace(cfg.adapt, dualnet_weight=dualnet_weight if v.aux_term else 0.0,
                                 dualnet_aux=dualnet_aux)
     return dataclasses.replace(cfg, inference=dataclasses.replace(cfg.inference,
@@ -103,7 +115,7 @@ def run(domains: list[str], seeds: list[int], ks: list[int], variants: list[str]
         out_dir: Path, dualnet_weights: str, dualnet_aux: str, dualnet_weight: float,
         tto_seconds: float = 2.0, duration: float = 10.0, workers: int = 2,
         cache: Path | None = Path("runs/cache"), tag: str = "", tto_scope: str = TTO_SCOPE,
-        tto_lr: float = TTO_LR) -> dict:
+        tto_lr: float = TTO_LR, control_weights: str = "") -> dict:
     """Run both parts on every domain and seed (see the module docstring), print a line per
     run and the tables, and write `tto[_TAG].{json,md,png}` under `out_dir`."""
     from ..world.domain import load_domain
@@ -115,6 +127,10 @@ def run(domains: list[str], seeds: list[int], ks: list[int], variants: list[str]
     if not Path(dualnet_weights).exists() and any(
             VARIANTS[v].dualnet_start for v in variants + online_variants):
         raise SystemExit(f"no DualNet start at {dualnet_weights} (hmr-ros train-meta --out)")
+    if not (control_weights and Path(control_weights).exists()) and any(
+            VARIANTS[v].start == "control" for v in variants + online_variants):
+        raise SystemExit(f"the control variant needs --control-weights (got "
+                         f"{control_weights!r}): hmr-ros train-meta --inner-lr 0")
     t0 = time.perf_counter()
     fps = {d: load_domain(d).fps for d in domains}
     for d in domains:  # render (and cache) every stream once, up front
@@ -123,7 +139,8 @@ def run(domains: list[str], seeds: list[int], ks: list[int], variants: list[str]
     cache_s = str(cache) if cache else None
     jobs, labels = [], []
     for name in variants:
-        vcfg = variant_config(cfg, VARIANTS[name], dualnet_weights, dualnet_aux, dualnet_weight)
+        vcfg = variant_config(cfg, VARIANTS[name], dualnet_weights, dualnet_aux, dualnet_weight,
+                              control_weights)
         for k in ks:
             method, kcfg = tto_config(vcfg, k, tto_scope, tto_lr)
             for d in domains:
@@ -132,7 +149,8 @@ def run(domains: list[str], seeds: list[int], ks: list[int], variants: list[str]
                     jobs.append((d, s, duration, method, kcfg, "after", cache_s, limit))
                     labels.append({"part": "tto", "variant": name, "k": k})
     for name in online_variants:
-        vcfg = variant_config(cfg, VARIANTS[name], dualnet_weights, dualnet_aux, dualnet_weight)
+        vcfg = variant_config(cfg, VARIANTS[name], dualnet_weights, dualnet_aux, dualnet_weight,
+                              control_weights)
         for method in online_methods:
             for d in domains:
                 for s in seeds:
@@ -165,6 +183,7 @@ def run(domains: list[str], seeds: list[int], ks: list[int], variants: list[str]
                "tto_seconds": tto_seconds, "tto_scope": tto_scope, "tto_lr": tto_lr,
                "duration_s": duration, "windows_s": WINDOWS_S,
                "dualnet_weights": dualnet_weights, "dualnet_aux": dualnet_aux,
+               "control_weights": control_weights,
                "dualnet_weight": dualnet_weight, "config": dataclasses.asdict(cfg.adapt),
                "weights": cfg.inference.weights or "bundled",
                "tto": _tto_table(rows, domains, variants, ks),
@@ -201,6 +220,8 @@ def join(paths: list[Path], out_dir: Path, tag: str = "") -> dict:
     payload = {**first, "ks": ks, "joined": [str(p) for p in paths],
                "dualnet_weights": used["dualnet_weights"], "dualnet_aux": used["dualnet_aux"],
                "dualnet_weight": used["dualnet_weight"],
+               "control_weights": next((p.get("control_weights", "") for p in parts
+                                        if p.get("control_weights")), ""),
                "tto": _tto_table(rows, first["domains"], variants, ks),
                "online": _online_table(rows, first["domains"], online, methods),
                "runs": rows, "elapsed_s": sum(p["elapsed_s"] for p in parts)}
@@ -329,4 +350,5 @@ def main(args, cfg: PipelineConfig) -> dict:
                args.dualnet_weight, tto_seconds=args.tto_seconds, duration=args.duration,
                workers=args.workers, cache=Path(args.cache) if args.cache else None,
                tag=args.tag, tto_scope=args.tto_scope or TTO_SCOPE,
-               tto_lr=args.tto_lr if args.tto_lr is not None else TTO_LR)
+               tto_lr=args.tto_lr if args.tto_lr is not None else TTO_LR,
+               control_weights=args.control_weights)
