@@ -23,6 +23,7 @@ inference thread never sees it.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from torch import Tensor
 
 from ..body import BodyModel
 from ..body.pose_vae import PoseVAE, perturb_pose, sample_poses
+from ..config import AdaptConfig
 from ..data.crop import crop_matrix
 from ..geometry import matrix_to_axis_angle
 from ..world.render import Light, RenderMesh, rasterize, render
@@ -284,3 +286,19 @@ class DapaGenerator:
         imgs = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255.0
         self.times_ms.append((time.perf_counter() - t0) * 1e3)
         return SyntheticBatch(imgs, syn_rot, betas, local, kp, box, K, cam)
+
+
+def make_dapa(body: BodyModel, cfg: AdaptConfig) -> DapaGenerator | None:
+    """DAPA's generator when adapt.dapa_weight > 0 (None otherwise): the pose VAE from
+    adapt.dapa_vae (empty: the shipped one) and a CPU copy of the body model (the renderer and
+    the looks are numpy; the adapter's body may live on a GPU)."""
+    if cfg.dapa_weight <= 0:
+        return None
+    from ..body.pose_vae import load_pose_vae
+
+    if any(t.device.type != "cpu" for t in body.buffers()):
+        body = copy.deepcopy(body).cpu()
+    return DapaGenerator(body, load_pose_vae(cfg.dapa_vae or None), noise=cfg.dapa_noise,
+                         pose=cfg.dapa_pose, texture=cfg.dapa_texture,
+                         history=cfg.dapa_history)
+

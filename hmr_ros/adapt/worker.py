@@ -36,7 +36,7 @@ from ..data.frame import Keypoints
 from ..model.checkpoint import save_checkpoint
 from .batch import AdaptBatch, FrameBatch, StepReport
 from .commands import Commands
-from .dapa import DapaGenerator, Estimate
+from .dapa import Estimate, make_dapa
 from .flow_term import FlowBatch, FlowCache
 from .guard import DriftGuard
 from .methods import Adapter
@@ -132,7 +132,7 @@ class AdaptationWorker:
         self.flow_cache = FlowCache(cfg.buffer_frames)
         # DAPA (adapt.dapa_weight > 0): synthetic crops rendered here, on the thread that runs
         # steps; `_batch_samples` are the samples of the batch `_batch` built last.
-        self.dapa = make_dapa(adapter, cfg)
+        self.dapa = make_dapa(adapter.body, cfg)
         self.dapa_ms: deque[float] = deque(maxlen=200)  # observe + render, per batch
         self._dapa_batch = None
         self._dapa_count = 0
@@ -563,24 +563,6 @@ def _sample_at(dq: deque[AdaptSample], index: int) -> AdaptSample | None:
         if s.index < index:
             return None
     return None
-
-def make_dapa(adapter: Adapter, cfg: AdaptConfig) -> DapaGenerator | None:
-    """DAPA's generator when adapt.dapa_weight > 0 (None otherwise): the pose VAE from
-    adapt.dapa_vae (empty: the shipped one) and a CPU copy of the body model (the renderer and
-    the looks are numpy; the adapter's body may live on a GPU)."""
-    if cfg.dapa_weight <= 0:
-        return None
-    import copy
-
-    from ..body.pose_vae import load_pose_vae
-
-    body = adapter.body
-    if any(t.device.type != "cpu" for t in body.buffers()):
-        body = copy.deepcopy(body).cpu()
-    return DapaGenerator(body, load_pose_vae(cfg.dapa_vae or None), noise=cfg.dapa_noise,
-                         pose=cfg.dapa_pose, texture=cfg.dapa_texture,
-                         history=cfg.dapa_history)
-
 
 def _copy_optimizer(adapter: Adapter) -> dict:
     return clone_tree(adapter.optimizer.state_dict())

@@ -46,11 +46,6 @@ class Variant:
     aux_term: bool  # L_F + dualnet_weight * the pseudo-SMPL term
 
 
-    @property
-    def dualnet_start(self) -> bool:
-        return self.start == "dualnet"
-
-
 VARIANTS = {v.name: v for v in (Variant("normal", "normal", False),
                                 Variant("normal_aux", "normal", True),
                                 Variant("dualnet_2d", "dualnet", False),
@@ -125,7 +120,7 @@ def run(domains: list[str], seeds: list[int], ks: list[int], variants: list[str]
     if unknown:
         raise SystemExit(f"unknown variants {unknown}; choose from {sorted(VARIANTS)}")
     if not Path(dualnet_weights).exists() and any(
-            VARIANTS[v].dualnet_start for v in variants + online_variants):
+            VARIANTS[v].start == "dualnet" for v in variants + online_variants):
         raise SystemExit(f"no DualNet start at {dualnet_weights} (hmr-ros train-meta --out)")
     if not (control_weights and Path(control_weights).exists()) and any(
             VARIANTS[v].start == "control" for v in variants + online_variants):
@@ -207,7 +202,7 @@ def join(paths: list[Path], out_dir: Path, tag: str = "") -> dict:
             raise SystemExit(f"{p} differs from {paths[0]} in {diff}: not one benchmark")
     # The DualNet start and term weight the rows used: those of the parts whose variants use
     # them (a normal-start part records defaults it never applied).
-    uses = [p for p in parts if any(VARIANTS[r["variant"]].dualnet_start
+    uses = [p for p in parts if any(VARIANTS[r["variant"]].start == "dualnet"
                                     or VARIANTS[r["variant"]].aux_term for r in p["runs"])]
     if len({(p["dualnet_weights"], p["dualnet_weight"]) for p in uses}) > 1:
         raise SystemExit("the parts used different DualNet starts or dualnet_weight values")
