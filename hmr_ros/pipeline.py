@@ -239,7 +239,7 @@ def build_pipeline(config: PipelineConfig | None = None, adapt: bool | None = No
     if use and config.adapt.method != "none":
         adapter = Adapter(loaded.model, body, config.adapt, inference_device=inf.device)
         worker = AdaptationWorker(adapter, config.adapt, backend.update_weights,
-                                  replay=source_replay(config.adapt.replay))
+                                  replay=source_replay(config.adapt.replay.count))
         if start:
             worker.start()
     return Pipeline(backend, body, config, worker, temporal)

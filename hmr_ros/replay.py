@@ -185,7 +185,8 @@ def replay(bag: str | Path, out_dir: str | Path, config: PipelineConfig | None =
             has_kp = has_truth = False
             frames, overlay_fps, topics_used, total = iter(vr), info.fps, None, info.frames
             if info.frames == 1:  # one photo: no second frame can confirm a track
-                det_cfg = dataclasses.replace(det_cfg, min_hits=1)
+                det_cfg = dataclasses.replace(
+                    det_cfg, tracker=dataclasses.replace(det_cfg.tracker, min_hits=1))
         stage, what = build_stage(det_cfg, has_kp and not explicit, required=kind != "bag",
                                   source=keypoint_source)
         stack.callback(stage.close)

@@ -20,7 +20,7 @@ from hmr_ros.adapt.prior import MaxMixturePrior, load_prior, motion_library_pose
 from hmr_ros.adapt.worker import AdaptationWorker, clone_tree
 from hmr_ros.body import BodyModel
 from hmr_ros.body.joints import get_joint_set
-from hmr_ros.config import AdaptConfig, ConfigError, PipelineConfig, replace_path
+from hmr_ros.config import AdaptConfig, ConfigError, PipelineConfig, replace_path, updated
 from hmr_ros.data.frame import Keypoints
 from hmr_ros.geometry import perspective_project
 from hmr_ros.model import HMR, load_checkpoint
@@ -29,7 +29,7 @@ from hmr_ros.pipeline import Pipeline
 
 
 def _worker(model, body, samples=(), **cfg) -> tuple[AdaptationWorker, TorchBackend]:
-    c = dataclasses.replace(AdaptConfig(), **{"schedule": "every_frame", "tau": 2,
+    c = updated(AdaptConfig(), {"schedule": "every_frame", "tau": 2,
                                               "buffer_frames": 8, "min_keypoints": 4, **cfg})
     backend = TorchBackend(model)
     worker = AdaptationWorker(Adapter(model, body, c), c, backend.update_weights)
@@ -39,12 +39,7 @@ def _worker(model, body, samples=(), **cfg) -> tuple[AdaptationWorker, TorchBack
 
 
 def _next_batch(worker):
-    with worker._lock:
-        index = worker._next_frame()
-        if index is None:
-            return None
-        worker._last_done = index
-        return worker._batch(index)
+    return worker.next_batch()
 
 
 # ------------------------------------------------------------------ losses
@@ -150,7 +145,7 @@ def test_every_method_updates_and_publishes(method, body, frames):
                               outer_lr=1e-3, inner_lr=1e-2)
     before = backend.predict(np.stack([s.crop for s in adapt_samples(frames[:1])]))
     for _ in range(3):
-        worker._step(_next_batch(worker))
+        worker.core.step(_next_batch(worker))
     assert worker.steps == 3 and worker.rollbacks == 0 and backend.version == 3
     after = backend.predict(np.stack([s.crop for s in adapt_samples(frames[:1])]))
     assert not torch.equal(before.pose6d, after.pose6d)
@@ -185,7 +180,7 @@ def test_guard_rolls_back_nan_and_exploding_steps_and_carries_on(body, frames, c
     worker, backend = _worker(HMR(MICRO), body, adapt_samples(frames), method="boa_1st",
                               outer_lr=1e-4)
     for _ in range(11):  # some good steps give the guard a loss history
-        worker._step(_next_batch(worker) or _rebatch(worker, frames))
+        worker.core.step(_next_batch(worker) or _rebatch(worker, frames))
     good = {k: v.clone() for k, v in worker.adapter.state_dict().items()}
     good_opt = clone_tree(worker.adapter.optimizer.state_dict()["state"])
     version = backend.version
@@ -208,7 +203,7 @@ def test_guard_rolls_back_nan_and_exploding_steps_and_carries_on(body, frames, c
         return report
 
     worker.adapter.step = poisoned
-    worker._step(_next_batch(worker) or _rebatch(worker, frames))
+    worker.core.step(_next_batch(worker) or _rebatch(worker, frames))
     assert worker.rollbacks == 1 and "non-finite weights" in worker.status().message
     assert backend.version == version  # nothing published
     assert_restored()
@@ -218,7 +213,7 @@ def test_guard_rolls_back_nan_and_exploding_steps_and_carries_on(body, frames, c
         return StepReport(r.method, 1e9, r.terms, seconds=r.seconds)
 
     worker.adapter.step = exploding
-    worker._step(_rebatch(worker, frames))
+    worker.core.step(_rebatch(worker, frames))
     assert worker.rollbacks == 2 and "exploded" in worker.status().message
     assert_restored()
 
@@ -229,12 +224,12 @@ def test_guard_rolls_back_nan_and_exploding_steps_and_carries_on(body, frames, c
         return r
 
     worker.adapter.step = drifting
-    worker._step(_rebatch(worker, frames))
+    worker.core.step(_rebatch(worker, frames))
     assert worker.rollbacks == 3 and "drifted" in worker.status().message
     assert_restored()
     # And the stream carries on: a normal step is accepted again.
     worker.adapter.step = real_step
-    worker._step(_rebatch(worker, frames))
+    worker.core.step(_rebatch(worker, frames))
     assert backend.version == version + 1 and worker.rollbacks == 3
     assert "rolled back" in caplog.text
 
@@ -298,7 +293,7 @@ def test_background_thread_adapts_while_inference_runs_and_stops_cleanly(body, f
     # Every processed frame produced its person; the unfinished step was never published.
     assert all(len(r.people) == 1 for r in results)
     assert backend.version == version_before_stop
-    for k, v in worker._last_good[0].items():
+    for k, v in worker.core.last_good[0].items():
         assert torch.equal(backend.model.state_dict()[k], v)
 
 
@@ -323,7 +318,7 @@ def test_exception_becomes_status_not_a_dead_thread(body, frames, caplog):
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="thread niceness is Linux's")
 def test_thread_nice_lowers_only_the_adaptation_thread(body, frames):
-    worker, _ = _worker(HMR(MICRO), body, (), method="joint", thread_nice=7)
+    worker, _ = _worker(HMR(MICRO), body, (), method="joint", **{"worker.thread_nice": 7})
     mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
     worker.start()
     try:
@@ -340,7 +335,7 @@ def test_thread_nice_lowers_only_the_adaptation_thread(body, frames):
     finally:
         worker.stop()
     with pytest.raises(ConfigError, match="thread_nice"):
-        replace_path(PipelineConfig(), "adapt.thread_nice", 25)
+        replace_path(PipelineConfig(), "adapt.worker.thread_nice", 25)
 
 
 def test_submit_never_waits_for_a_running_step(body, frames):
@@ -402,16 +397,16 @@ def test_save_reset_and_resume(body, frames, tmp_path):
     worker, backend = _worker(model, body, adapt_samples(frames[:4]), method="framewise",
                               outer_lr=1e-3)
     source = {k: v.clone() for k, v in worker.adapter.source.items()}
-    worker._step(_next_batch(worker))
+    worker.core.step(_next_batch(worker))
     path = worker.save(tmp_path / "adapted.pt")
     loaded = load_checkpoint(path)
     assert loaded.meta["model_version"] == 1 and loaded.meta["method"] == "framewise"
     for k, v in loaded.model.state_dict().items():
-        assert torch.equal(v, worker._last_good[0][k])
+        assert torch.equal(v, worker.core.last_good[0][k])
     # Resuming from the saved weights starts where adaptation left off.
     resumed, _ = _worker(loaded.model, body, (), method="framewise")
     for k, v in resumed.adapter.state_dict().items():
-        assert torch.equal(v, worker._last_good[0][k])
+        assert torch.equal(v, worker.core.last_good[0][k])
     version = worker.reset()
     assert version == 2 and backend.version == 2
     for k, v in backend.model.state_dict().items():
@@ -442,9 +437,9 @@ def test_guard_checks_the_optimiser_and_resets_after_consecutive_rollbacks(body,
     step rolled back to it while the status said running."""
     torch.manual_seed(5)
     worker, backend = _worker(HMR(MICRO), body, adapt_samples(frames), method="boa_1st",
-                              outer_lr=1e-4, max_consecutive_rollbacks=3)
+                              outer_lr=1e-4, **{"guard.max_consecutive_rollbacks": 3})
     for _ in range(3):
-        worker._step(_next_batch(worker) or _rebatch(worker, frames))
+        worker.core.step(_next_batch(worker) or _rebatch(worker, frames))
     assert worker.steps == 3 and worker.adapter.optimizer.state
     real_step = worker.adapter.step
 
@@ -456,16 +451,16 @@ def test_guard_checks_the_optimiser_and_resets_after_consecutive_rollbacks(body,
 
     worker.adapter.step = poisoned_moment
     version = backend.version
-    worker._step(_rebatch(worker, frames))
+    worker.core.step(_rebatch(worker, frames))
     assert worker.rollbacks == 1 and backend.version == version
     assert "non-finite optimiser state exp_avg_sq of " in worker.status().message
     # Every step now fails: after max_consecutive_rollbacks (3) the worker resets to the
     # source weights, publishes them and says so, instead of looping silently.
-    worker._step(_rebatch(worker, frames))
-    assert worker.consecutive_rollbacks == 2 and worker.resets == 0
-    worker._step(_rebatch(worker, frames))
+    worker.core.step(_rebatch(worker, frames))
+    assert worker.core.consecutive_rollbacks == 2 and worker.resets == 0
+    worker.core.step(_rebatch(worker, frames))
     st = worker.status()
-    assert st.resets == 1 and worker.consecutive_rollbacks == 0
+    assert st.resets == 1 and worker.core.consecutive_rollbacks == 0
     assert "reset to the source weights" in st.message and "3 consecutive rollbacks" in st.message
     assert backend.version == version + 1  # the source weights, published as a new version
     for k, v in worker.adapter.model.state_dict().items():
@@ -473,8 +468,8 @@ def test_guard_checks_the_optimiser_and_resets_after_consecutive_rollbacks(body,
     assert not worker.adapter.optimizer.state  # a fresh optimiser
     # With healthy steps again the count starts over and steps are accepted.
     worker.adapter.step = real_step
-    worker._step(_rebatch(worker, frames))
-    assert worker.steps == 4 and worker.consecutive_rollbacks == 0
+    worker.core.step(_rebatch(worker, frames))
+    assert worker.steps == 4 and worker.core.consecutive_rollbacks == 0
 
 
 # ------------------------------------------------------------------ adaptation scope
@@ -583,7 +578,7 @@ def test_a_samples_frozen_prefix_is_computed_once_across_steps(body, frames):
         adapter = Adapter(HMR(MICRO), body, cfg)
         worker = AdaptationWorker(adapter, cfg, lambda s, v: None)
         if not keep:
-            worker._keep_prefixes = lambda batch: None
+            worker.core.after_step = lambda batch: None
         sizes = []
         real = adapter.model.prefix
         adapter.model.prefix = lambda x, s: sizes.append(len(x)) or real(x, s)
@@ -591,7 +586,7 @@ def test_a_samples_frozen_prefix_is_computed_once_across_steps(body, frames):
             worker.submit([s])
         losses = []
         while (batch := _next_batch(worker)) is not None:
-            worker._step(batch)
+            worker.core.step(batch)
             losses.append(worker.reports[-1].loss)
         return sum(sizes), losses, worker
 
@@ -605,8 +600,8 @@ def test_a_samples_frozen_prefix_is_computed_once_across_steps(body, frames):
     assert fresh_images == 2 * len(fresh_losses)
     assert cached_images == 6 + 2
     # Only buffered samples keep their prefix.
-    live = {(s.track, s.index, id(s.crop)) for dq in worker._tracks.values() for s in dq}
-    assert worker._prefix_cache and set(worker._prefix_cache) <= live
+    live = worker.buffer.live_keys()
+    assert worker.prefixes.rows and set(worker.prefixes.rows) <= live
 
 
 def test_norm_scope_steps_on_channels_last_crops_without_crashing(body, frames):

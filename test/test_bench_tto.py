@@ -30,19 +30,19 @@ def test_windows_average_the_first_seconds_of_scored_frames():
 def test_variants_and_k_map_onto_the_config():
     cfg = PipelineConfig()
     v = tto.variant_config(cfg, tto.VARIANTS["dualnet"], "d.pt", "d.pt.aux.pt", 2.0)
-    assert v.inference.weights == "d.pt" and v.adapt.dualnet_weight == 2.0
-    assert v.adapt.dualnet_aux == "d.pt.aux.pt"
+    assert v.inference.weights == "d.pt" and v.adapt.dualnet.weight == 2.0
+    assert v.adapt.dualnet.aux == "d.pt.aux.pt"
     n = tto.variant_config(cfg, tto.VARIANTS["normal"], "d.pt", "a.pt", 2.0)
-    assert n.inference.weights == cfg.inference.weights and n.adapt.dualnet_weight == 0.0
+    assert n.inference.weights == cfg.inference.weights and n.adapt.dualnet.weight == 0.0
     assert tto.variant_config(cfg, tto.VARIANTS["normal_aux"], "d.pt", "a.pt",
-                              2.0).adapt.dualnet_weight == 2.0
+                              2.0).adapt.dualnet.weight == 2.0
     method, k3 = tto.tto_config(cfg, 3, "head", 3e-4)
     assert method == "framewise" and k3.adapt.steps_per_frame == 3
     assert k3.adapt.scope == "head" and k3.adapt.outer_lr == 3e-4
     assert k3.adapt.reset_each_frame and k3.adapt.schedule == "every_frame"
     assert tto.tto_config(cfg, 0)[0] == "none"
     c = tto.variant_config(cfg, tto.VARIANTS["control"], "d.pt", "a.pt", 2.0, "c.pt")
-    assert c.inference.weights == "c.pt" and c.adapt.dualnet_weight == 0.0
+    assert c.inference.weights == "c.pt" and c.adapt.dualnet.weight == 0.0
 
 
 def test_a_small_run_scores_k_steps_and_online_windows(tmp_path):

@@ -13,6 +13,7 @@ import torch
 from micro import MICRO, adapt_samples
 
 from hmr_ros.adapt import losses as L
+from hmr_ros.adapt.augment import DapaSupervision
 from hmr_ros.adapt.dapa import (
     DapaGenerator,
     Estimate,
@@ -23,7 +24,7 @@ from hmr_ros.adapt.dapa import (
 from hmr_ros.adapt.methods import Adapter
 from hmr_ros.adapt.worker import AdaptationWorker
 from hmr_ros.body.pose_vae import load_pose_vae
-from hmr_ros.config import AdaptConfig, ConfigError, PipelineConfig, replace_path
+from hmr_ros.config import AdaptConfig, ConfigError, PipelineConfig, replace_path, updated
 from hmr_ros.data.crop import box_from_keypoints, crop_matrix
 from hmr_ros.geometry import axis_angle_to_matrix, translation_to_crop_cam
 from hmr_ros.model import HMR
@@ -190,17 +191,17 @@ def test_zero_noise_renders_the_decoded_estimate(body, vae):
 
 
 def test_config_fields_are_checked():
-    cfg = replace_path(PipelineConfig(), "adapt.dapa_weight", 0.5)
-    assert cfg.adapt.dapa_weight == 0.5 and AdaptConfig().dapa_weight == 0.0
-    for key, value in (("adapt.dapa_pose", "vposer"), ("adapt.dapa_texture", "photo"),
-                       ("adapt.dapa_batch", 0), ("adapt.dapa_noise", -1.0)):
+    cfg = replace_path(PipelineConfig(), "adapt.dapa.weight", 0.5)
+    assert cfg.adapt.dapa.weight == 0.5 and AdaptConfig().dapa_weight == 0.0
+    for key, value in (("adapt.dapa.pose", "vposer"), ("adapt.dapa.texture", "photo"),
+                       ("adapt.dapa.batch", 0), ("adapt.dapa.noise", -1.0)):
         with pytest.raises(ConfigError, match="dapa"):
             replace_path(PipelineConfig(), key, value)
 
 
 def _worker(model, body, method: str, **dapa):
-    c = dataclasses.replace(AdaptConfig(), schedule="every_frame", tau=2, buffer_frames=8,
-                            min_keypoints=4, method=method, **dapa)
+    c = updated(AdaptConfig(), {"schedule": "every_frame", "tau": 2, "buffer_frames": 8,
+                                "min_keypoints": 4, "method": method, **dapa})
     backend = TorchBackend(model)
     return AdaptationWorker(Adapter(model, body, c), c, backend.update_weights)
 
@@ -208,7 +209,7 @@ def _worker(model, body, method: str, **dapa):
 @pytest.mark.parametrize("method", ["boa_2nd", "framewise", "two_stage"])
 def test_synthetic_term_enters_the_objective_of_every_method(body, frames, method):
     torch.manual_seed(0)
-    worker = _worker(HMR(MICRO), body, method, dapa_weight=0.5, dapa_batch=2)
+    worker = _worker(HMR(MICRO), body, method, **{"dapa.weight": 0.5, "dapa.batch": 2})
     for s in adapt_samples(frames[:4]):
         worker.submit([s])
     steps = sum(worker.run_pending() for _ in range(4))
@@ -217,24 +218,23 @@ def test_synthetic_term_enters_the_objective_of_every_method(body, frames, metho
     assert np.isfinite(terms["synthetic"]) and terms["synthetic"] > 0
     for k in ("syn_3d", "syn_pose", "syn_2d", "syn_shape"):
         assert k in terms
-    assert len(worker.dapa_ms) == 4 and min(worker.dapa_ms) > 0
+    ms = worker.augmenter(DapaSupervision).ms
+    assert len(ms) == 4 and min(ms) > 0
     # Off by default: no generator, no term.
     off = _worker(HMR(MICRO), body, method)
     for s in adapt_samples(frames[:2]):
         off.submit([s])
     off.run_pending()
-    assert off.dapa is None and "synthetic" not in off.reports[-1].terms
+    assert off.augmenter(DapaSupervision) is None and "synthetic" not in off.reports[-1].terms
 
 
 def test_bilevel_uses_the_synthetic_term_in_both_levels(body, frames):
     torch.manual_seed(0)
-    worker = _worker(HMR(MICRO), body, "boa_2nd", dapa_weight=1.0, dapa_batch=2)
+    worker = _worker(HMR(MICRO), body, "boa_2nd", **{"dapa.weight": 1.0, "dapa.batch": 2})
     for s in adapt_samples(frames[:3]):
         worker.submit([s])
-    with worker._lock:
-        index = worker._next_frame()
-        batch = worker._batch(index)
-    with_syn = worker._with_synthetic(batch)
+    with_syn = worker.next_batch()
+    batch = dataclasses.replace(with_syn, synthetic=None)
     assert with_syn.synthetic is not None and batch.synthetic is None
     adapter = worker.adapter
     params = adapter.params()
@@ -249,15 +249,16 @@ def test_bilevel_uses_the_synthetic_term_in_both_levels(body, frames):
 
 def test_generation_runs_on_the_adaptation_thread(body, frames):
     torch.manual_seed(0)
-    worker = _worker(HMR(MICRO), body, "framewise", dapa_weight=0.5)
+    worker = _worker(HMR(MICRO), body, "framewise", **{"dapa.weight": 0.5})
     threads: list[int] = []
-    real = worker.dapa.generate
+    generator = worker.augmenter(DapaSupervision).generator
+    real = generator.generate
 
     def recording(*args, **kwargs):  # the real generator, with the thread it ran on noted
         threads.append(threading.get_ident())
         return real(*args, **kwargs)
 
-    worker.dapa.generate = recording
+    generator.generate = recording
     worker.start()
     try:
         for s in adapt_samples(frames[:6]):
@@ -272,20 +273,20 @@ def test_generation_runs_on_the_adaptation_thread(body, frames):
     assert worker.steps >= 2 and threads
     assert set(threads) == {worker._thread.ident} != {threading.get_ident()}
     worker.forget(frames[0].detections[0].id)
-    assert frames[0].detections[0].id not in worker.dapa.looks
+    assert frames[0].detections[0].id not in generator.looks
 
 
 def test_node_parameters_map_to_the_dapa_config():
     from hmr_ros.ros.params import load_parameters
 
-    cfg, _ = load_parameters({"adapt.dapa_weight": 0.5, "adapt.dapa_pose": "random",
+    cfg, _ = load_parameters({"adapt.dapa.weight": 0.5, "adapt.dapa.pose": "random",
                               "adapt": {"dapa_every": 3}})
-    assert (cfg.adapt.dapa_weight, cfg.adapt.dapa_pose, cfg.adapt.dapa_every) == (0.5, "random",
+    assert (cfg.adapt.dapa.weight, cfg.adapt.dapa.pose, cfg.adapt.dapa.every) == (0.5, "random",
                                                                                   3)
     with pytest.raises(ConfigError, match="dapa_texture"):
-        load_parameters({"adapt.dapa_texture": "photo"})
-    with pytest.raises(ConfigError, match="adapt.dapa_batch"):
-        load_parameters({"adapt.dapa_batch": 1.5})
+        load_parameters({"adapt.dapa.texture": "photo"})
+    with pytest.raises(ConfigError, match="adapt.dapa.batch"):
+        load_parameters({"adapt.dapa.batch": 1.5})
 
 
 @pytest.mark.ros
@@ -302,17 +303,17 @@ def test_rclpy_node_builds_its_worker_with_dapa_from_parameters():
     rclpy.init()
     try:
         node = HmrRosNode(parameter_overrides=[
-            Parameter("adapt.dapa_weight", value=0.5),
-            Parameter("adapt.dapa_pose", value="random"),
-            Parameter("adapt.dapa_texture", value="plain")])
+            Parameter("adapt.dapa.weight", value=0.5),
+            Parameter("adapt.dapa.pose", value="random"),
+            Parameter("adapt.dapa.texture", value="plain")])
         try:
-            assert node.get_parameter("adapt.dapa_weight").value == 0.5
-            dapa = node.pipeline.adaptation.dapa
+            assert node.get_parameter("adapt.dapa.weight").value == 0.5
+            dapa = node.pipeline.adaptation.augmenter(DapaSupervision).generator
             assert dapa is not None and (dapa.pose, dapa.texture) == ("random", "plain")
         finally:
             node.shutdown()
             node.destroy_node()
         with pytest.raises(ConfigError, match="dapa_pose"):
-            HmrRosNode(parameter_overrides=[Parameter("adapt.dapa_pose", value="vposer")])
+            HmrRosNode(parameter_overrides=[Parameter("adapt.dapa.pose", value="vposer")])
     finally:
         rclpy.shutdown()

@@ -1,5 +1,5 @@
 """DualNet at test time (issue 17): the auxiliary network's pseudo-SMPL term in the online
-loss (`adapt.dualnet_weight`), and per-frame test-time optimisation (`adapt.reset_each_frame`),
+loss (`adapt.dualnet.weight`), and per-frame test-time optimisation (`adapt.reset_each_frame`),
 the protocol of `hmr-ros bench tto`."""
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ from micro import MICRO, adapt_samples
 from hmr_ros.adapt.dualnet import PseudoWeights, aux_targets, pseudo_smpl_loss
 from hmr_ros.adapt.methods import Adapter
 from hmr_ros.adapt.worker import AdaptationWorker
-from hmr_ros.config import AdaptConfig, ConfigError, PipelineConfig, replace_path
+from hmr_ros.config import AdaptConfig, ConfigError, PipelineConfig, replace_path, updated
 from hmr_ros.model import HMR, ModelConfig, save_checkpoint
 from hmr_ros.model.backends import TorchBackend
 
 
 def _cfg(**kw) -> AdaptConfig:
-    return dataclasses.replace(AdaptConfig(), **{"schedule": "every_frame", "tau": 2,
+    return updated(AdaptConfig(), {"schedule": "every_frame", "tau": 2,
                                                  "buffer_frames": 8, "min_keypoints": 4,
                                                  "scope": "all", "method": "framewise",
                                                  "outer_lr": 1e-3, **kw})
@@ -41,10 +41,7 @@ def _worker(model, body, samples, cfg) -> tuple[AdaptationWorker, TorchBackend]:
 
 
 def _first_batch(worker):
-    with worker._lock:
-        index = worker._next_frame()
-        worker._last_done = index
-        return worker._batch(index)
+    return worker.next_batch()
 
 
 def _frame_grad(adapter: Adapter, batch) -> dict[str, torch.Tensor]:
@@ -86,7 +83,8 @@ def test_dualnet_term_enters_the_online_loss_and_follows_the_auxiliary_network(
     grads = {}
     for name, weight, aux_seed in (("off", 0.0, 1), ("aux1", 1.0, 1), ("aux2", 1.0, 2)):
         worker, _ = _worker(model, body, samples,
-                            _cfg(dualnet_weight=weight, dualnet_aux=_aux_file(tmp_path, aux_seed)))
+                            _cfg(**{"dualnet.weight": weight,
+                                    "dualnet.aux": _aux_file(tmp_path, aux_seed)}))
         adapter = worker.adapter
         batch = _first_batch(worker)
         _, terms = adapter.lower(adapter.params(), batch)
@@ -108,7 +106,8 @@ def test_an_auxiliary_copy_of_the_start_adds_no_gradient_at_first(body, frames, 
     save_checkpoint(path, model)
     samples = adapt_samples(frames[:3])
     off, _ = _worker(model, body, samples, _cfg())
-    on, _ = _worker(model, body, samples, _cfg(dualnet_weight=10.0, dualnet_aux=str(path)))
+    on, _ = _worker(model, body, samples,
+                    _cfg(**{"dualnet.weight": 10.0, "dualnet.aux": str(path)}))
     g_off, g_on = _frame_grad(off.adapter, _first_batch(off)), _frame_grad(on.adapter,
                                                                            _first_batch(on))
     for n in g_off:
@@ -118,12 +117,14 @@ def test_an_auxiliary_copy_of_the_start_adds_no_gradient_at_first(body, frames, 
 def test_a_missing_or_mismatched_auxiliary_network_is_a_clear_error(body, tmp_path):
     model = HMR(MICRO)
     with pytest.raises(FileNotFoundError, match="nothere"):
-        Adapter(model, body, _cfg(dualnet_weight=1.0, dualnet_aux=str(tmp_path / "nothere.pt")))
+        Adapter(model, body, _cfg(**{"dualnet.weight": 1.0,
+                                     "dualnet.aux": str(tmp_path / "nothere.pt")}))
     big = dataclasses.replace(MICRO, input_size=64)
     with pytest.raises(ValueError, match="64 px"):
-        Adapter(model, body, _cfg(dualnet_weight=1.0, dualnet_aux=_aux_file(tmp_path, 1, big)))
-    with pytest.raises(ConfigError, match="dualnet_weight"):
-        replace_path(PipelineConfig(), "adapt.dualnet_weight", -1.0)
+        Adapter(model, body, _cfg(**{"dualnet.weight": 1.0,
+                                     "dualnet.aux": _aux_file(tmp_path, 1, big)}))
+    with pytest.raises(ConfigError, match="adapt.dualnet.weight"):
+        replace_path(PipelineConfig(), "adapt.dualnet.weight", -1.0)
 
 
 def test_per_frame_tto_starts_every_frame_from_the_start_weights(body, frames):
@@ -157,17 +158,17 @@ def test_per_frame_tto_starts_every_frame_from_the_start_weights(body, frames):
 def test_node_parameters_map_to_the_dualnet_config():
     from hmr_ros.ros.params import load_parameters
 
-    cfg, _ = load_parameters({"adapt.dualnet_weight": 2.0, "adapt.dualnet_aux": "/x/aux.pt",
+    cfg, _ = load_parameters({"adapt.dualnet.weight": 2.0, "adapt.dualnet.aux": "/x/aux.pt",
                               "adapt.reset_each_frame": True})
-    assert (cfg.adapt.dualnet_weight, cfg.adapt.dualnet_aux, cfg.adapt.reset_each_frame) == (
+    assert (cfg.adapt.dualnet.weight, cfg.adapt.dualnet.aux, cfg.adapt.reset_each_frame) == (
         2.0, "/x/aux.pt", True)
-    with pytest.raises(ConfigError, match="dualnet_weight"):
-        load_parameters({"adapt.dualnet_weight": -1.0})
+    with pytest.raises(ConfigError, match="adapt.dualnet.weight"):
+        load_parameters({"adapt.dualnet.weight": -1.0})
 
 
 @pytest.mark.ros
 def test_rclpy_node_builds_its_adapter_with_the_auxiliary_network_from_parameters():
-    """The node's adapt.dualnet_* parameters reach its adapter (the bundled regressor stands
+    """The node's adapt.dualnet.* parameters reach its adapter (the bundled regressor stands
     in for the auxiliary network: any checkpoint of the same crop size serves)."""
     from ros_harness import require_ros
 
@@ -181,17 +182,17 @@ def test_rclpy_node_builds_its_adapter_with_the_auxiliary_network_from_parameter
     rclpy.init()
     try:
         node = HmrRosNode(parameter_overrides=[
-            Parameter("adapt.dualnet_weight", value=2.0),
-            Parameter("adapt.dualnet_aux", value=str(default_weights_path()))])
+            Parameter("adapt.dualnet.weight", value=2.0),
+            Parameter("adapt.dualnet.aux", value=str(default_weights_path()))])
         try:
             adapter = node.pipeline.adaptation.adapter
-            assert adapter.cfg.dualnet_weight == 2.0 and adapter.aux is not None
+            assert adapter.cfg.dualnet.weight == 2.0 and adapter.aux is not None
             assert not any(p.requires_grad for p in adapter.aux.parameters())
         finally:
             node.shutdown()
             node.destroy_node()
-        with pytest.raises(ConfigError, match="dualnet_weight"):
-            HmrRosNode(parameter_overrides=[Parameter("adapt.dualnet_weight", value=-1.0)])
+        with pytest.raises(ConfigError, match="adapt.dualnet.weight"):
+            HmrRosNode(parameter_overrides=[Parameter("adapt.dualnet.weight", value=-1.0)])
     finally:
         rclpy.shutdown()
 
@@ -205,7 +206,7 @@ def test_the_shipped_dualnet_pair_loads_beside_the_bundled_regressor():
     )
 
     main_path = default_weights_path().with_name(DUALNET_WEIGHTS)
-    aux_path = dualnet_aux_path()  # the default of adapt.dualnet_aux
+    aux_path = dualnet_aux_path()  # the default of adapt.dualnet.aux
     assert aux_path.name == main_path.name + ".aux.pt"
     bundled = load_checkpoint(default_weights_path())
     total = 0

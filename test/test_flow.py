@@ -11,10 +11,11 @@ import torch
 from micro import MICRO, adapt_samples
 
 from hmr_ros.adapt import losses as L
+from hmr_ros.adapt.augment import FlowCues
 from hmr_ros.adapt.flow_term import FlowCache, flow_term, visible_in_crop
 from hmr_ros.adapt.methods import Adapter
 from hmr_ros.adapt.worker import AdaptationWorker
-from hmr_ros.config import AdaptConfig, ConfigError, PipelineConfig
+from hmr_ros.config import AdaptConfig, ConfigError, PipelineConfig, updated
 from hmr_ros.data.crop import crop_matrix
 from hmr_ros.data.optical_flow import crop_flow, dis_flow, to_image_motion
 from hmr_ros.model import HMR
@@ -254,7 +255,7 @@ def test_flow_term_of_rendered_bodies_is_small_at_the_truth_and_large_when_stati
 
 
 def _worker(body, frames, **cfg):
-    c = dataclasses.replace(AdaptConfig(), **{"schedule": "every_frame", "tau": 2,
+    c = updated(AdaptConfig(), {"schedule": "every_frame", "tau": 2,
                                               "buffer_frames": 8, "min_keypoints": 4, **cfg})
     torch.manual_seed(0)
     model = HMR(MICRO)
@@ -266,25 +267,25 @@ def _worker(body, frames, **cfg):
 
 @pytest.mark.parametrize("method", ["boa_2nd", "joint"])
 def test_flow_and_anchor_terms_drive_adaptation(body, frames, method):
-    worker = _worker(body, frames, method=method, w_flow=1.0, w_anchor=1.0, w_motion=0.0)
+    worker = _worker(body, frames, method=method,
+                     **{"flow.weight": 1.0, "loss.anchor": 1.0, "loss.motion": 0.0})
     before = {k: v.clone() for k, v in worker.adapter.state_dict().items()}
     for _ in range(5):
         worker.run_pending()
     reports = list(worker.reports)
     assert reports and all(np.isfinite(r.terms["flow"]) for r in reports)
     assert reports[-1].terms["flow"] > 0 and "anchor" in reports[-1].terms
-    assert worker.flow_cache.computed >= 4  # frames 1..4 against their predecessors
-    assert worker.flow_cache.nbytes == len(worker.flow_cache) * 8 * 32 * 32
+    cache = worker.augmenter(FlowCues).cache
+    assert cache.computed >= 4  # frames 1..4 against their predecessors
+    assert cache.nbytes == len(cache) * 8 * 32 * 32
     after = worker.adapter.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)
 
 
 def test_flow_term_has_a_gradient_on_the_weights(body, frames):
-    worker = _worker(body, frames, method="joint", w_flow=1.0)
-    with worker._lock:
-        worker._last_done = 2
-        batch = worker._batch(3)
-    batch = worker._attach_flow(batch)
+    worker = _worker(body, frames, method="joint", **{"flow.weight": 1.0})
+    for _ in range(4):  # frames 0..3: frame 3 with its predecessor
+        batch = worker.next_batch()
     assert batch.flow is not None and float(batch.flow.weight.sum()) == 1.0
     a = worker.adapter
     now, _, _, _, earlier = a._outputs(None, batch)
@@ -297,7 +298,7 @@ def test_flow_term_has_a_gradient_on_the_weights(body, frames):
 def test_without_w_flow_no_flow_is_computed(body, frames):
     worker = _worker(body, frames, method="boa_2nd")
     worker.run_pending()
-    assert worker.flow_cache.computed == 0 and "flow" not in worker.reports[-1].terms
+    assert worker.augmenter(FlowCues) is None and "flow" not in worker.reports[-1].terms
 
 
 def test_flow_cache_is_bounded():
@@ -312,10 +313,10 @@ def test_flow_cache_is_bounded():
 
 
 def test_flow_config_is_validated():
-    with pytest.raises(ConfigError, match="flow_preset"):
-        PipelineConfig(adapt=dataclasses.replace(AdaptConfig(), flow_preset="slow"))
-    with pytest.raises(ConfigError, match="weights"):
-        PipelineConfig(adapt=dataclasses.replace(AdaptConfig(), w_flow=-1.0))
+    with pytest.raises(ConfigError, match="adapt.flow.preset"):
+        PipelineConfig(adapt=updated(AdaptConfig(), {"flow.preset": "slow"}))
+    with pytest.raises(ConfigError, match="adapt.flow.weight"):
+        PipelineConfig(adapt=updated(AdaptConfig(), {"flow.weight": -1.0}))
     assert RegressorOutput  # the record the term reads
 
 

@@ -51,12 +51,12 @@ def test_learning_rates_must_be_positive_and_finite(key, value):
 
 
 def test_every_float_setting_must_be_finite():
-    for key in ("inference.box_scale", "adapt.w_keypoints", "detector.timeout_s",
-                "adapt.guard_disagreement"):
+    for key in ("inference.box_scale", "adapt.loss.keypoints", "detector.tracker.timeout_s",
+                "adapt.guard.disagreement"):
         with pytest.raises(ConfigError, match=f"{key} must be a finite number"):
             replace_path(PipelineConfig(), key, float("nan"))
     with pytest.raises(ConfigError, match="max_consecutive_rollbacks"):
-        replace_path(PipelineConfig(), "adapt.max_consecutive_rollbacks", 0)
+        replace_path(PipelineConfig(), "adapt.guard.max_consecutive_rollbacks", 0)
 
 
 def test_set_value_that_is_not_yaml_is_a_config_error(tmp_path, capsys):

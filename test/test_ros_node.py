@@ -293,7 +293,7 @@ def test_engine_gives_anonymous_upstream_people_stable_distinct_ids(body, model,
         eng.on_image(image_msg(ts, stamp))
         assert eng.step() is True
         ids_seen.append([b.id for b in rec.msgs[BODIES][-1].bodies])
-    # A track is confirmed after detector.min_hits detections; then both keep their ids.
+    # A track is confirmed after detector.tracker.min_hits detections; then both keep their ids.
     confirmed = [ids for ids in ids_seen if ids]
     assert confirmed and all(len(set(ids)) == 2 for ids in confirmed)
     assert all(ids == confirmed[0] for ids in confirmed)
@@ -740,7 +740,7 @@ def test_engine_without_keypoints_topic_finds_people_with_the_in_process_detecto
         eng.on_image(msg)
         assert eng.step() is True  # no keypoints needed: every image is processed
         ids.append([b.id for b in rec.msgs[BODIES][-1].bodies])
-    # The tracker confirms the person after detector.min_hits frames and keeps the id.
+    # The tracker confirms the person after detector.tracker.min_hits frames and keeps the id.
     confirmed = [i for i in ids if i]
     assert len(confirmed) >= len(images) - 1 and all(i == confirmed[0] for i in confirmed)
     assert len(confirmed[0]) == len(source.truth_ids) >= 1

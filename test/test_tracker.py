@@ -12,6 +12,7 @@ import pytest
 
 import hmr_ros.world.scene as scene
 from hmr_ros.config import DetectorConfig
+from hmr_ros.config.perception import TrackerConfig
 from hmr_ros.data.frame import Detection, Frame, Keypoints
 from hmr_ros.detect import DetectionStage, GroundTruthSource, Tracker, box_iou
 from hmr_ros.world.domain import load_domain
@@ -20,6 +21,10 @@ from hmr_ros.world.motion import generate_motion
 FPS = 10.0
 SEC = 1_000_000_000
 
+
+
+def _tracking(timeout_s: float) -> DetectorConfig:
+    return DetectorConfig(tracker=TrackerConfig(min_hits=2, timeout_s=timeout_s))
 
 def _domain():
     """robot_cam at half size and 10 fps, a fixed level camera 4 m away on the +z side
@@ -100,7 +105,7 @@ def test_ids_stay_stable_when_two_people_cross(monkeypatch):
     hidden = {v.id: v.visible_pixels for v in frames[1].people}
     assert hidden[2] < 0.25 * hidden[1]  # really behind person 1 at the crossing
 
-    assignments, lost = _track(seq, DetectorConfig(min_hits=2, timeout_s=1.0))
+    assignments, lost = _track(seq, _tracking(1.0))
     seen = [a for a in assignments if a]
     assert len(seen) >= 28
     # One tracker id per person for the whole stream, different for the two.
@@ -117,7 +122,7 @@ def test_ids_stay_stable_when_two_people_cross(monkeypatch):
     # crossing): the track coasts on its predicted motion and picks the person up again on
     # the other side with the same id.
     missing = _Misses(seq, person=2, frames=range(13, 18))
-    assignments, lost = _track(seq, DetectorConfig(min_hits=2, timeout_s=1.0), missing)
+    assignments, lost = _track(seq, _tracking(1.0), missing)
     assert [k for k, a in enumerate(assignments) if 2 not in a] == [0, 13, 14, 15, 16, 17]
     ids1 = {a[1] for a in assignments if 1 in a}
     ids2 = {a[2] for a in assignments if 2 in a}
@@ -136,7 +141,7 @@ def test_a_person_who_leaves_and_comes_back_gets_a_new_id(monkeypatch):
 
     seq = _scripted_sequence(monkeypatch, [out_and_back(-1.0), out_and_back(1.0)],
                              duration_s=4.0)
-    assignments, lost = _track(seq, DetectorConfig(min_hits=2, timeout_s=0.8))
+    assignments, lost = _track(seq, _tracking(0.8))
     assert sum(not a for a in assignments) >= 12  # nobody in view for over a second
     first = {p: assignments[2][p] for p in (1, 2)}
     last = {p: assignments[-1][p] for p in (1, 2)}

@@ -217,10 +217,10 @@ def test_live_reads_a_camera_stand_in_and_stops_after_k_frames(tmp_path, clip, w
 
 def test_detector_config_is_validated():
     cfg = PipelineConfig()
-    assert cfg.detector.kind == "auto" and cfg.detector.min_hits == 2
+    assert cfg.detector.kind == "auto" and cfg.detector.tracker.min_hits == 2
     assert replace_path(cfg, "detector.kind", "mediapipe_hog").detector.kind == "mediapipe_hog"
     for key, value in (("detector.kind", "yolo"), ("detector.focal", -1.0),
-                       ("detector.default_hfov_deg", 200.0), ("detector.min_hits", 0),
-                       ("detector.model_complexity", 3), ("detector.hog_every", 0)):
+                       ("detector.default_hfov_deg", 200.0), ("detector.tracker.min_hits", 0),
+                       ("detector.model_complexity", 3), ("detector.hog.every", 0)):
         with pytest.raises(ConfigError, match="detector"):
             replace_path(cfg, key, value)

@@ -1,7 +1,7 @@
 """Races between inference, weight swaps and the adaptation worker, with the real worker, real
 threads and real backends (issue 12): resets never land in the middle of a step, every
 prediction names the weights that made it, `submit` never waits for a save, backends and the
-adapter leave the caller's model alone, and the adapter runs on `adapt.device`.
+adapter leave the caller's model alone, and the adapter runs on `adapt.worker.device`.
 
 Where a test needs a step or a save to be slow, the slowness is injected into real torch
 objects (a gradient hook that waits on an event; a tensor whose first read after arming
@@ -10,7 +10,6 @@ sleeps), never by replacing the code under test.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import threading
 import time
@@ -22,7 +21,7 @@ from micro import MICRO, adapt_samples
 
 from hmr_ros.adapt.methods import Adapter
 from hmr_ros.adapt.worker import AdaptationWorker
-from hmr_ros.config import AdaptConfig, ConfigError, PipelineConfig, replace_path
+from hmr_ros.config import AdaptConfig, ConfigError, PipelineConfig, replace_path, updated
 from hmr_ros.model import HMR, load_checkpoint
 from hmr_ros.model.backends import OnnxRuntimeBackend, TensorRTBackend, TorchBackend
 from hmr_ros.pipeline import Pipeline
@@ -34,9 +33,9 @@ WAIT_S = 60.0  # upper limit of every wait for another thread (a hang fails, nev
 
 
 def _cfg(**kw) -> AdaptConfig:
-    return dataclasses.replace(AdaptConfig(), **{
+    return updated(AdaptConfig(), {
         "method": "framewise", "schedule": "latest", "tau": 2, "buffer_frames": 8,
-        "min_keypoints": 4, "outer_lr": 1e-3, "thread_nice": 0,
+        "min_keypoints": 4, "outer_lr": 1e-3, "worker.thread_nice": 0,
         # Every weight adapts: the gate below holds a step at conv1's gradient, which a
         # scope with a frozen prefix (the default, layer4_head) never computes.
         "scope": "all", **kw})
@@ -304,9 +303,9 @@ def test_submit_never_waits_for_a_save(body, frames, tmp_path):
     torch.manual_seed(14)
     cfg = _cfg(enabled=False)  # the thread idles: only the save runs on it
     worker = AdaptationWorker(Adapter(HMR(MICRO), body, cfg), cfg, lambda s, v: None)
-    state, opt = worker._last_good
+    state, opt = worker.core.last_good
     expected = {k: v.clone() for k, v in state.items()}
-    worker._last_good = ({**state, "init_cam": state["init_cam"].as_subclass(_SlowFirstRead)},
+    worker.core.last_good = ({**state, "init_cam": state["init_cam"].as_subclass(_SlowFirstRead)},
                          opt)
     samples = adapt_samples(frames[:4])
     worker.start()
@@ -372,14 +371,14 @@ def test_the_adapter_starts_from_the_callers_float32_weights(body):
     assert _equal(after[0], before[0]) and after[1:] == before[1:]
 
 
-# ------------------------------------------------------------------ adapt.device
+# ------------------------------------------------------------------ adapt.worker.device
 
 
 def test_the_adapter_runs_on_adapt_device(body, frames):
     torch.manual_seed(17)
     model = HMR(MICRO)
     cpu = torch.device("cpu")
-    for cfg, inference_device in ((_cfg(device="cpu"), "cpu"), (_cfg(), "cpu")):
+    for cfg, inference_device in ((_cfg(**{"worker.device": "cpu"}), "cpu"), (_cfg(), "cpu")):
         adapter = Adapter(model, body, cfg, inference_device=inference_device)
         assert adapter.device == cpu
         tensors = [*adapter.model.parameters(), *adapter.teacher.parameters(),
@@ -387,7 +386,7 @@ def test_the_adapter_runs_on_adapt_device(body, frames):
         assert tensors and all(t.device == cpu for t in tensors)
         assert adapter.body is body  # already there: not copied
     # A step on that device, through the worker, is published.
-    cfg = _cfg(device="cpu", schedule="every_frame")
+    cfg = _cfg(**{"worker.device": "cpu"}, schedule="every_frame")
     published = _Published()
     worker = AdaptationWorker(Adapter(model, body, cfg), cfg, published)
     for s in adapt_samples(frames[:3]):
@@ -399,29 +398,32 @@ def test_the_adapter_runs_on_adapt_device(body, frames):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="tests the absence of CUDA")
 def test_a_cuda_adapt_device_without_cuda_is_a_clear_error(body):
     model = HMR(MICRO)
-    for cfg, inference_device in ((_cfg(device="cuda"), "cpu"), (_cfg(device="cuda:1"), "cpu"),
+    for cfg, inference_device in ((_cfg(**{"worker.device": "cuda"}), "cpu"),
+                                  (_cfg(**{"worker.device": "cuda:1"}), "cpu"),
                                   (_cfg(), "cuda")):
         with pytest.raises(RuntimeError, match=r"adaptation device 'cuda(:1)?'.*torch sees no "
-                                               r"CUDA device here.*set adapt.device to cpu"):
+                                               r"CUDA device here.*set adapt.worker.device to "
+                                               r"cpu"):
             Adapter(model, body, cfg, inference_device=inference_device)
 
 
 def test_adapt_device_is_checked_in_the_config():
-    assert PipelineConfig().adapt.device == ""
+    assert PipelineConfig().adapt.worker.device == ""
     for good in ("cpu", "cuda", "cuda:1", ""):
-        assert replace_path(PipelineConfig(), "adapt.device", good).adapt.device == good
+        cfg = replace_path(PipelineConfig(), "adapt.worker.device", good)
+        assert cfg.adapt.worker.device == good
     for bad in ("gpu", "cuda:", "CPU", "cuda:x"):
-        with pytest.raises(ConfigError, match="adapt.device must be empty"):
-            replace_path(PipelineConfig(), "adapt.device", bad)
+        with pytest.raises(ConfigError, match="adapt.worker.device must be empty"):
+            replace_path(PipelineConfig(), "adapt.worker.device", bad)
 
 
 def test_build_pipeline_puts_the_adapter_where_the_config_says(weights):
     from hmr_ros.pipeline import build_pipeline
 
     cfg = replace_path(PipelineConfig(), "inference.weights", str(weights))
-    with build_pipeline(replace_path(cfg, "adapt.device", "cpu"), start=False) as pipe:
+    with build_pipeline(replace_path(cfg, "adapt.worker.device", "cpu"), start=False) as pipe:
         assert pipe.adaptation.adapter.device == torch.device("cpu")
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="adaptation device 'cuda'"):
-            build_pipeline(replace_path(cfg, "adapt.device", "cuda"), start=False)
+            build_pipeline(replace_path(cfg, "adapt.worker.device", "cuda"), start=False)
 

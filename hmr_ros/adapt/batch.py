@@ -1,6 +1,6 @@
 """What an adaptation step consumes and reports: `FrameBatch` (crops, cameras, keypoints),
 `AdaptBatch` (the newest frames, their tau-partners and the optional extra batches) and
-`StepReport`."""
+`StepReport`; `AdaptStatus`, the worker's state as the node reports it."""
 
 from __future__ import annotations
 
@@ -84,3 +84,20 @@ class StepReport:
     reason: str = ""
     seconds: float = 0.0
     version: int = 0
+
+
+@dataclass(frozen=True)
+class AdaptStatus:
+    state: str
+    enabled: bool
+    method: str
+    version: int
+    steps: int
+    rollbacks: int
+    steps_per_second: float
+    last_loss: float
+    buffered: int
+    dropped: int
+    errors: int
+    message: str
+    resets: int = 0  # resets to the source weights after max_consecutive_rollbacks

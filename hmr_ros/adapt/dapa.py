@@ -289,16 +289,16 @@ class DapaGenerator:
 
 
 def make_dapa(body: BodyModel, cfg: AdaptConfig) -> DapaGenerator | None:
-    """DAPA's generator when adapt.dapa_weight > 0 (None otherwise): the pose VAE from
-    adapt.dapa_vae (empty: the shipped one) and a CPU copy of the body model (the renderer and
+    """DAPA's generator when adapt.dapa.weight > 0 (None otherwise): the pose VAE from
+    adapt.dapa.vae (empty: the shipped one) and a CPU copy of the body model (the renderer and
     the looks are numpy; the adapter's body may live on a GPU)."""
-    if cfg.dapa_weight <= 0:
+    if cfg.dapa.weight <= 0:
         return None
     from ..body.pose_vae import load_pose_vae
 
     if any(t.device.type != "cpu" for t in body.buffers()):
         body = copy.deepcopy(body).cpu()
-    return DapaGenerator(body, load_pose_vae(cfg.dapa_vae or None), noise=cfg.dapa_noise,
-                         pose=cfg.dapa_pose, texture=cfg.dapa_texture,
-                         history=cfg.dapa_history)
+    return DapaGenerator(body, load_pose_vae(cfg.dapa.vae or None), noise=cfg.dapa.noise,
+                         pose=cfg.dapa.pose, texture=cfg.dapa.texture,
+                         history=cfg.dapa.history)
 

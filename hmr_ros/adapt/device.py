@@ -1,23 +1,29 @@
-"""Where the adapter's tensors live: the adaptation device, checked, and modules moved there
-without touching the caller's copy."""
+"""Where adaptation runs: the adaptation device, checked, modules moved there without
+touching the caller's copy, and the adaptation thread's OS priority."""
 
 from __future__ import annotations
 
 import copy
+import logging
+import os
+import threading
 from typing import TypeVar
 
 import torch
 
+log = logging.getLogger("hmr_ros")
+
 
 def adapt_device(spec: str) -> torch.device:
     """`spec` ('cpu', 'cuda', 'cuda:1') as a torch.device that exists here; RuntimeError
-    naming adapt.device when it does not (no CUDA, or no such GPU)."""
+    naming adapt.worker.device when it does not (no CUDA, or no such GPU)."""
     device = torch.device(spec)
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError(f"adaptation device {spec!r} (adapt.device, or inference.device "
-                               "when that is empty): torch sees no CUDA device here "
-                               "(torch.cuda.is_available() is False); set adapt.device to cpu")
+            raise RuntimeError(f"adaptation device {spec!r} (adapt.worker.device, or "
+                               "inference.device when that is empty): torch sees no CUDA "
+                               "device here (torch.cuda.is_available() is False); set "
+                               "adapt.worker.device to cpu")
         if device.index is None:  # tensors report cuda:N: compare like with like
             device = torch.device("cuda", torch.cuda.current_device())
         if device.index >= torch.cuda.device_count():
@@ -36,3 +42,15 @@ def on_device(module: _M, device: torch.device) -> _M:
     if all(t.device == device for t in tensors):
         return module
     return copy.deepcopy(module).to(device)
+
+
+def lower_thread_priority(nice: int) -> None:
+    """Add `nice` to the calling thread's OS niceness (Linux), so that the inference and ROS
+    threads preempt it when the CPUs are busy; a warning where that is not possible."""
+    if not nice:
+        return
+    try:  # Linux: PRIO_PROCESS with a thread id sets that thread's niceness only
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
+    except (AttributeError, OSError) as err:
+        log.warning("adapt.worker.thread_nice %d not applied: %s", nice, err)

@@ -3,9 +3,9 @@ predicts the body for the same crops, and the adapted network is pulled towards 
 
 The same term is the auxiliary part of the meta-training's inner (test-time) loss
 (`hmr_ros/train_meta.py`) and, as the `dualnet` option of online adaptation
-(`adapt.dualnet_weight`), part of L_F at test time: the start point was trained to improve
+(`adapt.dualnet.weight`), part of L_F at test time: the start point was trained to improve
 under exactly this loss. The weights inside the term are DualNet's public code's (0.5
-vertices, 5 joints, 1 rotations, 0.001 shape); `adapt.dualnet_weight` scales the whole.
+vertices, 5 joints, 1 rotations, 0.001 shape); `adapt.dualnet.weight` scales the whole.
 """
 
 from __future__ import annotations

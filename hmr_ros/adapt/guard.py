@@ -76,15 +76,15 @@ class DriftGuard:
             return GuardVerdict(False, f"non-finite optimiser state {bad}")
         if len(self.losses) >= 10:
             median = float(np.median(self.losses))
-            if report.loss > self.cfg.guard_loss_factor * max(median, 1e-8):
+            if report.loss > self.cfg.guard.loss_factor * max(median, 1e-8):
                 return GuardVerdict(False, f"loss {report.loss:.4g} exploded (> "
-                                           f"{self.cfg.guard_loss_factor:g} x median "
+                                           f"{self.cfg.guard.loss_factor:g} x median "
                                            f"{median:.4g})")
         # The step's frozen prefix and teacher points are reused: only the adapted part of
         # the student runs again (its weights just changed).
         gap = adapter.drift(batch.current.images)
-        if not np.isfinite(gap) or gap > self.cfg.guard_disagreement:
+        if not np.isfinite(gap) or gap > self.cfg.guard.disagreement:
             return GuardVerdict(False, f"student drifted {gap:.3f} m from its teacher (> "
-                                       f"{self.cfg.guard_disagreement:g} m)")
+                                       f"{self.cfg.guard.disagreement:g} m)")
         self.losses.append(report.loss)
         return GuardVerdict(True)

@@ -9,11 +9,14 @@
   at theta' updates the ORIGINAL theta with Adam. `boa_2nd` back-propagates through the probe
   (second order, `create_graph=True`); `boa_1st` uses the gradient at theta' directly.
 
-L_F = w_keypoints * L2D + w_pose_prior * GMM + w_shape_prior * |beta|^2 [+ w_replay * L_S]
-L_T = w_teacher * mean-teacher consistency + w_motion * 2D motion over tau frames
-      [+ w_flow * motion cues (image flow vs projected mesh motion, consecutive frames)
-       + w_anchor * pose and shape near the frozen source model's estimate]
-After every accepted step the teacher moves: teacher = decay * teacher + (1 - decay) * student.
+L_F = loss.keypoints * L2D + loss.pose_prior * GMM + loss.shape_prior * |beta|^2
+      [+ replay.weight * L_S + dapa.weight * L_syn + dualnet.weight * pseudo-SMPL]
+L_T = teacher.weight * mean-teacher consistency + loss.motion * 2D motion over tau frames
+      [+ flow.weight * motion cues (image flow vs projected mesh motion, consecutive frames)
+       + loss.anchor * pose and shape near the frozen source model's estimate]
+(the weights are `adapt.*` fields of `hmr_ros/config/adapt.py`).
+After every accepted step the teacher moves: teacher = decay * teacher + (1 - decay) * student
+(`adapt.teacher.decay`).
 
 Parameters are handled functionally (`torch.func.functional_call`), so the probe never
 touches the module's own tensors.
@@ -34,6 +37,7 @@ from ..model.hmr import HMR, RegressorOutput
 from ..model.weights import dualnet_aux_path, load_regressor
 from . import losses as L
 from .batch import AdaptBatch, FrameBatch, StepReport  # noqa: F401 (their import path too)
+from .bilevel import bilevel_gradient
 from .dapa import SyntheticBatch, synthetic_loss
 from .device import adapt_device, on_device
 from .dualnet import AuxTargets, PseudoWeights, aux_targets, pseudo_smpl_loss
@@ -46,8 +50,9 @@ class Adapter:
     """Owns the student (the weights being adapted), its mean teacher, the source weights and
     the optimiser, and runs one method's steps.
 
-    Everything lives on `device`: `cfg.device`, or `inference_device` when that is empty (the
-    pipeline passes inference.device, so by default adaptation runs where inference does).
+    Everything lives on `device`: `cfg.worker.device`, or `inference_device` when that is
+    empty (the pipeline passes inference.device, so by default adaptation runs where
+    inference does).
     `model` itself is not modified: the student is a float32 copy of it. The body model and
     the prior are copied to `device` only when they are elsewhere.
     """
@@ -56,7 +61,7 @@ class Adapter:
                  prior: MaxMixturePrior | None = None, inference_device: str = "cpu") -> None:
         self.cfg = cfg
         self.method = cfg.method
-        self.device = adapt_device(cfg.device or inference_device)
+        self.device = adapt_device(cfg.worker.device or inference_device)
         self.body = on_device(body, self.device)
         self.model = copy.deepcopy(model).float().to(self.device).eval()  # eval: no dropout
         self.scope = make_scope(self.model, cfg.scope)
@@ -78,21 +83,21 @@ class Adapter:
         self.prior = on_device(prior if prior is not None else MaxMixturePrior(), self.device)
         # The anchor's reference: the source weights, never adapted (only with w_anchor > 0).
         self.frozen = None
-        if cfg.w_anchor > 0:
+        if cfg.loss.anchor > 0:
             self.frozen = copy.deepcopy(self.teacher)
-        # DualNet's auxiliary network (adapt.dualnet_weight > 0): frozen, never adapted.
-        self.aux = self._load_aux(cfg.dualnet_aux) if cfg.dualnet_weight > 0 else None
+        # DualNet's auxiliary network (adapt.dualnet.weight > 0): frozen, never adapted.
+        self.aux = self._load_aux(cfg.dualnet.aux) if cfg.dualnet.weight > 0 else None
         self._aux_cache: tuple[Tensor, AuxTargets] | None = None
         self.version = 0
         self.steps = 0
         self._make_optimizer()
 
     def _load_aux(self, path: str) -> HMR:
-        """The auxiliary regressor of `adapt.dualnet_aux` on `device`, frozen, eval mode."""
+        """The auxiliary regressor of `adapt.dualnet.aux` on `device`, frozen, eval mode."""
         aux_path = dualnet_aux_path(path)
         aux = load_regressor(aux_path).model.float().to(self.device).eval()
         if aux.config.input_size != self.model.config.input_size:
-            raise ValueError(f"adapt.dualnet_aux {aux_path} takes {aux.config.input_size} px "
+            raise ValueError(f"adapt.dualnet.aux {aux_path} takes {aux.config.input_size} px "
                              f"crops, the regressor {self.model.config.input_size} px")
         for p in aux.parameters():
             p.requires_grad_(False)
@@ -100,7 +105,7 @@ class Adapter:
 
     def _make_optimizer(self) -> None:
         self.optimizer = torch.optim.Adam(list(self.params().values()), lr=self.cfg.outer_lr,
-                                          betas=(self.cfg.adam_beta1, self.cfg.adam_beta2))
+                                          betas=(self.cfg.adam.beta1, self.cfg.adam.beta2))
 
     # ------------------------------------------------------------------ state
 
@@ -227,21 +232,21 @@ class Adapter:
             "pose_prior": L.pose_prior(self.prior, out.rotmat),
             "shape_prior": L.shape_prior(out.betas),
         }
-        total = (c.w_keypoints * terms["keypoints"] + c.w_pose_prior * terms["pose_prior"]
-                 + c.w_shape_prior * terms["shape_prior"])
-        if replay is not None and replay_out is not None and c.w_replay > 0:
+        total = (c.loss.keypoints * terms["keypoints"] + c.loss.pose_prior * terms["pose_prior"]
+                 + c.loss.shape_prior * terms["shape_prior"])
+        if replay is not None and replay_out is not None and c.replay.weight > 0:
             terms["replay"] = _replay_loss(self.body, replay_out, replay)
-            total = total + c.w_replay * terms["replay"]
+            total = total + c.replay.weight * terms["replay"]
         if self.aux is not None:
             targets = self.aux_targets(fb.images)
             terms["dualnet"], parts = pseudo_smpl_loss(self.body, out, targets, PseudoWeights(),
                                                        points=points)
             terms.update(parts)
-            total = total + c.dualnet_weight * terms["dualnet"]
-        if synthetic is not None and synthetic_out is not None and c.dapa_weight > 0:
+            total = total + c.dualnet.weight * terms["dualnet"]
+        if synthetic is not None and synthetic_out is not None and c.dapa.weight > 0:
             terms["synthetic"], parts = synthetic_loss(self.body, synthetic_out, synthetic)
             terms.update(parts)
-            total = total + c.dapa_weight * terms["synthetic"]
+            total = total + c.dapa.weight * terms["synthetic"]
         return total, terms
 
     def temporal_loss(self, out_now: RegressorOutput, out_prev: RegressorOutput,
@@ -263,16 +268,16 @@ class Adapter:
                                    prev.K)
         terms["motion"] = L.motion_loss(uv_now, uv_prev, cur.keypoints, prev.keypoints,
                                         cur.conf * prev.conf, cur.box)
-        total = c.w_teacher * terms["teacher"] + c.w_motion * terms["motion"]
-        if c.w_flow > 0 and batch.flow is not None and out_flow is not None:
+        total = c.teacher.weight * terms["teacher"] + c.loss.motion * terms["motion"]
+        if c.flow.weight > 0 and batch.flow is not None and out_flow is not None:
             terms["flow"] = flow_term(self.body, out_flow, out_now, batch.flow, cur.box, cur.K)
-            total = total + c.w_flow * terms["flow"]
-        if c.w_anchor > 0 and self.frozen is not None:
+            total = total + c.flow.weight * terms["flow"]
+        if c.loss.anchor > 0 and self.frozen is not None:
             with torch.no_grad():
                 ref = self._forward(None, [cur.images], self.frozen)
             terms["anchor"] = L.anchor_loss(out_now.rotmat, out_now.betas, ref.rotmat,
                                             ref.betas)
-            total = total + c.w_anchor * terms["anchor"]
+            total = total + c.loss.anchor * terms["anchor"]
         return total, terms
 
     def _outputs(self, params: dict[str, Tensor] | None, batch: AdaptBatch,
@@ -288,7 +293,7 @@ class Adapter:
             parts.append(batch.replay["images"])
         if batch.synthetic is not None:
             parts.append(batch.synthetic.images)
-        flow = previous and batch.flow is not None and self.cfg.w_flow > 0
+        flow = previous and batch.flow is not None and self.cfg.flow.weight > 0
         if flow:
             parts.append(batch.flow.images)
         out = self._forward(params, parts)
@@ -362,56 +367,9 @@ class Adapter:
 
     def bilevel_gradient(self, batch: AdaptBatch, second_order: bool
                          ) -> tuple[dict[str, Tensor], Tensor, dict[str, Tensor]]:
-        """Gradient of the upper-level loss with respect to the ORIGINAL weights theta.
-
-        Lower level: theta' = theta - inner_lr * dL_F/dtheta. Second order differentiates
-        L_up(theta'(theta)) through the probe (Hessian-vector products included); first
-        order takes dL_up/dtheta' as the approximation. Returns (grads, upper loss, terms).
-        """
-        params = self.params()
-        names = list(params)
-        lower, _ = self.lower(params, batch)
-        grads = torch.autograd.grad(lower, [params[n] for n in names],
-                                    create_graph=second_order, allow_unused=True)
-        scale = self._inner_scale(names, grads)
-        probe = {}
-        for n, g in zip(names, grads):
-            step = None if g is None else self.cfg.inner_lr * scale[n] * g
-            if second_order:
-                probe[n] = params[n] if step is None else params[n] - step
-            else:
-                base = params[n].detach()
-                probe[n] = (base if step is None else base - step.detach()).requires_grad_(True)
-        upper, terms = self.upper(probe, batch)
-        wrt = [params[n] for n in names] if second_order else [probe[n] for n in names]
-        g_up = torch.autograd.grad(upper, wrt, allow_unused=True)
-        out = {n: (torch.zeros_like(params[n]) if g is None else g.detach())
-               for n, g in zip(names, g_up)}
-        terms = {k: v.detach() for k, v in terms.items()}
-        terms["lower"] = lower.detach()
-        return out, upper.detach(), terms
-
-    def _inner_scale(self, names: list[str], grads) -> dict[str, Tensor | float]:
-        """Per-parameter factor of the probe step. `sgd` (BOA): 1. `adam`: the outer Adam's
-        diagonal preconditioner 1 / (sqrt(v_hat) + eps), held constant (no gradient flows
-        through it), so the probe moves every weight by about inner_lr like an Adam step;
-        before Adam has statistics, 1 / (|g| + eps)."""
-        if self.cfg.inner_mode == "sgd":
-            return {n: 1.0 for n in names}
-        beta2 = self.cfg.adam_beta2
-        out: dict[str, Tensor | float] = {}
-        state = self.optimizer.state
-        params = self.params()
-        for n, g in zip(names, grads):
-            st = state.get(params[n], {})
-            if "exp_avg_sq" in st and float(st.get("step", 0)) > 0:
-                v_hat = st["exp_avg_sq"] / (1.0 - beta2 ** float(st["step"]))
-                out[n] = 1.0 / (v_hat.sqrt() + 1e-8)
-            elif g is not None:
-                out[n] = 1.0 / (g.detach().abs() + 1e-8)
-            else:
-                out[n] = 1.0
-        return out
+        """Gradient of the upper-level loss with respect to the ORIGINAL weights
+        (`bilevel.bilevel_gradient`)."""
+        return bilevel_gradient(self, batch, second_order)
 
     def _bilevel(self, batch: AdaptBatch, second_order: bool) -> tuple[Tensor, dict]:
         grads, upper, terms = self.bilevel_gradient(batch, second_order)
@@ -422,7 +380,7 @@ class Adapter:
         return upper, terms
 
     def update_teacher(self) -> None:
-        d = self.cfg.teacher_decay
+        d = self.cfg.teacher.decay
         self._teacher_cache = None
         with torch.no_grad():
             for t, s in zip(self.teacher.parameters(), self.model.parameters()):

@@ -77,6 +77,7 @@ def _job(args: tuple) -> dict:
     os.environ["OMP_NUM_THREADS"] = "1"
     import torch
 
+    from ..adapt.augment import DapaSupervision
     from ..eval.evaluate import StreamEvaluator
     from ..pipeline import build_pipeline
     from ..stream.runner import run_online
@@ -114,7 +115,8 @@ def _job(args: tuple) -> dict:
     out["per_frame_pa_mpjpe"] = ev.report.values("pa_mpjpe").tolist()
     out["per_frame"] = {"index": index, "mpjpe": mpj, "pa_mpjpe": pa}
     # DAPA's cost on the adaptation thread (observe + render one synthetic batch), per batch.
-    dapa_ms = list(worker.dapa_ms) if worker is not None and worker.dapa is not None else []
+    dapa = worker.augmenter(DapaSupervision) if worker is not None else None
+    dapa_ms = list(dapa.ms) if dapa is not None else []
     out["dapa_ms_per_batch"] = float(np.median(dapa_ms)) if dapa_ms else 0.0
     pipeline.close()
     return {"domain": domain, "seed": seed, "method": method, **out}

@@ -144,7 +144,7 @@ def add_parsers(sub, add_config_flags: Callable[..., None],
     b.add_argument("--dualnet-aux", default="",
                    help="its auxiliary network (default: beside it, <weights>.aux.pt)")
     b.add_argument("--dualnet-weight", type=float, default=1.0,
-                   help="adapt.dualnet_weight of the variants with the auxiliary term")
+                   help="adapt.dualnet.weight of the variants with the auxiliary term")
     b.add_argument("--control-weights", default="",
                    help="the control variant's start: the normal start trained as long "
                         "without the inner step (hmr-ros train-meta --inner-lr 0)")

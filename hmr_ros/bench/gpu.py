@@ -168,7 +168,8 @@ def _adapt(duration: float, device: str = "cuda",
                 cfg = dataclasses.replace(
                     cfg, inference=dataclasses.replace(cfg.inference, weights=weights,
                                                        device=device),
-                    adapt=dataclasses.replace(cfg.adapt, scope=scope, device=device))
+                    adapt=dataclasses.replace(cfg.adapt, scope=scope, worker=dataclasses.replace(
+                        cfg.adapt.worker, device=device)))
                 row = _job(("pw3d_like", 100, duration, "boa_2nd", cfg, "before", None))
                 rows.append({"preset": preset, "scope": scope, "steps": row["steps"],
                              "steps_per_second": row["steps_per_second"],

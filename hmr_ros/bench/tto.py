@@ -65,11 +65,12 @@ TTO_LR = 1e-4
 
 def variant_config(cfg: PipelineConfig, v: Variant, dualnet_weights: str, dualnet_aux: str,
                    dualnet_weight: float, control_weights: str = "") -> PipelineConfig:
-    """`cfg` with the variant's start (inference.weights) and loss (adapt.dualnet_*)."""
+    """`cfg` with the variant's start (inference.weights) and loss (adapt.dualnet.*)."""
     weights = {"normal": cfg.inference.weights, "dualnet": dualnet_weights,
                "control": control_weights}[v.start]
-    adapt = dataclasses.replace(cfg.adapt, dualnet_weight=dualnet_weight if v.aux_term else 0.0,
-                                dualnet_aux=dualnet_aux)
+    dualnet = dataclasses.replace(cfg.adapt.dualnet, aux=dualnet_aux,
+                                  weight=dualnet_weight if v.aux_term else 0.0)
+    adapt = dataclasses.replace(cfg.adapt, dualnet=dualnet)
     return dataclasses.replace(cfg, inference=dataclasses.replace(cfg.inference,
                                                                   weights=weights), adapt=adapt)
 
@@ -84,7 +85,8 @@ def tto_config(cfg: PipelineConfig, k: int, scope: str = TTO_SCOPE, lr: float = 
     stay."""
     adapt = dataclasses.replace(cfg.adapt, schedule="every_frame", steps_per_frame=max(k, 1),
                                 reset_each_frame=True, batch_frames=1, scope=scope,
-                                outer_lr=lr, guard_disagreement=1e3)
+                                outer_lr=lr, guard=dataclasses.replace(cfg.adapt.guard,
+                                                                       disagreement=1e3))
     return ("framewise" if k > 0 else "none"), dataclasses.replace(cfg, adapt=adapt)
 
 

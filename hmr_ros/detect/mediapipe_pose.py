@@ -193,7 +193,7 @@ class BlazePoseBoxes:
         from .hog import HogPeopleDetector
 
         self.cfg = cfg or DetectorConfig()
-        self.hog = HogPeopleDetector(self.cfg.hog_upscale, self.cfg.hog_threshold)
+        self.hog = HogPeopleDetector(self.cfg.hog.upscale, self.cfg.hog.threshold)
         self.pose = BlazePose(self.cfg.model_complexity, self.cfg.min_detection_confidence,
                               static=True)
         self._prior = np.zeros((0, 4))
@@ -214,7 +214,7 @@ class BlazePoseBoxes:
                 * (np.clip(boxes[:, 3], 0, h) - np.clip(boxes[:, 1], 0, h))
             area = np.maximum((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), 1e-9)
             boxes = boxes[inter / area >= 0.3]
-        if self._calls % self.cfg.hog_every == 0 or len(boxes) == 0:
+        if self._calls % self.cfg.hog.every == 0 or len(boxes) == 0:
             hog, _ = self.hog.boxes(image)
             self.hog_runs += 1
             if len(boxes):

@@ -41,7 +41,8 @@ class DetectionStage:
 
     @classmethod
     def from_config(cls, cfg: DetectorConfig, source: KeypointSource | None) -> DetectionStage:
-        return cls(source, Tracker.from_config(cfg), cfg.retrack, cfg.timeout_s)
+        return cls(source, Tracker.from_config(cfg), cfg.tracker.retrack,
+                   cfg.tracker.timeout_s)
 
     def process(self, frame: Frame) -> Frame:
         self.frames += 1

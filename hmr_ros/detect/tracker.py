@@ -91,7 +91,8 @@ class Tracker:
     @classmethod
     def from_config(cls, cfg) -> Tracker:
         """From a `DetectorConfig` (match_threshold, min_hits, timeout_s)."""
-        return cls(cfg.match_threshold, cfg.min_hits, cfg.timeout_s)
+        return cls(cfg.tracker.match_threshold, cfg.tracker.min_hits,
+                   cfg.tracker.timeout_s)
 
     @property
     def active_ids(self) -> list[int]:

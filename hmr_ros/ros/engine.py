@@ -265,7 +265,7 @@ class NodeEngine:
                 "publish the camera's CameraInfo for metric results."))
         self.frame_id = frame.frame_id
         # Stable ids: upstream ids are kept when they are distinct, otherwise the tracker
-        # assigns them; people gone for detector.timeout_s leave the adaptation buffers.
+        # assigns them; people gone for detector.tracker.timeout_s leave the adaptation buffers.
         # One pair per image, except with the temporal stage's lookahead: then the pairs of
         # earlier frames, each published with the stamp of the frame it describes.
         pairs = self.runner.process_all(frame)
@@ -363,7 +363,7 @@ class NodeEngine:
         if worker is None:
             return False, "adaptation is off (adapt.method is none): nothing to save"
         try:
-            saved = worker.save(path or self.config.adapt.save_path or None)
+            saved = worker.save(path or self.config.adapt.worker.save_path or None)
         except Exception as err:
             return False, f"saving failed: {type(err).__name__}: {err}"
         return True, f"adapted weights (model version {worker.status().version}) saved to " \

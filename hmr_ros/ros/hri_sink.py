@@ -2,7 +2,7 @@
 tracked body, `roi`, `cropped`, `skeleton2d` and `posture` under `/humans/bodies/<id>/`.
 
 Per-body topics are created when a body is first estimated and removed when its track ends
-(the tracker's timeout, `detector.timeout_s`); ids are `HriIds` names (`b<track>`, or the id of
+(`detector.tracker.timeout_s`); ids are `HriIds` names (`b<track>`, or the id of
 the ROS4HRI detector the skeleton came from), the same as in the TF frames `body_<id>`. The
 3D body is in TF; `joint_states` is not published (ROS4HRI's joint names belong to its own
 URDF human model, which our SMPL joints do not map onto one to one).

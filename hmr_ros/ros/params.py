@@ -4,9 +4,10 @@ No rclpy here: `load_parameters` maps a plain {name: value} dict (what the node 
 parameters, or a `ros__parameters` YAML section) in ONE place, so the mapping is tested without
 ROS. Names:
 
-- `inference.<field>` and `adapt.<field>`: the core config's flat `section.field` names
-  (`hmr_ros.config.to_flat_dict`); in a YAML file they may also be nested
-  (`inference: {weights: ...}`), which ROS flattens to the same dotted names;
+- `inference.<field>`, `adapt.<field>`, `adapt.<section>.<field>`, `detector.*` and
+  `temporal.*`: the core config's flat dotted names (`hmr_ros.config.to_flat_dict`); in a YAML
+  file they may also be nested (`adapt: {guard: {loss_factor: ...}}`), which ROS flattens to the
+  same dotted names; names of an earlier release are refused with their new names;
 - everything else is a `NodeConfig` field (topics, QoS, frames, publish flags, rates).
 
 Unknown names are rejected with the closest known names, so a typo in a launch file or YAML
@@ -18,14 +19,21 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import io
-import tokenize
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError, PipelineConfig, coerce_value, replace_path, to_flat_dict
+from ..config import (
+    ConfigError,
+    PipelineConfig,
+    coerce_value,
+    flatten,
+    renamed_error,
+    replace_path,
+    to_flat_dict,
+)
+from ..config.coerce import help_texts
 
 QOS_CHOICES = ("sensor_data", "reliable", "best_effort")
 EXECUTORS = ("single", "multi")
@@ -135,15 +143,6 @@ NODE_DESCRIPTIONS: dict[str, str] = {
                 "threads)",
 }
 
-# Core fields whose config.py line carries no comment.
-_CORE_EXTRA = {
-    "inference.gender": "SMPL model gender: neutral | male | female",
-    "adapt.enabled": "adapt online from the start (switch with ~/set_adaptation or this "
-                     "parameter at run time)",
-    "adapt.adam_beta1": "Adam beta1",
-    "adapt.adam_beta2": "Adam beta2",
-}
-
 #: Parameters that can be changed while the node runs (`ros2 param set`); all others are read
 #: at start and a change is refused with the reason.
 DYNAMIC = frozenset({"adapt.enabled", "publish_tf", "publish_joint_tf", "publish_markers",
@@ -171,65 +170,10 @@ def parameter_defaults() -> dict[str, Any]:
     return {**core_defaults(), **node_defaults()}
 
 
-def _config_comments() -> dict[str, str]:
-    """`section.field` -> the comment of its line in hmr_ros/config.py: the trailing one, or
-    else the block of comment lines right above the field."""
-    from .. import config
-
-    # Section classes of PipelineConfig -> their field names (InferenceConfig -> inference).
-    sections = {type(getattr(config.PipelineConfig(), f.name)).__name__: f.name
-                for f in dataclasses.fields(config.PipelineConfig)}
-    try:
-        source = Path(config.__file__).read_text(encoding="utf-8")
-    except OSError:
-        return {}
-    lines = source.splitlines()
-    section = None
-    line_names: dict[int, str] = {}
-    for line_no, line in enumerate(lines, 1):
-        stripped = line.strip()
-        if stripped.startswith("class "):
-            section = sections.get(stripped[6:].split("(")[0].split(":")[0])
-        elif section and line.startswith("    ") and not line.startswith("     ") and \
-                ":" in stripped and not stripped.startswith(("#", '"', "def ", "@")):
-            line_names[line_no] = f"{section}.{stripped.split(':')[0].strip()}"
-    out: dict[str, str] = {}
-    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
-        if tok.type == tokenize.COMMENT and tok.start[0] in line_names:
-            out[line_names[tok.start[0]]] = tok.string.lstrip("#").strip()
-    for line_no, name in line_names.items():
-        if name in out:
-            continue
-        block: list[str] = []
-        k = line_no - 2
-        while k >= 0 and lines[k].strip().startswith("#"):
-            block.insert(0, lines[k].strip().lstrip("#").strip())
-            k -= 1
-        if block:
-            out[name] = " ".join(block)
-    return out
-
-
 def parameter_descriptions() -> dict[str, str]:
-    """A one-line description of every parameter (used for ROS parameter descriptors)."""
-    comments = _config_comments()
-    out = {}
-    for name in core_defaults():
-        out[name] = _CORE_EXTRA.get(name) or comments.get(name, "")
-    out.update(NODE_DESCRIPTIONS)
-    return out
-
-
-def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested dicts (as in a YAML file) -> dotted names (as ROS gives them to the node)."""
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(flatten(value, f"{name}."))
-        else:
-            out[name] = value
-    return out
+    """A one-line description of every parameter (used for ROS parameter descriptors): the
+    core fields' help texts (their metadata in hmr_ros/config/), then the node's own."""
+    return {**help_texts(PipelineConfig), **NODE_DESCRIPTIONS}
 
 
 def unknown_names(names: Any) -> list[str]:
@@ -238,6 +182,10 @@ def unknown_names(names: Any) -> list[str]:
 
 
 def _unknown_error(unknown: list[str]) -> ConfigError:
+    for name in unknown:  # a parameter of an earlier release: its new name
+        err = renamed_error(name)
+        if err is not None:
+            return ConfigError(str(err).replace("config key", "parameter", 1))
     known = sorted(parameter_defaults())
     hints = []
     for name in unknown:

@@ -5,7 +5,8 @@ inference thread, `process`), `hmr-ros replay` / `live` / `demo`, `hmr-ros eval`
 benchmarks (`run` over an iterator). Per frame:
 
 1. people and stable ids: the `DetectionStage` (keypoints from the input, or the in-process
-   detector; tracker ids); tracks lost for `detector.timeout_s` leave the adaptation buffers;
+   detector; tracker ids); tracks lost for `detector.tracker.timeout_s` leave the adaptation
+   buffers;
 2. the estimate: `Pipeline.process` (crops, regressor, body model; people with keypoints are
    handed to the adaptation worker);
 3. the adaptation protocol:
