@@ -192,7 +192,7 @@ def test_zero_noise_renders_the_decoded_estimate(body, vae):
 
 def test_config_fields_are_checked():
     cfg = replace_path(PipelineConfig(), "adapt.dapa.weight", 0.5)
-    assert cfg.adapt.dapa.weight == 0.5 and AdaptConfig().dapa_weight == 0.0
+    assert cfg.adapt.dapa.weight == 0.5 and AdaptConfig().dapa.weight == 0.0
     for key, value in (("adapt.dapa.pose", "vposer"), ("adapt.dapa.texture", "photo"),
                        ("adapt.dapa.batch", 0), ("adapt.dapa.noise", -1.0)):
         with pytest.raises(ConfigError, match="dapa"):
@@ -280,10 +280,10 @@ def test_node_parameters_map_to_the_dapa_config():
     from hmr_ros.ros.params import load_parameters
 
     cfg, _ = load_parameters({"adapt.dapa.weight": 0.5, "adapt.dapa.pose": "random",
-                              "adapt": {"dapa_every": 3}})
+                              "adapt": {"dapa": {"every": 3}}})
     assert (cfg.adapt.dapa.weight, cfg.adapt.dapa.pose, cfg.adapt.dapa.every) == (0.5, "random",
                                                                                   3)
-    with pytest.raises(ConfigError, match="dapa_texture"):
+    with pytest.raises(ConfigError, match="adapt.dapa.texture"):
         load_parameters({"adapt.dapa.texture": "photo"})
     with pytest.raises(ConfigError, match="adapt.dapa.batch"):
         load_parameters({"adapt.dapa.batch": 1.5})
@@ -313,7 +313,7 @@ def test_rclpy_node_builds_its_worker_with_dapa_from_parameters():
         finally:
             node.shutdown()
             node.destroy_node()
-        with pytest.raises(ConfigError, match="dapa_pose"):
+        with pytest.raises(ConfigError, match="adapt.dapa.pose"):
             HmrRosNode(parameter_overrides=[Parameter("adapt.dapa.pose", value="vposer")])
     finally:
         rclpy.shutdown()

@@ -1,4 +1,4 @@
-"""DualNet's pseudo-SMPL term (issue 17): an auxiliary regressor f_u of the same architecture
+"""DualNet's pseudo-SMPL term: an auxiliary regressor f_u of the same architecture
 predicts the body for the same crops, and the adapted network is pulled towards it.
 
 The same term is the auxiliary part of the meta-training's inner (test-time) loss
