@@ -18,7 +18,6 @@ from hmr_ros.config import AdaptConfig, ConfigError, PipelineConfig
 from hmr_ros.data.crop import crop_matrix
 from hmr_ros.data.optical_flow import crop_flow, dis_flow, to_image_motion
 from hmr_ros.model import HMR
-from hmr_ros.model.hmr import RegressorOutput
 from hmr_ros.world.flow import sequence_flow, true_flow, vertex_visibility
 from hmr_ros.world.render import RenderMesh, box_mesh, render
 
@@ -312,11 +311,14 @@ def test_flow_cache_is_bounded():
 
 
 def test_flow_config_is_validated():
-    with pytest.raises(ConfigError, match="flow_preset"):
+    with pytest.raises(ConfigError, match=r"flow_preset must be one of .*'medium'.*got 'slow'"):
         PipelineConfig(adapt=dataclasses.replace(AdaptConfig(), flow_preset="slow"))
-    with pytest.raises(ConfigError, match="weights"):
+    with pytest.raises(ConfigError, match=r"weights must be >= 0.*'w_flow': -1\.0"):
         PipelineConfig(adapt=dataclasses.replace(AdaptConfig(), w_flow=-1.0))
-    assert RegressorOutput  # the record the term reads
+    for preset in ("ultrafast", "fast", "medium"):  # every preset `hmr-ros bench flow` measures
+        cfg = PipelineConfig(adapt=dataclasses.replace(AdaptConfig(), flow_preset=preset,
+                                                       w_flow=0.5))
+        assert (cfg.adapt.flow_preset, cfg.adapt.w_flow) == (preset, 0.5)
 
 
 def test_bench_flow_writes_ms_and_end_point_errors(tmp_path):
