@@ -1,8 +1,9 @@
 """Test-wide settings and shared fixtures.
 
-Torch's thread pools oversubscribe a 2-core machine badly (DESIGN.md section 4), so every test
-process runs torch single-threaded unless the caller asked otherwise. Fixtures: `weights` (a
-micro regressor checkpoint) and `samples` (OpenCV's sample photos and video).
+Torch's thread pools oversubscribe a 2-core machine badly (beside another busy process, a
+forward of about 10 ms on one thread took 700 ms on two; docs/architecture.md, "Threads"), so
+every test process runs torch single-threaded unless the caller asked otherwise. Fixtures:
+`weights` (a micro regressor checkpoint) and `samples` (OpenCV's sample photos and video).
 """
 
 import gzip

@@ -293,6 +293,18 @@ def test_onnxruntime_unavailable_is_a_clear_error(tiny, monkeypatch, tmp_path):
         make_backend(tiny, InferenceConfig(backend="onnxruntime", engine_cache=str(tmp_path)))
 
 
+def test_backend_errors_keep_their_hierarchy():
+    """A caller that catches BackendUnavailable catches a missing TensorRT too, whichever module
+    it imports the class from; an export failure is a RuntimeError, not an unavailable backend."""
+    from hmr_ros.model.errors import BackendUnavailable as FromErrors
+    from hmr_ros.model.errors import ExportError, TensorRTUnavailable
+
+    assert FromErrors is BackendUnavailable
+    assert issubclass(TensorRTUnavailable, BackendUnavailable)
+    assert issubclass(ExportError, RuntimeError)
+    assert not issubclass(ExportError, BackendUnavailable)
+
+
 @needs_ort
 def test_onnxruntime_cuda_needs_its_provider(tiny, tmp_path):
     import onnxruntime

@@ -1,5 +1,5 @@
 """One distribution per top-level module: the check CI runs after installing, on fake and on
-the real installed distributions."""
+the real installed distributions; the provenance block that results carry."""
 
 from __future__ import annotations
 
@@ -78,3 +78,15 @@ def test_this_environment_has_one_opencv(capsys):
     assert main(["cv2"]) == 0
     assert f"cv2 from opencv-contrib-python {owner.version}" in capsys.readouterr().out
     assert main(["no_such_module_anywhere"]) == 1
+
+
+def test_provenance_blocks_and_footnote():
+    from hmr_ros.provenance import footnote, machine_info, provenance
+
+    prov = provenance()
+    assert set(prov) == {"machine", "environment"}
+    assert set(machine_info()) == set(prov["machine"]) >= {"cpu_count", "torch", "cuda"}
+    env = prov["environment"]
+    note = footnote(env)
+    assert note.startswith("Environment: torch ") and env["opencv"]["build_sha256"] in note
+    assert footnote(None) == "" and footnote({}) == ""

@@ -19,7 +19,6 @@ from hmr_ros.config import AdaptConfig, ConfigError, PipelineConfig, updated
 from hmr_ros.data.crop import crop_matrix
 from hmr_ros.data.optical_flow import crop_flow, dis_flow, to_image_motion
 from hmr_ros.model import HMR
-from hmr_ros.model.hmr import RegressorOutput
 from hmr_ros.world.flow import sequence_flow, true_flow, vertex_visibility
 from hmr_ros.world.render import RenderMesh, box_mesh, render
 
@@ -313,11 +312,15 @@ def test_flow_cache_is_bounded():
 
 
 def test_flow_config_is_validated():
-    with pytest.raises(ConfigError, match="adapt.flow.preset"):
+    with pytest.raises(ConfigError, match=r"adapt.flow.preset must be one of .*'medium'.*got "
+                                          r"'slow'"):
         PipelineConfig(adapt=updated(AdaptConfig(), {"flow.preset": "slow"}))
-    with pytest.raises(ConfigError, match="adapt.flow.weight"):
+    with pytest.raises(ConfigError, match=r"adapt.flow.weight must be >= 0, got -1\.0"):
         PipelineConfig(adapt=updated(AdaptConfig(), {"flow.weight": -1.0}))
-    assert RegressorOutput  # the record the term reads
+    for preset in ("ultrafast", "fast", "medium"):  # every preset `hmr-ros bench flow` measures
+        cfg = PipelineConfig(adapt=updated(AdaptConfig(), {"flow.preset": preset,
+                                                          "flow.weight": 0.5}))
+        assert (cfg.adapt.flow.preset, cfg.adapt.flow.weight) == (preset, 0.5)
 
 
 def test_bench_flow_writes_ms_and_end_point_errors(tmp_path):

@@ -79,6 +79,17 @@ def test_strict_json_writes_null_for_non_finite():
     assert "NaN" not in path.read_text() and "Infinity" not in path.read_text()
 
 
+def test_write_json_is_strict_and_leaves_no_temporary(tmp_path):
+    from hmr_ros.jsonio import write_json
+
+    path = write_json(tmp_path / "sub" / "r.json",
+                      {"x": np.float32(0.5), "y": [float("nan")], "p": tmp_path})
+    assert json.loads(path.read_text()) == {"x": 0.5, "y": [None], "p": str(tmp_path)}
+    assert [p.name for p in path.parent.iterdir()] == ["r.json"]
+    with pytest.raises(TypeError):
+        write_json(tmp_path / "bad.json", {"x": object()})
+
+
 # ------------------------------------------------------------------ validation at the door
 
 

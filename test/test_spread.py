@@ -1,5 +1,6 @@
 """Spread over seeds: the bootstrap interval on inputs with a known answer, and the ablation
-table's intervals, overlap marks and paired differences."""
+table's intervals, overlap marks and paired differences; latency statistics of repeated
+calls (bench/timing.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import numpy as np
 import pytest
 
 from hmr_ros.bench.spread import Interval, bootstrap_mean, paired_difference
+from hmr_ros.bench.timing import Timing, time_calls
 
 
 def test_bootstrap_interval_of_known_distribution():
@@ -82,3 +84,12 @@ def test_ablation_table_shows_intervals_marks_overlaps_and_per_seed_values():
     assert "| method | 1000 | 1001 | 1002 | 1003 | 1004 |" in table
     assert "| B1: L_F | 57.0 | 59.0 | 56.0 | 60.0 | 58.0 |" in table
     assert "bootstrap interval of the mean over seeds" in table
+
+
+def test_timing_of_repeated_calls():
+    t = Timing.from_seconds([0.004, 0.001, 0.003, 0.002])
+    assert (t.n, t.mean_ms, t.p50_ms, t.min_ms) == (4, 2.5, 2.5, 1.0)
+    assert t.p95_ms == pytest.approx(3.85)
+    calls = []
+    t = time_calls(lambda: calls.append(1), repeats=4, warmup=2)
+    assert len(calls) == 6 and t.n == 4 and 0 <= t.min_ms <= t.p50_ms <= t.p95_ms

@@ -1,6 +1,7 @@
-"""The synthetic world is a layer-5 source of Frames: it may build on the foundations, the body
+"""The synthetic world is a ROS-free source of Frames: it may build on the foundations, the body
 models and the records of data/ (`data/frame.py`, `data/crop.py`), never on the stream, the
-learning code, the models, the entry points or ROS (DESIGN.md section 3)."""
+learning code, the models, the entry points or ROS (docs/architecture.md, "Layers" and "The
+synthetic world")."""
 
 from __future__ import annotations
 
