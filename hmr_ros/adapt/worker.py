@@ -33,19 +33,9 @@ from .commands import Commands
 from .device import lower_thread_priority
 from .methods import Adapter
 from .samples import AdaptSample, Picked, SampleBuffer
-from .stepper import (
-    STATE_ERROR,
-    STATE_IDLE,
-    STATE_PAUSED,
-    STATE_RUNNING,
-    STATE_STOPPED,
-    Publish,
-    Stepper,
-    clone_tree,
-)
+from .stepper import STATE_PAUSED, STATE_RUNNING, STATE_STOPPED, Publish, Stepper, clone_tree
 
-__all__ = ["AdaptationWorker", "AdaptSample", "AdaptStatus", "clone_tree", "STATE_IDLE",
-           "STATE_RUNNING", "STATE_PAUSED", "STATE_ERROR", "STATE_STOPPED"]
+__all__ = ["AdaptationWorker", "AdaptSample", "AdaptStatus", "clone_tree"]
 
 log = logging.getLogger("hmr_ros")
 
