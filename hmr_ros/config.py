@@ -15,8 +15,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import HmrRosError
 
-class ConfigError(ValueError):
+
+class ConfigError(HmrRosError, ValueError):
     """Unknown key or bad value in a configuration."""
 
 
