@@ -18,7 +18,7 @@ PKG = Path(__file__).resolve().parents[1] / "hmr_ros"
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", ("hmr_ros", "hmr_ros.version", "hmr_ros.jsonio", "hmr_ros.resources",
                     "hmr_ros.envcheck", "hmr_ros.provenance", "hmr_ros.progress", "hmr_ros.logs",
-                    "hmr_ros.geometry", "hmr_ros.config")),
+                    "hmr_ros.geometry", "hmr_ros.errors", "hmr_ros.config")),
     ("records", ("hmr_ros.data.frame", "hmr_ros.body")),
     ("parts", ("hmr_ros.data", "hmr_ros.world", "hmr_ros.model", "hmr_ros.detect")),
     ("adaptation", ("hmr_ros.adapt",)),
@@ -29,7 +29,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("eval", ("hmr_ros.eval",)),
     ("commands", ("hmr_ros.replay", "hmr_ros.demo", "hmr_ros.synth", "hmr_ros.train",
                   "hmr_ros.train_temporal", "hmr_ros.pose_vae_train", "hmr_ros.train_meta",
-                  "hmr_ros.bench", "hmr_ros.cli", "hmr_ros.__main__")),
+                  "hmr_ros.bench", "hmr_ros.cli", "hmr_ros.cli_train", "hmr_ros.cli_export",
+                  "hmr_ros.__main__")),
     ("ros", ("hmr_ros.ros", "hmr_ros.msg")),
 ]
 

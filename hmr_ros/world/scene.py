@@ -21,12 +21,12 @@ from ..body import BodyModel
 from ..body.joints import NUM_SOURCE, get_joint_set
 from ..data.crop import box_from_keypoints, crop_matrix
 from ..data.frame import BodyParams, CameraModel, Detection, Frame, Keypoints
-from ..geometry import axis_angle_to_matrix, matrix_to_axis_angle
+from ..geometry import axis_angle_to_matrix, matrix_to_axis_angle, perspective_project
 from .appearance import Appearance, person_albedo, person_texture, sample_appearance
 from .background import Backdrop, render_background, sample_background
 from .domain import DomainConfig
 from .motion import MotionClip, generate_motion
-from .render import Light, RenderMesh, box_mesh, project, render
+from .render import Light, RenderMesh, box_mesh, render
 
 # A joint (inside the body) counts as visible if the first surface along its ray is at most
 # this much nearer than the joint itself: about a limb's or the torso's half thickness.
@@ -194,7 +194,7 @@ def _visible(points_cam: np.ndarray, K: np.ndarray, object_map: np.ndarray,
              depth: np.ndarray, own: int, margins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Projected points (N, 2) and whether each is visible: inside the image, the surface at
     its pixel belongs to this person and is not much nearer than the point."""
-    uv = project(points_cam, K)
+    uv = perspective_project(points_cam, K, min_depth=None)
     h, w = object_map.shape
     px = np.round(uv).astype(np.int64)
     inside = (points_cam[:, 2] > 0.05) & (px[:, 0] >= 0) & (px[:, 0] < w) & (px[:, 1] >= 0) \
@@ -453,7 +453,7 @@ def render_training_crop(domain: DomainConfig, rng: np.random.Generator, body: B
             rot = rot @ _rot(axis, np.deg2rad(cam.shake_deg) * seq_rng.standard_normal())
     state = person.state(0, rot, pos)
     js = get_joint_set(domain.detector.format)
-    joints2d = project(js.matrix() @ state.points, K)
+    joints2d = perspective_project(js.matrix() @ state.points, K, min_depth=None)
     box = box_from_keypoints(joints2d, np.ones(len(joints2d)))
     box = box * np.array([1.0, 1.0, 1.0 + box_jitter * rng.standard_normal()])
     box[:2] += box_jitter * 0.5 * box[2] * rng.standard_normal(2)
@@ -478,7 +478,7 @@ def render_training_crop(domain: DomainConfig, rng: np.random.Generator, body: B
     margins = np.r_[np.full(24, JOINT_DEPTH_MARGIN), np.full(NUM_SOURCE - 24,
                                                              LANDMARK_DEPTH_MARGIN)]
     _, vis = _visible(state.points, K_crop, res.object, res.depth, 0, margins)
-    uv = project(state.points, K)
+    uv = perspective_project(state.points, K, min_depth=None)
     points2d = (uv - box[:2]) / (box[2] / 2.0)
     return TrainingCrop(
         image=image, pose=state.params.full_pose().astype(np.float32),
