@@ -28,6 +28,7 @@ from ..config import PipelineConfig
 from ..jsonio import write_json
 from ..provenance import footnote, provenance
 from .spread import RESAMPLES, Interval, bootstrap_mean, paired_difference
+from .table import markdown_table
 
 log = logging.getLogger("hmr_ros")
 
@@ -324,18 +325,18 @@ def format_table(payload: dict) -> str:
         base = res.get("none", {}).get("pa_mpjpe", float("nan"))
         spread = all(_interval(r, "pa_mpjpe") is not None for r in res.values())
         lines += [f"### {d} (seeds {payload['seeds']}, {payload['duration_s']:g} s streams, "
-                  f"protocol `{payload['protocol']}`)", "",
-                  "| method | MPJPE | PA-MPJPE | vs frozen | PVE | ACCEL | steps/s | "
-                  "rollbacks |" + (" PA-MPJPE vs best, paired |" if spread else ""),
-                  "|---|---|---|---|---|---|---|---|" + ("---|" if spread else "")]
+                  f"protocol `{payload['protocol']}`)", ""]
+        rows = []
         for m, r in res.items():
             # Without a frozen run in the same table there is nothing to compare against.
             rel = (f"{100.0 * (r['pa_mpjpe'] / base - 1.0):+.1f}%" if np.isfinite(base)
                    else "n/a")
-            lines.append(f"| {LABELS[m]} | {_cell(res, m, 'mpjpe')} | "
-                         f"{_cell(res, m, 'pa_mpjpe')} | {rel} | {r['pve']:.1f} | "
-                         f"{r['accel']:.1f} | {r['steps_per_second']:.1f} | {r['rollbacks']} |"
-                         + (f" {_vs_best(res, m)} |" if spread else ""))
+            rows.append([LABELS[m], _cell(res, m, "mpjpe"), _cell(res, m, "pa_mpjpe"), rel,
+                         f"{r['pve']:.1f}", f"{r['accel']:.1f}", f"{r['steps_per_second']:.1f}",
+                         r["rollbacks"]] + ([_vs_best(res, m)] if spread else []))
+        lines += markdown_table(["method", "MPJPE", "PA-MPJPE", "vs frozen", "PVE", "ACCEL",
+                                 "steps/s", "rollbacks"]
+                                + (["PA-MPJPE vs best, paired"] if spread else []), rows)
         lines.append("")
         if spread:
             n = len(next(iter(res.values()))["seeds"])
@@ -345,22 +346,23 @@ def format_table(payload: dict) -> str:
                       "so the difference is within the spread over seeds. PA-MPJPE vs best: "
                       "mean per-seed difference to the best method and its bootstrap interval "
                       "over seeds (paired: the same streams).", "",
-                      "PA-MPJPE per seed:", "",
-                      "| method | " + " | ".join(str(s) for s in res[m]["seeds"]) + " |",
-                      "|---|" + "---|" * n]
-            for m, r in res.items():
-                lines.append(f"| {LABELS[m]} | "
-                             + " | ".join(f"{v:.1f}" for v in r["per_seed"]["pa_mpjpe"]) + " |")
+                      "PA-MPJPE per seed:", ""]
+            lines += markdown_table(
+                ["method"] + res[m]["seeds"],
+                [[LABELS[m]] + [f"{v:.1f}" for v in r["per_seed"]["pa_mpjpe"]]
+                 for m, r in res.items()])
             lines.append("")
     if "latency" in payload:
         lat = payload["latency"]
-        lines += ["Inference latency on a stream paced at camera rate (ms):", "",
-                  "| | p50 | p95 |", "|---|---|---|",
-                  f"| without worker | {lat['without_worker']['p50_ms']:.1f} | "
-                  f"{lat['without_worker']['p95_ms']:.1f} |",
-                  f"| with worker adapting | {lat['with_worker']['p50_ms']:.1f} | "
-                  f"{lat['with_worker']['p95_ms']:.1f} |",
-                  f"| ratio | {lat['p50_ratio']:.2f} | {lat['p95_ratio']:.2f} |", ""]
+        lines += ["Inference latency on a stream paced at camera rate (ms):", ""]
+        lines += markdown_table(
+            ["", "p50", "p95"],
+            [["without worker", f"{lat['without_worker']['p50_ms']:.1f}",
+              f"{lat['without_worker']['p95_ms']:.1f}"],
+             ["with worker adapting", f"{lat['with_worker']['p50_ms']:.1f}",
+              f"{lat['with_worker']['p95_ms']:.1f}"],
+             ["ratio", f"{lat['p50_ratio']:.2f}", f"{lat['p95_ratio']:.2f}"]])
+        lines.append("")
         if "background_steps_per_second" in lat:  # absent from results before issue 14
             lines += [f"Adaptation beside it: {lat['background_steps_per_second']:.2f} "
                       f"accepted steps/s.", ""]
