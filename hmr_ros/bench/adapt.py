@@ -27,7 +27,7 @@ import numpy as np
 from ..config import PipelineConfig
 from ..jsonio import write_json
 from ..provenance import provenance
-from .adapt_report import LABELS, plot_ablation, format_table
+from .adapt_report import LABELS, format_table, plot_ablation
 from .spread import bootstrap_mean
 
 log = logging.getLogger("hmr_ros")
