@@ -29,6 +29,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("eval", ("hmr_ros.eval",)),
     ("commands", ("hmr_ros.replay", "hmr_ros.demo", "hmr_ros.synth", "hmr_ros.train",
                   "hmr_ros.train_temporal", "hmr_ros.pose_vae_train", "hmr_ros.train_meta",
+                  "hmr_ros.train_meta_config", "hmr_ros.meta_gradient",
                   "hmr_ros.bench", "hmr_ros.cli", "hmr_ros.cli_train", "hmr_ros.cli_export",
                   "hmr_ros.__main__")),
     ("ros", ("hmr_ros.ros", "hmr_ros.msg")),
