@@ -38,8 +38,8 @@ METRICS = ("mpjpe", "pa_mpjpe", "pve", "accel")
 
 def cache_name(domain: str, seed: int, duration: float) -> str:
     """File name of a stream's cache. A domain given as a YAML path is named by its stem and a
-    hash of its content (joining the path itself onto the cache folder put an absolute path's
-    cache next to the YAML; and an edited YAML must not reuse the old frames)."""
+    hash of its content, so that the cache stays inside the cache folder for any path and an
+    edited YAML does not reuse the old frames."""
     path = Path(domain)
     if path.suffix in (".yaml", ".yml"):
         digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]

@@ -1,4 +1,4 @@
-"""`hmr-ros bench scopes`: the adaptation-scope ablation of issue 14 in one table and plot.
+"""`hmr-ros bench scopes`: the adaptation-scope ablation in one table and plot.
 
 It joins two kinds of `bench adapt` output per configuration (scope, outer rate, method):
 the lock-step ablation (`adapt_<tag>.json`: deterministic errors and lock-step steps/s) and

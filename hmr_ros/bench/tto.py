@@ -1,4 +1,4 @@
-"""`hmr-ros bench tto` (issue 17): DualNet's claim on our world. Does a start point
+"""`hmr-ros bench tto`: DualNet's claim on our world. Does a start point
 meta-trained to be adapted (`hmr-ros train-meta`) improve with more test-time steps where a
 normally trained one first improves and then degrades, and does it adapt faster online?
 
