@@ -1,7 +1,9 @@
 """The `hmr-ros` command.
 
-Each subcommand parses its arguments here and imports its implementation lazily, so
-`hmr-ros --help` stays fast and a broken optional dependency only affects its own command.
+Each subcommand parses its arguments here (the training commands in `cli_train.py`, `export`
+in `cli_export.py`, the benchmarks in `bench/commands.py`) and imports its implementation
+lazily, so `hmr-ros --help` stays fast and a broken optional dependency only affects its own
+command.
 """
 
 from __future__ import annotations
@@ -10,6 +12,9 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+from .cli_export import add_export_parser
+from .cli_train import add_train_parsers
 
 Handler = Callable[[argparse.Namespace], int]
 NEEDS_CONFIG = ("adapt", "tto", "temporal", "soak")  # bench commands that take --set/--config
@@ -174,119 +179,10 @@ def _score(args: argparse.Namespace) -> int:
     return score(argv)
 
 
-def _train(args: argparse.Namespace) -> int:
-    from .train import TrainConfig, config_with, train
-
-    cfg = config_with(TrainConfig(), preset=args.preset, steps=args.steps,
-                      batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                      threads=args.threads)
-    report = train(cfg, args.data, args.run, val_path=args.val, out=args.out,
-                   resume=args.resume)
-    final = report.get("final", {})
-    print(f"trained {report['steps']} steps on {report['train_size']} crops; final loss "
-          f"{final.get('total', float('nan')):.4f}, held-out PA-MPJPE "
-          f"{final.get('val_pa_mpjpe', float('nan')):.1f} mm")
-    if args.out:
-        print(f"wrote {args.out}")
-    return 0
-
-
-def _train_temporal(args: argparse.Namespace) -> int:
-    from .train_temporal import main
-
-    return main(args)
-
-
-def _train_pose_vae(args: argparse.Namespace) -> int:
-    from .pose_vae_train import train_pose_vae
-
-    command = ("hmr-ros train-pose-vae --out " + args.out + f" --steps {args.steps}"
-               f" --seed {args.seed}")
-    report = train_pose_vae(args.out, steps=args.steps, seed=args.seed, command=command)
-    h = report["held_out"]
-    print(f"pose VAE: held-out reconstruction {h['reconstruction_deg_mean']:.2f} deg per joint "
-          f"(p95 {h['reconstruction_deg_p95']:.2f}); prior samples within limits "
-          f"{100 * h['prior_samples_within_limits']:.1f}%; wrote {args.out}")
-
-
-def _train_meta(args: argparse.Namespace) -> int:
-    from .train_meta import MetaTrainConfig, config_with, parse_overrides, train_meta
-
-    cfg = config_with(MetaTrainConfig(), preset=args.preset, init=args.init,
-                      aux_init=args.aux_init, steps=args.steps,
-                      batch_size=args.batch_size, lr=args.lr, aux_lr=args.aux_lr,
-                      inner_lr=args.inner_lr, order=args.order, seed=args.seed,
-                      threads=args.threads, **parse_overrides(args.set or []))
-    report = train_meta(cfg, args.data, args.run, val_path=args.val, out=args.out,
-                        resume=args.resume, out_fp16=args.out_fp16)
-    final = report.get("final", {})
-    print(f"meta-trained {report['steps']} steps on {report['train_size']} crops; outer loss "
-          f"{final.get('outer', float('nan')):.4f}, held-out PA-MPJPE "
-          f"{final.get('val_pa_mpjpe', float('nan')):.1f} mm (auxiliary "
-          f"{final.get('val_aux_pa_mpjpe', float('nan')):.1f} mm)")
-    if args.out:
-        print(f"wrote {args.out} and {args.out}.aux.pt")
-    return 0
-
-
 def _bench(args: argparse.Namespace) -> int:
     from .bench.commands import run
 
     return run(args, _config(args) if args.bench in NEEDS_CONFIG else None)
-
-
-def _export(args: argparse.Namespace) -> int:
-    """`hmr-ros export`: 0 on success, 1 on a failed export, 2 when TensorRT is missing."""
-    from .model.errors import ExportError, TensorRTUnavailable
-    from .model.export import export_onnx, export_tensorrt, import_tensorrt
-
-    fmt = getattr(args, "format", "onnx")
-    max_batch = max(1, int(getattr(args, "batch", 1) or 1))
-    if fmt == "tensorrt":
-        # Before any slow work: without TensorRT there is nothing this command can do.
-        try:
-            import_tensorrt()
-        except TensorRTUnavailable as e:
-            print(f"hmr-ros export: cannot build a TensorRT engine: {e}", file=sys.stderr)
-            return 2
-    from .model.checkpoint import CheckpointError
-    from .model.weights import load_regressor
-
-    try:
-        loaded = load_regressor(args.weights or None)
-    except (FileNotFoundError, CheckpointError) as e:
-        print(f"hmr-ros export: cannot load the regressor weights: {e}", file=sys.stderr)
-        return 1
-    out = Path(args.out)
-    # The engine's ONNX (and its weight-name map, which refitting by name needs) goes next to
-    # the engine: `model.engine` -> `model.onnx`.
-    onnx_path = out if fmt == "onnx" else out.with_name(out.stem + ".onnx")
-    if fmt == "tensorrt" and onnx_path == out:
-        onnx_path = out.with_name(out.name + ".onnx")
-    try:
-        record = export_onnx(loaded.model, onnx_path, max_batch=max_batch)
-    except ExportError as e:
-        print(f"hmr-ros export: {e}", file=sys.stderr)
-        return 1
-    size_mb = record.path.stat().st_size / 1e6
-    print(f"wrote {record.path} ({size_mb:.1f} MB, opset {record.opset}, input "
-          f"{record.input_name} (B, 3, {record.input_size}, {record.input_size}), "
-          f"outputs {', '.join(record.output_names)})")
-    print(f"wrote {record.names_path} ({len(record.names)} weights mapped to initializers)")
-    if fmt == "onnx":
-        return 0
-    try:
-        build = export_tensorrt(record.path, out, fp16=bool(args.fp16), max_batch=max_batch)
-    except TensorRTUnavailable as e:  # pragma: no cover - checked above
-        print(f"hmr-ros export: {e}", file=sys.stderr)
-        return 2
-    except ExportError as e:
-        print(f"hmr-ros export: {e}", file=sys.stderr)
-        return 1
-    print(f"wrote {build.engine_path} (TensorRT {build.trt_version}, "
-          f"{'fp16' if build.fp16 else 'fp32'}, batch 1..{build.max_batch}, refittable, "
-          f"{build.seconds:.1f} s)")
-    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -331,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="each frame predicted, then adapted on (protocol before, "
                         "deterministic; default: the stream plays at its frame rate with "
                         "adaptation in the background, as on a robot)")
-    # The default since issue 14; kept so that scripts written for the opt-in still run.
+    # Real time is the default; the flag stays accepted so that older scripts still run.
     p.add_argument("--realtime", action="store_true", help=argparse.SUPPRESS)
     _add_config_flags(p)
     p.set_defaults(handler=_demo)
@@ -373,63 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(p)
     p.set_defaults(handler=_live)
 
-    p = sub.add_parser("train", help="pretrain a regressor on a synthetic training set")
-    p.add_argument("--data", required=True, help="training set .npz (hmr-ros synth --trainset)")
-    p.add_argument("--val", default=None, help="held-out .npz for PA-MPJPE during training")
-    p.add_argument("--run", required=True, help="run folder (last.pt, log.json, loss.png)")
-    p.add_argument("--out", default=None, help="final checkpoint path")
-    p.add_argument("--preset", default=None, help="regressor preset (default hmr_small)")
-    p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default 2)")
-    p.add_argument("--resume", action="store_true", help="continue from <run>/last.pt")
-    p.set_defaults(handler=_train)
-
-    p = sub.add_parser("train-temporal", help="train the temporal refiner (TAR) on synthetic "
-                                              "sequences with cached frozen features")
-    p.add_argument("--run", default="runs/temporal", help="run folder (feature cache)")
-    p.add_argument("--out", default="weights/tar_small_h36m.pt", help="refiner checkpoint "
-                   "(a .json report is written next to it)")
-    p.add_argument("--steps", type=int, default=1500)
-    p.add_argument("--duration", type=float, default=3.0, help="seconds per sequence")
-    p.add_argument("--workers", type=int, default=2, help="processes rendering sequences")
-    p.add_argument("--threads", type=int, default=1, help="torch threads for training")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(handler=_train_temporal)
-
-    p = sub.add_parser("train-pose-vae", help="train the pose VAE DAPA perturbs poses with "
-                       "(on the synthetic motion library)")
-    p.add_argument("--out", default="weights/pose_vae.npz")
-    p.add_argument("--steps", type=int, default=4000)
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(handler=_train_pose_vae)
-
-    p = sub.add_parser("train-meta", help="DualNet meta-training: a start point trained to be "
-                       "adapted (test-time step inside training, auxiliary network)")
-    p.add_argument("--data", required=True, help="training set .npz (hmr-ros synth --trainset)")
-    p.add_argument("--val", default=None, help="held-out .npz for PA-MPJPE during training")
-    p.add_argument("--run", required=True, help="run folder (last.pt, log.json, report.json)")
-    p.add_argument("--out", default=None, help="final checkpoint (auxiliary beside: .aux.pt)")
-    p.add_argument("--init", default=None, help="checkpoint both networks start from")
-    p.add_argument("--aux-init", default=None, help="the auxiliary network's own start")
-    p.add_argument("--preset", default=None, help="regressor preset without --init")
-    p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None, help="outer Adam lr of the main network")
-    p.add_argument("--aux-lr", type=float, default=None, help="Adam lr of the auxiliary one")
-    p.add_argument("--inner-lr", type=float, default=None, help="test-time SGD step")
-    p.add_argument("--order", type=int, choices=(1, 2), default=None)
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default 2)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="any MetaTrainConfig field, e.g. --set w_aux_joints=2")
-    p.add_argument("--resume", action="store_true", help="continue from <run>/last.pt")
-    p.add_argument("--out-fp16", action="store_true",
-                   help="store the final checkpoints' weights in float16 (half the size)")
-    p.set_defaults(handler=_train_meta)
+    add_train_parsers(sub)
 
     p = sub.add_parser("eval", help="evaluate the frozen regressor on domains or bags")
     p.add_argument("bags", nargs="*", help="rosbag2 folders or files with ground truth")
@@ -453,14 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .bench.commands import add_parsers
 
     add_parsers(sub, _add_config_flags, _bench)
-
-    p = sub.add_parser("export", help="export the regressor to ONNX or a TensorRT engine")
-    p.add_argument("--format", choices=("onnx", "tensorrt"), default="onnx")
-    p.add_argument("--weights", default="", help="checkpoint (default: bundled regressor)")
-    p.add_argument("--out", required=True, help="output .onnx or .engine path")
-    p.add_argument("--batch", type=int, default=1, help="maximum batch (people per call)")
-    p.add_argument("--fp16", action="store_true", help="TensorRT: build in half precision")
-    p.set_defaults(handler=_export)
+    add_export_parser(sub)
     return parser
 
 
@@ -480,21 +313,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from .adapt.prior import PriorFileError
-    from .body.smpl_io import SMPLFileError
-    from .config import ConfigError
-    from .data.video import VideoError
-    from .detect.base import DetectorUnavailable
-    from .messages.bag import BagError
-    from .model.checkpoint import CheckpointError
-    from .model.config import ConfigError as ModelConfigError
-    from .model.errors import BackendUnavailable, ExportError
-    from .temporal.checkpoint import RefinerCheckpointError
-    from .world.domain import DomainError
+    """What `main` prints as one line: every user error of the package, and a missing file."""
+    from .errors import HmrRosError
 
-    return (PriorFileError, SMPLFileError, ConfigError, BagError, DomainError, VideoError,
-            DetectorUnavailable, CheckpointError, ModelConfigError, BackendUnavailable,
-            ExportError, FileNotFoundError, RefinerCheckpointError)
+    return (HmrRosError, FileNotFoundError)
 
 
 if __name__ == "__main__":  # pragma: no cover

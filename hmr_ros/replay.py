@@ -75,7 +75,7 @@ class _Tally:
         self.ids.update(p.id for p in result.people)
 
 
-class _Outputs:
+class _RunSinks:
     """The sinks of one run: tally, estimates bag, ground truth, 2D error, overlay video."""
 
     def __init__(self, out: Path | None, pipeline: Pipeline, frozen: Pipeline | None,
@@ -198,7 +198,7 @@ def replay(bag: str | Path, out_dir: str | Path, config: PipelineConfig | None =
         stack.callback(pipeline.close)
         frozen = (frozen_twin(pipeline, config)
                   if adapt and baseline and pipeline.adaptation is not None else None)
-        outputs = _Outputs(out, pipeline, frozen, video, overlay_fps, has_truth,
+        outputs = _RunSinks(out, pipeline, frozen, video, overlay_fps, has_truth,
                            config.adapt.keypoint_threshold)
         t0 = time.perf_counter()
         runner = StreamRunner(pipeline, stage, protocol if adapt else "async", outputs.sinks,
@@ -274,7 +274,7 @@ def live(camera: int | str, out_dir: str | Path | None = None,
         print(f"people: {what}")
         pipeline = build_pipeline(config, adapt=adapt, start=False)
         stack.callback(pipeline.close)
-        outputs = _Outputs(out, pipeline, None, out is not None, info.fps, False,
+        outputs = _RunSinks(out, pipeline, None, out is not None, info.fps, False,
                            config.adapt.keypoint_threshold)
         t0 = last = time.perf_counter()
         shown = show

@@ -51,10 +51,10 @@ class Layers:
 # (name, modules, what), lowest first.
 LAYERS: list[tuple[str, tuple[str, ...], str]] = [
     ("foundation", ("__init__", "version", "jsonio", "resources", "envcheck", "provenance",
-                    "progress", "logs", "geometry", "config"),
+                    "progress", "logs", "geometry", "errors", "config"),
      "strict JSON, package files, which OpenCV, the environment of a result, progress bars, "
-     "throttled warnings, rotations and cameras, the one typed configuration and its one "
-     "coercion"),
+     "throttled warnings, rotations and cameras, `HmrRosError` (the base of every user "
+     "error), the one typed configuration and its one coercion"),
     ("records", ("data.frame", "body"),
      "`Frame`, `CameraModel`, `Keypoints`, `Detection`, `BodyParams`, `PersonEstimate`, "
      "`FrameResult`; the SMPL body model"),
@@ -80,7 +80,8 @@ LAYERS: list[tuple[str, tuple[str, ...], str]] = [
      "metrics, `StreamEvaluator`, the evaluator / keypoint-error / overlay sinks, "
      "`hmr-ros eval`, scoring a recorded bag"),
     ("commands", ("replay", "demo", "synth", "train", "train_temporal", "pose_vae_train",
-                  "train_meta", "bench", "cli"),
+                  "train_meta", "train_meta_config", "meta_gradient", "bench", "cli",
+                  "cli_train", "cli_export"),
      "the `hmr-ros` commands"),
     ("ros", ("ros", "msg"),
      "the rclpy node, its parameters, input adapter, sink and diagnostics, the bag player and "

@@ -26,10 +26,15 @@ from hmr_ros.adapt.worker import AdaptationWorker
 from hmr_ros.body.pose_vae import load_pose_vae
 from hmr_ros.config import AdaptConfig, ConfigError, PipelineConfig, replace_path, updated
 from hmr_ros.data.crop import box_from_keypoints, crop_matrix
-from hmr_ros.geometry import axis_angle_to_matrix, translation_to_crop_cam
+from hmr_ros.geometry import axis_angle_to_matrix, perspective_project, translation_to_crop_cam
 from hmr_ros.model import HMR
 from hmr_ros.model.backends import TorchBackend
-from hmr_ros.world.render import Light, RenderMesh, box_mesh, project, render
+from hmr_ros.world.render import Light, RenderMesh, box_mesh, render
+
+
+def pinhole(points, K):
+    """The renderer's projection: camera-frame points (N, 3) to pixels (N, 2), depth as is."""
+    return perspective_project(points, K, min_depth=None)
 
 SIZE = 64
 K_IMG = np.array([[300.0, 0, 160], [0, 300.0, 120], [0, 0, 1]])
@@ -54,7 +59,7 @@ def _estimate(body, track: int = 1, crop: np.ndarray | None = None, pose_seed: i
     transl = torch.tensor([0.0, 0.0, depth]) - j0
     with torch.no_grad():
         pts = body.forward_rotmat(rot[None], betas[None], transl[None]).points[0].numpy()
-    box = box_from_keypoints(project(pts, K_IMG), np.ones(len(pts)))
+    box = box_from_keypoints(pinhole(pts, K_IMG), np.ones(len(pts)))
     cam = translation_to_crop_cam(transl[None].double(), torch.tensor(box)[None],
                                   torch.tensor(K_IMG)[None])[0].float().numpy()
     if crop is None:
@@ -141,7 +146,7 @@ def test_synthetic_crops_carry_exact_truth(body, vae, pose):
         # Independently: the points through the renderer's own projection, into the crop.
         transl = L.camera_translation(syn.cam[i:i + 1], syn.box[i:i + 1], syn.K[i:i + 1])
         cam_pts = (syn.points3d[i] + transl[0]).double().numpy()
-        uv_crop = project(cam_pts, Kc)  # crop pixels
+        uv_crop = pinhole(cam_pts, Kc)  # crop pixels
         kp_px = (syn.keypoints[i].numpy() + 1.0) * SIZE / 2.0 - 0.5
         np.testing.assert_allclose(kp_px, uv_crop, atol=1e-3)
         # The rendered body is where its joints project: torso joints on its silhouette.
@@ -155,7 +160,7 @@ def test_synthetic_crops_carry_exact_truth(body, vae, pose):
         with torch.no_grad():
             verts = body.forward_rotmat(syn.rotmat[i:i + 1], syn.betas[i:i + 1],
                                         transl).vertices[0].double().numpy()
-        uv_v = project(verts, Kc)
+        uv_v = pinhole(verts, Kc)
         inside = (uv_v >= 0).all(1) & (uv_v <= SIZE - 1).all(1)
         ys, xs = np.nonzero(sil)
         assert abs(xs.min() - uv_v[inside, 0].min()) <= 1.5

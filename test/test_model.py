@@ -15,8 +15,8 @@ from hmr_ros.geometry import rot6d_to_matrix
 from hmr_ros.model import (
     HMR,
     PRESETS,
-    ConfigError,
     ModelConfig,
+    ModelConfigError,
     RegressorOutput,
     default_mean_params,
     get_preset,
@@ -105,18 +105,18 @@ def test_config_dict_round_trip_uses_plain_types():
 def test_config_rejects_bad_values_with_a_clear_message(change, fragment):
     d = PRESETS["hmr_tiny"].to_dict()
     d.update(change)
-    with pytest.raises(ConfigError, match=fragment.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(ModelConfigError, match=fragment.replace("[", r"\[").replace("]", r"\]")):
         ModelConfig.from_dict(d)
 
 
 def test_config_validation_covers_replace_and_presets():
-    with pytest.raises(ConfigError, match="norm"):
+    with pytest.raises(ModelConfigError, match="norm"):
         dataclasses.replace(PRESETS["hmr_tiny"], norm="instance")
-    with pytest.raises(ConfigError, match="hmr_r50"):
+    with pytest.raises(ModelConfigError, match="hmr_r50"):
         get_preset("hmr_r51")
-    with pytest.raises(ConfigError, match="depth"):
+    with pytest.raises(ModelConfigError, match="depth"):
         get_preset("hmr_tiny", depth=3)
-    with pytest.raises(ConfigError, match="name"):
+    with pytest.raises(ModelConfigError, match="name"):
         ModelConfig.from_dict({"block": "basic"})
     # BatchNorm does not care about group divisibility.
     assert get_preset("hmr_tiny", norm="batch", width=18).width == 18

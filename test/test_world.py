@@ -10,10 +10,16 @@ import pytest
 from hmr_ros.body import BodyModel
 from hmr_ros.body.joints import SMPL_PARENTS, get_joint_set
 from hmr_ros.data.crop import CropError, box_from_keypoints, crop_image, crop_matrix
+from hmr_ros.geometry import perspective_project
 from hmr_ros.world.domain import DomainError, available_domains, load_domain, parse_domain
 from hmr_ros.world.motion import generate_motion
-from hmr_ros.world.render import RenderMesh, box_mesh, project, rasterize, render
+from hmr_ros.world.render import RenderMesh, box_mesh, rasterize, render
 from hmr_ros.world.scene import SyntheticSequence, _Occluder, render_training_crop
+
+
+def pinhole(points, K):
+    """The renderer's projection: camera-frame points (N, 3) to pixels (N, 2), depth as is."""
+    return perspective_project(points, K, min_depth=None)
 
 FOUR = ("h36m_like", "pw3d_like", "hp3d_like", "robot_cam")
 
@@ -56,7 +62,7 @@ def test_projected_vertices_land_on_their_own_part(body):
     sf = seq.frame(0)
     view = sf.people[0]
     state = seq.people[0].state(0, *seq.pose(0))
-    uv = project(state.vertices, seq.camera.K)
+    uv = pinhole(state.vertices, seq.camera.K)
     px = np.round(uv).astype(int)
     h, w = sf.label.shape
     inside = (px[:, 0] >= 0) & (px[:, 0] < w) & (px[:, 1] >= 0) & (px[:, 1] < h)
@@ -144,7 +150,7 @@ def test_ground_truth_projects_onto_the_person(name):
     out = body.forward_axis_angle(pose.float(), torch.from_numpy(p.betas[None]).float(),
                                   torch.from_numpy(p.transl[None]).float())
     np.testing.assert_allclose(out.points[0].numpy(), sf.people[0].points3d, atol=2e-4)
-    uv = project(out.joints[0].numpy().astype(np.float64), seq.camera.K)
+    uv = pinhole(out.joints[0].numpy().astype(np.float64), seq.camera.K)
     h, w = sf.object.shape
     px = np.round(uv).astype(int)
     ok = (px[:, 0] >= 0) & (px[:, 0] < w) & (px[:, 1] >= 0) & (px[:, 1] < h)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..geometry import crop_cam_to_translation, matrix_to_axis_angle
+from .. import geometry as G
+from ..geometry import crop_cam_to_translation, matrix_to_axis_angle, perspective_project
 
 # Below this crop-camera scale the depth 2 f / (size s) explodes; early or diverging
 # predictions are clamped here for projection (the guard catches real divergence).
@@ -19,20 +20,19 @@ MIN_CAM_SCALE = 0.05
 MIN_DEPTH = 0.1  # m
 
 
+def _clamp_scale(cam: Tensor) -> Tensor:
+    """(B, 3) crop cameras with the scale clamped to MIN_CAM_SCALE from below."""
+    return torch.cat([cam[:, :1].clamp(min=MIN_CAM_SCALE), cam[:, 1:]], dim=1)
+
+
 def camera_translation(cam: Tensor, box: Tensor, K: Tensor) -> Tensor:
     """(B, 3) crop cameras, (B, 3) boxes, (B, 3, 3) or (3, 3) K -> (B, 3) translations."""
-    cam = torch.cat([cam[:, :1].clamp(min=MIN_CAM_SCALE), cam[:, 1:]], dim=1)
-    return crop_cam_to_translation(cam, box, K)
+    return crop_cam_to_translation(_clamp_scale(cam), box, K)
 
 
 def project_pixels(points: Tensor, transl: Tensor, K: Tensor) -> Tensor:
     """Model-frame points (B, N, 3) + translation (B, 3) through K (B, 3, 3) -> (B, N, 2)."""
-    p = points + transl[:, None]
-    z = p[..., 2].clamp(min=MIN_DEPTH)
-    K = K.expand(points.shape[0], 3, 3) if K.dim() == 2 else K
-    u = K[:, None, 0, 0] * p[..., 0] / z + K[:, None, 0, 1] * p[..., 1] / z + K[:, None, 0, 2]
-    v = K[:, None, 1, 1] * p[..., 1] / z + K[:, None, 1, 2]
-    return torch.stack([u, v], dim=-1)
+    return perspective_project(points + transl[:, None], K, MIN_DEPTH)
 
 
 def to_crop(uv: Tensor, box: Tensor) -> Tensor:
@@ -42,7 +42,7 @@ def to_crop(uv: Tensor, box: Tensor) -> Tensor:
 
 def project_to_crop(points: Tensor, cam: Tensor, box: Tensor, K: Tensor) -> Tensor:
     """Model-frame points (B, N, 3) seen by the crop camera -> normalised crop coords."""
-    return to_crop(project_pixels(points, camera_translation(cam, box, K), K), box)
+    return G.project_to_crop(points, _clamp_scale(cam), box, K, MIN_DEPTH)
 
 
 def keypoint_loss(pred: Tensor, target: Tensor, conf: Tensor) -> Tensor:

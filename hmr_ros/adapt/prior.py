@@ -17,13 +17,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..errors import HmrRosError
 from ..resources import resource_path
 
 PRIOR_FILE = "pose_prior_gmm8.npz"
 POSE_DIM = 69
 
 
-class PriorFileError(ValueError):
+class PriorFileError(HmrRosError, ValueError):
     pass
 
 

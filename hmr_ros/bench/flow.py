@@ -29,6 +29,7 @@ from ..data.crop import crop_image, crop_matrix
 from ..data.optical_flow import PRESETS, crop_flow, dis_flow
 from ..jsonio import write_json
 from ..provenance import footnote, provenance
+from .table import markdown_table
 
 
 def _render(domain: str, seed: int, duration: float):
@@ -214,20 +215,19 @@ def run(out: str | Path, domains: tuple[str, ...] = ("pw3d_like", "robot_cam"),
 def format_table(payload: dict) -> str:
     lines = [f"### Optical flow between person crops (seed {payload['seed']}, "
              f"{payload['duration_s']:g} s per domain, {payload['bytes_per_pair']:,} bytes "
-             "per stored pair)", "",
-             "| domain | preset | pairs | DIS one way, ms p50 | crop_flow (both ways), ms p50 "
-             "| p95 | EPE px | no-motion EPE px |", "|---|---|---|---|---|---|---|---|"]
-    for r in payload["results"]:
-        lines.append(f"| {r['domain']} | {r['preset']} | {r['pairs']} | {r['dis_ms_p50']:.2f} | "
-                     f"{r['crop_flow_ms_p50']:.2f} | {r['crop_flow_ms_p95']:.2f} | "
-                     f"{r['epe_px']:.2f} | {r['zero_flow_epe_px']:.2f} |")
+             "per stored pair)", ""]
+    lines += markdown_table(
+        ["domain", "preset", "pairs", "DIS one way, ms p50", "crop_flow (both ways), ms p50",
+         "p95", "EPE px", "no-motion EPE px"],
+        [[r["domain"], r["preset"], r["pairs"], f"{r['dis_ms_p50']:.2f}",
+          f"{r['crop_flow_ms_p50']:.2f}", f"{r['crop_flow_ms_p95']:.2f}", f"{r['epe_px']:.2f}",
+          f"{r['zero_flow_epe_px']:.2f}"] for r in payload["results"]])
     lines += ["", "The regressor's own vertex motion against the image flow (the paper's "
-              "check; ratio = model EPE / DIS EPE at the same vertices):", "",
-              "| domain | model | preset | vertices | model EPE px | DIS EPE px | ratio |",
-              "|---|---|---|---|---|---|---|"]
-    for c in payload["model_check"]:
-        lines.append(f"| {c['domain']} | {c['model']} | {c['preset']} | {c['vertices']} | "
-                     f"{c['model_epe_px']:.2f} | {c['dis_epe_px']:.2f} | {c['ratio']:.2f} |")
+              "check; ratio = model EPE / DIS EPE at the same vertices):", ""]
+    lines += markdown_table(
+        ["domain", "model", "preset", "vertices", "model EPE px", "DIS EPE px", "ratio"],
+        [[c["domain"], c["model"], c["preset"], c["vertices"], f"{c['model_epe_px']:.2f}",
+          f"{c['dis_epe_px']:.2f}", f"{c['ratio']:.2f}"] for c in payload["model_check"]])
     note = footnote(payload.get("environment"))
     if note:
         lines += ["", note]

@@ -32,6 +32,7 @@ import numpy as np
 from ..config import PipelineConfig
 from ..jsonio import write_json
 from ..provenance import footnote, provenance
+from .table import markdown_table
 
 DEFAULT_OUT = Path("bench/results/gpu.json")
 PRESETS = ("hmr_small", "hmr_r50")
@@ -218,10 +219,10 @@ def format_table(payload: dict[str, Any]) -> str:
              f"{env.get('tensorrt')}.", ""]
     rows = r.get("inference", {}).get("rows", [])
     if rows:
-        lines += ["| backend | model | batch | regressor p50 (ms) | frame p50 (ms) |",
-                  "|---|---|---|---|---|"]
-        lines += [f"| {x['backend']} | {x['preset']} | {x['batch']} | "
-                  f"{x['regressor']['p50_ms']:.2f} | {x['frame']['p50_ms']:.2f} |" for x in rows]
+        lines += markdown_table(
+            ["backend", "model", "batch", "regressor p50 (ms)", "frame p50 (ms)"],
+            [[x["backend"], x["preset"], x["batch"], f"{x['regressor']['p50_ms']:.2f}",
+              f"{x['frame']['p50_ms']:.2f}"] for x in rows])
         lines.append("")
     refit = r.get("refit", {})
     if "refit_s" in refit:
@@ -230,9 +231,9 @@ def format_table(payload: dict[str, Any]) -> str:
                   f"{max(refit['max_abs_diff_vs_torch'].values()):.2e}; ok: {refit['ok']}.", ""]
     rows = r.get("adapt", {}).get("rows", [])
     if rows:
-        lines += ["| model | scope | BOA 2nd steps/s (lock-step) |", "|---|---|---|"]
-        lines += [f"| {x['preset']} | {x['scope']} | {x['steps_per_second']:.1f} |"
-                  for x in rows]
+        lines += markdown_table(["model", "scope", "BOA 2nd steps/s (lock-step)"],
+                                [[x["preset"], x["scope"], f"{x['steps_per_second']:.1f}"]
+                                 for x in rows])
         lines.append("")
     for name, why in payload["could_not"].items():
         lines.append(f"- could not run `{name}`: {why}")

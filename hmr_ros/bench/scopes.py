@@ -1,4 +1,4 @@
-"""`hmr-ros bench scopes`: the adaptation-scope ablation of issue 14 in one table and plot.
+"""`hmr-ros bench scopes`: the adaptation-scope ablation in one table and plot.
 
 It joins two kinds of `bench adapt` output per configuration (scope, outer rate, method):
 the lock-step ablation (`adapt_<tag>.json`: deterministic errors and lock-step steps/s) and
@@ -17,6 +17,7 @@ import numpy as np
 
 from ..jsonio import write_json
 from ..provenance import footnote, provenance
+from .table import markdown_table
 
 
 def _key(cfg: dict, method: str) -> tuple[str, float, str]:
@@ -58,14 +59,11 @@ def format_table(rows: list[dict], domains: list[str]) -> str:
              "stream paced at 30 fps, adaptation in the background, each frame predicted with "
              "the weights published by then (medians/means over the streams; timing-dependent). "
              "PA-MPJPE and MPJPE in mm.", ""]
-    head = "| scope | outer lr | method |"
-    rule = "|---|---|---|"
+    header = ["scope", "outer lr", "method"]
     for d in domains:
-        head += f" {d} lock-step PA-MPJPE / MPJPE | {d} real-time PA-MPJPE / MPJPE |"
-        rule += "---|---|"
-    head += " lock-step steps/s | background steps/s | inference p95 ratio | rollbacks |"
-    rule += "---|---|---|---|"
-    lines += [head, rule]
+        header += [f"{d} lock-step PA-MPJPE / MPJPE", f"{d} real-time PA-MPJPE / MPJPE"]
+    header += ["lock-step steps/s", "background steps/s", "inference p95 ratio", "rollbacks"]
+    body = []
     for r in rows:
         cells = [r["scope"], f"{r['outer_lr']:g}", r["method"]]
         for d in domains:
@@ -79,8 +77,8 @@ def format_table(rows: list[dict], domains: list[str]) -> str:
         cells.append(_f(r.get("background_steps_per_second"), 2))
         cells.append(_f(r.get("p95_ratio"), 2))
         cells.append(str(sum(v["rollbacks"] for v in ls_all.values())) if ls_all else "-")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        body.append(cells)
+    return "\n".join(lines + markdown_table(header, body))
 
 
 def _plot(rows: list[dict], domains: list[str], path: Path) -> None:

@@ -1,4 +1,4 @@
-"""`hmr-ros bench tto` (issue 17): DualNet's claim on our world. Does a start point
+"""`hmr-ros bench tto`: DualNet's claim on our world. Does a start point
 meta-trained to be adapted (`hmr-ros train-meta`) improve with more test-time steps where a
 normally trained one first improves and then degrades, and does it adapt faster online?
 
@@ -35,6 +35,7 @@ from ..config import PipelineConfig
 from ..jsonio import write_json
 from ..provenance import footnote, provenance
 from .adapt import _job, stream_frames
+from .table import markdown_table
 
 
 @dataclass(frozen=True)
@@ -279,12 +280,11 @@ def format_tables(payload: dict) -> str:
              f"scope {payload['tto_scope']}, Adam lr {payload['tto_lr']:g}; dualnet_weight "
              f"{payload['dualnet_weight']:g} where the variant has the auxiliary term.", ""]
     for d, table in payload["tto"].items():
-        lines += [f"## {d}", "", "| variant | " + " | ".join(f"k={k}" for k in ks) + " |",
-                  "|---|" + "---|" * len(ks)]
-        for v, by_k in table.items():
-            cells = [f"{by_k[str(k)]['pa_mpjpe']:.1f} / {by_k[str(k)]['mpjpe']:.1f}"
-                     for k in ks]
-            lines.append(f"| {v} | " + " | ".join(cells) + " |")
+        lines += [f"## {d}", ""]
+        lines += markdown_table(
+            ["variant"] + [f"k={k}" for k in ks],
+            [[v] + [f"{by_k[str(k)]['pa_mpjpe']:.1f} / {by_k[str(k)]['mpjpe']:.1f}" for k in ks]
+             for v, by_k in table.items()])
         lines.append("")
     if any(payload["online"].get(d) for d in payload["online"]):
         wins = [f"{w:g}s" for w in payload["windows_s"]]
@@ -294,13 +294,12 @@ def format_tables(payload: dict) -> str:
                   f"adapt.scope {payload['config']['scope']}, outer lr "
                   f"{payload['config']['outer_lr']:g}.", ""]
         for d, table in payload["online"].items():
-            lines += [f"## {d}", "", "| start, method | " + " | ".join(wins) + " | rollbacks |",
-                      "|---|" + "---|" * (len(wins) + 1)]
-            for v, by_m in table.items():
-                for m, cell in by_m.items():
-                    cells = [f"{cell[w]['pa_mpjpe']:.1f} / {cell[w]['mpjpe']:.1f}" for w in wins]
-                    lines.append(f"| {v}, {m} | " + " | ".join(cells)
-                                 + f" | {cell['rollbacks']} |")
+            lines += [f"## {d}", ""]
+            lines += markdown_table(
+                ["start, method"] + wins + ["rollbacks"],
+                [[f"{v}, {m}"] + [f"{cell[w]['pa_mpjpe']:.1f} / {cell[w]['mpjpe']:.1f}"
+                                  for w in wins] + [cell["rollbacks"]]
+                 for v, by_m in table.items() for m, cell in by_m.items()])
             lines.append("")
     lines.append(footnote(payload.get("environment")))
     return "\n".join(lines)

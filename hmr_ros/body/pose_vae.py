@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..errors import HmrRosError
 from ..geometry import matrix_to_axis_angle, rot6d_to_matrix
 from ..resources import resource_path
 
@@ -32,7 +33,7 @@ NUM_BODY_JOINTS = 23
 POSE_DIM = 3 * NUM_BODY_JOINTS
 
 
-class PoseVAEFileError(ValueError):
+class PoseVAEFileError(HmrRosError, ValueError):
     """A pose VAE file that is missing keys or has the wrong shapes."""
 
 

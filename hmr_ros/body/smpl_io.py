@@ -16,11 +16,13 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import HmrRosError
+
 SMPL_KEYS = ("f", "v_template", "shapedirs", "posedirs", "J_regressor", "kintree_table",
              "weights")
 
 
-class SMPLFileError(ValueError):
+class SMPLFileError(HmrRosError, ValueError):
     """A body model file that cannot be used, with the reason."""
 
 

@@ -16,8 +16,10 @@ import typing
 from dataclasses import field
 from typing import Any
 
+from ..errors import HmrRosError
 
-class ConfigError(ValueError):
+
+class ConfigError(HmrRosError, ValueError):
     """Unknown key or bad value in a configuration."""
 
 

@@ -16,7 +16,7 @@ import numpy as np
 KEYPOINT_BOX_SCALE = 1.3
 BOX_SCALE = 1.1  # enlargement of a tight person box (detector or mask)
 MIN_BOX_SIZE = 16.0  # pixels; smaller boxes are rejected as degenerate
-# Validation at the door (issue 13): a crop that is mostly black gives a confident-looking body
+# Validation at the door: a crop that is mostly black gives a confident-looking body
 # that would be published and adapted on. Keypoints farther outside the image than this
 # fraction of its larger side are treated as missing (a detector's extrapolation, or garbage
 # such as x1e6); a box may be at most MAX_BOX_FACTOR times the image's larger side and must

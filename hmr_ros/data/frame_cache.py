@@ -16,13 +16,14 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import HmrRosError
 from .frame import BodyParams, CameraModel, Detection, Frame, Keypoints
 
 CACHE_VERSION = 1
 _GT_FIELDS = ("betas", "global_orient", "body_pose", "transl")
 
 
-class FrameCacheError(ValueError):
+class FrameCacheError(HmrRosError, ValueError):
     """A cache file that is not one of ours (or of another version): re-render instead."""
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..errors import HmrRosError
 from .frame import CameraModel, Frame
 
 log = logging.getLogger("hmr_ros")
@@ -40,7 +41,7 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".
 BAG_SUFFIXES = frozenset({".mcap", ".db3"})
 
 
-class VideoError(RuntimeError):
+class VideoError(HmrRosError, RuntimeError):
     """An input that cannot be opened or read."""
 
 

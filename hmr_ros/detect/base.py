@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import numpy as np
 
 from ..data.frame import Detection, Frame, Keypoints
+from ..errors import HmrRosError
 
 if TYPE_CHECKING:
     from ..world.scene import SyntheticFrame, SyntheticSequence
 
 
-class DetectorUnavailable(RuntimeError):
+class DetectorUnavailable(HmrRosError, RuntimeError):
     """A detector's optional dependency is missing; the message says how to install it."""
 
 

@@ -16,22 +16,30 @@ side from that side (e.g. 0, the pelvis of SMPL24 and H36M17); a sequence of int
 mean of those joints (e.g. (2, 3), the two hips of LSP14, as SPIN and VIBE do for 14 joints).
 
 Shapes: B samples, J joints, V vertices, T frames.
+
+The input handling lives in `metric_inputs.py`, the aggregation (`summarize`, `MetricReport`,
+importable from here) in `metric_report.py`.
 """
 
 from __future__ import annotations
-
-import math
-import numbers
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from hmr_ros.geometry import procrustes_align
 
-ArrayLike = np.ndarray | torch.Tensor
-Root = int | Sequence[int] | None
+from .metric_inputs import (
+    ArrayLike,
+    Root,
+    check_threshold,
+    masked_mean,
+    point_pair,
+    root_align,
+    root_indices,
+    to_float64,
+    valid_mask,
+)
+from .metric_report import MetricReport, summarize
 
 MM_PER_M = 1000.0
 
@@ -48,122 +56,6 @@ __all__ = [
 ]
 
 
-# ---------------------------------------------------------------------------------------------
-# Input handling
-# ---------------------------------------------------------------------------------------------
-
-
-def _to_numpy(x: object, name: str) -> np.ndarray:
-    """Any array-like (numpy, torch, nested lists) as a float64 numpy array."""
-    if isinstance(x, torch.Tensor):
-        return x.detach().to(device="cpu", dtype=torch.float64).numpy()
-    try:
-        return np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(
-            f"{name} must be a numeric array or tensor, got {type(x).__name__}"
-        ) from exc
-
-
-def _points(x: object, name: str, dim: int, leading: str) -> np.ndarray:
-    """A (N0, N1, dim) point array; `leading` names the first two axes for messages."""
-    a = _to_numpy(x, name)
-    if a.ndim != 3 or a.shape[-1] != dim:
-        raise ValueError(
-            f"{name} must have shape ({leading}, {dim}), got {tuple(a.shape)}"
-            + (f"; for one sample use {name}[None]" if a.ndim == 2 and a.shape[-1] == dim else "")
-        )
-    return a
-
-
-def _pair(
-    pred: object, gt: object, dim: int = 3, leading: str = "B, J", names: str = "pred/gt"
-) -> tuple[np.ndarray, np.ndarray]:
-    """Prediction and ground truth of the same (N0, N1, dim) shape."""
-    pred_name, gt_name = names.split("/")
-    p = _points(pred, pred_name, dim, leading)
-    g = _points(gt, gt_name, dim, leading)
-    if p.shape != g.shape:
-        raise ValueError(
-            f"{pred_name} and {gt_name} must have the same shape, "
-            f"got {tuple(p.shape)} and {tuple(g.shape)}"
-        )
-    return p, g
-
-
-def _mask(mask: object | None, shape: tuple[int, ...], name: str, dims: str) -> np.ndarray:
-    """A boolean validity mask of exactly `shape` (all True for None)."""
-    if mask is None:
-        return np.ones(shape, dtype=bool)
-    if isinstance(mask, torch.Tensor):
-        mask = mask.detach().cpu().numpy()
-    m = np.asarray(mask)
-    if m.shape != shape:
-        raise ValueError(f"{name} must have shape ({dims}) = {shape}, got {tuple(m.shape)}")
-    if m.dtype == bool:
-        return m.copy()
-    if not (np.issubdtype(m.dtype, np.number)):
-        raise ValueError(f"{name} must be boolean or numeric, got dtype {m.dtype}")
-    return m != 0
-
-
-def _root_indices(root: object, num_joints: int) -> np.ndarray | None:
-    """None, or the validated joint indices (at least one) to align by."""
-    if root is None:
-        return None
-    if isinstance(root, torch.Tensor):
-        root = root.detach().cpu().numpy()
-    if isinstance(root, (bool, np.bool_)):
-        raise ValueError(f"root must be None, an int or a sequence of ints, got {root!r}")
-    if isinstance(root, numbers.Integral):
-        idx = np.array([int(root)])
-    else:
-        idx = np.asarray(root)
-        if idx.ndim == 0:
-            idx = idx[None]
-        if idx.ndim != 1 or idx.size == 0 or not np.issubdtype(idx.dtype, np.integer):
-            raise ValueError(
-                f"root must be None, an int or a non-empty sequence of ints, got {root!r}"
-            )
-    if ((idx < 0) | (idx >= num_joints)).any():
-        raise ValueError(f"root joint(s) {idx.tolist()} out of range for {num_joints} joints")
-    return idx.astype(np.int64)
-
-
-def _root_align(points: np.ndarray, idx: np.ndarray | None) -> np.ndarray:
-    """Points minus the mean of the root joints. points: (..., J, 3) -> (..., J, 3)"""
-    if idx is None:
-        return points
-    return points - points[..., idx, :].mean(axis=-2, keepdims=True)
-
-
-def _masked_mean(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Mean over the last axis of the valid entries; NaN where none is valid.
-
-    values, valid: (B, N) -> (B,)
-    """
-    count = valid.sum(axis=-1)
-    total = np.where(valid, values, 0.0).sum(axis=-1)
-    out = np.full(count.shape, np.nan)
-    np.divide(total, count, out=out, where=count > 0)
-    return out
-
-
-def _check_threshold(threshold: object, batch: int, name: str) -> np.ndarray:
-    """A non-negative threshold, scalar or per sample, as (B,) or () float64."""
-    t = _to_numpy(threshold, name)
-    if t.ndim > 1 or (t.ndim == 1 and t.shape[0] != batch):
-        raise ValueError(f"{name} must be a scalar or have shape (B,) = ({batch},), got {t.shape}")
-    if not np.all(np.isfinite(t)) or np.any(t < 0):
-        raise ValueError(f"{name} must be finite and >= 0, got {t}")
-    return t
-
-
-# ---------------------------------------------------------------------------------------------
-# Metrics
-# ---------------------------------------------------------------------------------------------
-
-
 def mpjpe(
     pred: ArrayLike, gt: ArrayLike, root: Root = None, mask: ArrayLike | None = None
 ) -> np.ndarray:
@@ -176,12 +68,12 @@ def mpjpe(
     pred, gt: (B, J, 3) metres; root: None | int | sequence of ints; mask: (B, J) or None
     -> (B,) float64 mm
     """
-    p, g = _pair(pred, gt)
+    p, g = point_pair(pred, gt)
     batch, joints = p.shape[:2]
-    m = _mask(mask, (batch, joints), "mask", "B, J")
-    idx = _root_indices(root, joints)
-    err = np.linalg.norm(_root_align(p, idx) - _root_align(g, idx), axis=-1) * MM_PER_M
-    out = _masked_mean(err, m)
+    m = valid_mask(mask, (batch, joints), "mask", "B, J")
+    idx = root_indices(root, joints)
+    err = np.linalg.norm(root_align(p, idx) - root_align(g, idx), axis=-1) * MM_PER_M
+    out = masked_mean(err, m)
     if idx is not None:
         out[~m[:, idx].all(axis=-1)] = np.nan
     return out
@@ -197,9 +89,9 @@ def pa_mpjpe(pred: ArrayLike, gt: ArrayLike, mask: ArrayLike | None = None) -> n
 
     pred, gt: (B, J, 3) metres; mask: (B, J) or None -> (B,) float64 mm
     """
-    p, g = _pair(pred, gt)
+    p, g = point_pair(pred, gt)
     batch, joints = p.shape[:2]
-    m = _mask(mask, (batch, joints), "mask", "B, J")
+    m = valid_mask(mask, (batch, joints), "mask", "B, J")
     # Zero the masked joints: weight 0 times NaN would still poison the fit.
     p = np.where(m[..., None], p, 0.0)
     g = np.where(m[..., None], g, 0.0)
@@ -207,7 +99,7 @@ def pa_mpjpe(pred: ArrayLike, gt: ArrayLike, mask: ArrayLike | None = None) -> n
         torch.from_numpy(p), torch.from_numpy(g), torch.from_numpy(m.astype(np.float64))
     ).numpy()
     err = np.linalg.norm(aligned - g, axis=-1) * MM_PER_M
-    out = _masked_mean(err, m)
+    out = masked_mean(err, m)
     out[m.sum(axis=-1) < 3] = np.nan
     return out
 
@@ -228,14 +120,15 @@ def pve(
     pred_vertices, gt_vertices: (B, V, 3) metres; pred_root, gt_root: (B, 3) metres or None
     -> (B,) float64 mm
     """
-    p, g = _pair(pred_vertices, gt_vertices, leading="B, V", names="pred_vertices/gt_vertices")
+    p, g = point_pair(pred_vertices, gt_vertices, leading="B, V",
+                      names="pred_vertices/gt_vertices")
     if (pred_root is None) != (gt_root is None):
         raise ValueError("pve: give both pred_root and gt_root, or neither")
     if pred_root is not None:
         batch = p.shape[0]
         roots = []
         for value, name in ((pred_root, "pred_root"), (gt_root, "gt_root")):
-            r = _to_numpy(value, name)
+            r = to_float64(value, name)
             if r.shape != (batch, 3):
                 raise ValueError(f"{name} must have shape (B, 3) = ({batch}, 3), got {r.shape}")
             roots.append(r)
@@ -260,14 +153,14 @@ def accel_error(
     pred, gt: (T, J, 3) metres; mask: (T,) or None; root: None | int | sequence of ints
     -> (max(T - 2, 0),) float64 mm / frame^2
     """
-    p, g = _pair(pred, gt, leading="T, J")
+    p, g = point_pair(pred, gt, leading="T, J")
     frames, joints = p.shape[:2]
-    m = _mask(mask, (frames,), "mask", "T")
-    idx = _root_indices(root, joints)
+    m = valid_mask(mask, (frames,), "mask", "T")
+    idx = root_indices(root, joints)
     if frames < 3:
         return np.empty(0)
-    p = _root_align(p, idx)
-    g = _root_align(g, idx)
+    p = root_align(p, idx)
+    g = root_align(g, idx)
     acc_p = p[2:] - 2.0 * p[1:-1] + p[:-2]
     acc_g = g[2:] - 2.0 * g[1:-1] + g[:-2]
     out = np.linalg.norm(acc_p - acc_g, axis=-1).mean(axis=-1) * MM_PER_M
@@ -291,14 +184,14 @@ def pck(
     pred, gt: (B, J, 3) metres; threshold_mm: scalar or (B,); root: None | int | sequence;
     mask: (B, J) or None -> (B,) float64
     """
-    p, g = _pair(pred, gt)
+    p, g = point_pair(pred, gt)
     batch, joints = p.shape[:2]
-    m = _mask(mask, (batch, joints), "mask", "B, J")
-    thr = _check_threshold(threshold_mm, batch, "threshold_mm")
-    idx = _root_indices(root, joints)
-    err = np.linalg.norm(_root_align(p, idx) - _root_align(g, idx), axis=-1) * MM_PER_M
+    m = valid_mask(mask, (batch, joints), "mask", "B, J")
+    thr = check_threshold(threshold_mm, batch, "threshold_mm")
+    idx = root_indices(root, joints)
+    err = np.linalg.norm(root_align(p, idx) - root_align(g, idx), axis=-1) * MM_PER_M
     hit = (err <= np.reshape(thr, (-1, 1))).astype(np.float64)
-    out = _masked_mean(hit, m)
+    out = masked_mean(hit, m)
     if idx is not None:
         out[~m[:, idx].all(axis=-1)] = np.nan
     return out
@@ -319,95 +212,9 @@ def pck_2d(
     pred, gt: (B, J, 2) pixels; threshold_px: scalar or (B,); visible: (B, J) or None
     -> (B,) float64
     """
-    p, g = _pair(pred, gt, dim=2)
+    p, g = point_pair(pred, gt, dim=2)
     batch, joints = p.shape[:2]
-    v = _mask(visible, (batch, joints), "visible", "B, J")
-    thr = _check_threshold(threshold_px, batch, "threshold_px")
+    v = valid_mask(visible, (batch, joints), "visible", "B, J")
+    thr = check_threshold(threshold_px, batch, "threshold_px")
     err = np.linalg.norm(p - g, axis=-1)
-    return _masked_mean((err <= np.reshape(thr, (-1, 1))).astype(np.float64), v)
-
-
-# ---------------------------------------------------------------------------------------------
-# Aggregation
-# ---------------------------------------------------------------------------------------------
-
-
-def _nanmean(values: np.ndarray) -> float:
-    """Mean of the non-NaN entries; NaN (without a warning) when there are none."""
-    finite = values[~np.isnan(values)]
-    return float(finite.mean()) if finite.size else math.nan
-
-
-def _values(values: object, name: str) -> np.ndarray:
-    """Per-sample values (scalar or any shape) as a flat float64 copy."""
-    return np.array(_to_numpy(values, name), dtype=np.float64).reshape(-1)
-
-
-def summarize(per_sample: Mapping[str, ArrayLike]) -> dict[str, float]:
-    """Mean of each metric's per-sample values, ignoring NaN (NaN if all are NaN or empty).
-
-    per_sample: {name: (N,) or any shape} -> {name: float}
-    """
-    return {name: _nanmean(_values(v, name)) for name, v in per_sample.items()}
-
-
-@dataclass(frozen=True, eq=False)
-class MetricReport:
-    """Per-sample metric values accumulated over a stream (frames, batches, sequences).
-
-    The instance is frozen (its attributes cannot be rebound) but accumulates: `add` appends
-    values under a name. NaN values (undefined samples) are kept and counted in `to_dict`'s
-    "total" but ignored by every mean. Names keep their first-insertion order.
-
-        report = MetricReport()
-        report.add("mpjpe_mm", mpjpe(pred, gt, root=0))
-        report.add("accel_mm", accel_error(pred_seq, gt_seq))
-        report.means()  # {"mpjpe_mm": ..., "accel_mm": ...}
-    """
-
-    _chunks: dict[str, list[np.ndarray]] = field(default_factory=dict, init=False, repr=False)
-
-    def add(self, name: str, values: ArrayLike | float) -> None:
-        """Append per-sample values (a scalar or an array of any shape, flattened)."""
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"metric name must be a non-empty string, got {name!r}")
-        self._chunks.setdefault(name, []).append(_values(values, name))
-
-    def add_all(self, per_sample: Mapping[str, ArrayLike | float]) -> None:
-        """`add` each entry of a {name: values} mapping."""
-        for name, values in per_sample.items():
-            self.add(name, values)
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        return tuple(self._chunks)
-
-    def values(self, name: str) -> np.ndarray:
-        """All values added under `name`, in order, NaN included. -> (N,) float64"""
-        if name not in self._chunks:
-            raise KeyError(f"no metric {name!r} in this report (have {list(self._chunks)})")
-        return np.concatenate(self._chunks[name])
-
-    def counts(self) -> dict[str, int]:
-        """Number of valid (non-NaN) values per metric."""
-        return {n: int((~np.isnan(self.values(n))).sum()) for n in self._chunks}
-
-    def means(self) -> dict[str, float]:
-        """Mean of each metric over all its non-NaN values (NaN if there are none)."""
-        return {n: _nanmean(self.values(n)) for n in self._chunks}
-
-    def to_dict(self) -> dict[str, dict[str, float | int | None]]:
-        """JSON-ready summary: {name: {"mean": float | None, "count": valid, "total": all}}.
-
-        "mean" is None when no value is valid (strict JSON has no NaN).
-        """
-        out: dict[str, dict[str, float | int | None]] = {}
-        for n in self._chunks:
-            v = self.values(n)
-            mean = _nanmean(v)
-            out[n] = {
-                "mean": None if math.isnan(mean) else mean,
-                "count": int((~np.isnan(v)).sum()),
-                "total": int(v.size),
-            }
-        return out
+    return masked_mean((err <= np.reshape(thr, (-1, 1))).astype(np.float64), v)

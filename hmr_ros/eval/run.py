@@ -30,8 +30,9 @@ def domain_frames(domain: str, seeds: Sequence[int], duration: float
             yield seed, seq.frame(i).frame
 
 
-def bag_frames(path: str, limit: int | None = None, **topics: str
-               ) -> Iterator[tuple[int, Frame]]:
+def bag_file_frames(path: str, limit: int | None = None, **topics: str
+                    ) -> Iterator[tuple[int, Frame]]:
+    """(stream key, frame) of the bag at `path` (`stream.frames.bag_frames`): the key is 0."""
     from ..messages.bag import BagReader, detect_topics
     from ..stream.frames import bag_frames
 
@@ -87,7 +88,7 @@ def main(bags: Sequence[str], domains: Sequence[str], seeds: Sequence[int], dura
         total = len(seeds) * max(1, int(round(duration * fps)))
         rows[d] = run_eval(pipeline, domain_frames(d, seeds, duration), total, d, progress)
     for b in bags:
-        rows[Path(b).name] = run_eval(pipeline, bag_frames(b, limit), limit, Path(b).name,
+        rows[Path(b).name] = run_eval(pipeline, bag_file_frames(b, limit), limit, Path(b).name,
                                       progress)
     print(format_table(rows))
     if out:

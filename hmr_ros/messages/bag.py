@@ -21,6 +21,7 @@ from rosbags.rosbag2 import Reader as Rosbag2Reader
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import get_types_from_msg
 
+from ..errors import HmrRosError
 from .definitions import hmr_typestore
 from .factory import RosbagsFactory
 
@@ -38,7 +39,7 @@ def _short(err: Exception, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-class BagError(RuntimeError):
+class BagError(HmrRosError, RuntimeError):
     """A bag that cannot be opened or lacks what was asked for."""
 
 

@@ -110,7 +110,7 @@ class Header:
 
 
 @dataclass(frozen=True)
-class RawImage:
+class CdrImage:
     """A sensor_msgs/Image read from its CDR bytes, with the message's field names (so the
     conversions treat it as the message); `data` (N,) uint8 is a view of those bytes."""
 
@@ -123,8 +123,8 @@ class RawImage:
     data: np.ndarray
 
 
-def image_from_cdr(raw: bytes | memoryview) -> RawImage:
-    """Serialized sensor_msgs/Image -> RawImage; ConversionError when truncated."""
+def image_from_cdr(raw: bytes | memoryview) -> CdrImage:
+    """Serialized sensor_msgs/Image -> CdrImage; ConversionError when truncated."""
     r = CdrReader(raw)
     sec, nanosec = r.unpack("iI")
     frame_id = r.string()
@@ -134,5 +134,5 @@ def image_from_cdr(raw: bytes | memoryview) -> RawImage:
     (step,) = r.unpack("I")
     (n,) = r.unpack("I")
     data = np.frombuffer(r.bytes(n), dtype=np.uint8)
-    return RawImage(Header(Stamp(sec, nanosec), frame_id), height, width, encoding, bigendian,
+    return CdrImage(Header(Stamp(sec, nanosec), frame_id), height, width, encoding, bigendian,
                     step, data)

@@ -9,7 +9,7 @@ from .checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from .config import PRESETS, ConfigError, ModelConfig, get_preset
+from .config import PRESETS, ModelConfig, ModelConfigError, get_preset
 from .hmr import (
     HMR,
     MeanParams,
@@ -25,7 +25,7 @@ __all__ = [
     "PRESETS",
     "CheckpointError",
     "CheckpointKeyError",
-    "ConfigError",
+    "ModelConfigError",
     "LoadedCheckpoint",
     "MeanParams",
     "ModelConfig",

@@ -31,8 +31,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..errors import HmrRosError
 from ..version import __version__
-from .config import ConfigError, ModelConfig
+from .config import ModelConfig, ModelConfigError
 from .hmr import HMR
 
 FORMAT = "hmr_ros.checkpoint"
@@ -43,7 +44,7 @@ FORMAT_VERSION = 1
 _IGNORED_SUFFIXES = ("num_batches_tracked",)
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(HmrRosError, RuntimeError):
     """A file or dict is not a usable checkpoint (wrong format, missing entry, newer version)."""
 
 
@@ -306,7 +307,7 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> 
         )
     try:
         config = ModelConfig.from_dict(ckpt["config"])
-    except ConfigError as e:
+    except ModelConfigError as e:
         raise CheckpointError(f"{path}: invalid model config: {e}") from e
     state_dict = ckpt["state_dict"]
     if not isinstance(state_dict, dict):

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from ..errors import HmrRosError
+
 BLOCKS = ("basic", "bottleneck")
 NORMS = ("batch", "group")
 
@@ -20,16 +22,16 @@ NORMS = ("batch", "group")
 _EXPANSION = {"basic": 1, "bottleneck": 4}
 
 
-class ConfigError(ValueError):
+class ModelConfigError(HmrRosError, ValueError):
     """A model configuration is malformed (unknown key, wrong type, out-of-range value)."""
 
 
 def _check_int(name: str, value: Any, minimum: int) -> int:
     # bool is a subclass of int; `layers=[True, ...]` is certainly a mistake, so reject it.
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+        raise ModelConfigError(f"{name} must be an int, got {type(value).__name__} {value!r}")
     if value < minimum:
-        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+        raise ModelConfigError(f"{name} must be >= {minimum}, got {value}")
     return value
 
 
@@ -67,14 +69,14 @@ class ModelConfig:
     def __post_init__(self) -> None:
         # Validating here (rather than only in from_dict) also covers dataclasses.replace().
         if not isinstance(self.name, str) or not self.name:
-            raise ConfigError(f"name must be a non-empty str, got {self.name!r}")
+            raise ModelConfigError(f"name must be a non-empty str, got {self.name!r}")
         if self.block not in BLOCKS:
-            raise ConfigError(f"block must be one of {BLOCKS}, got {self.block!r}")
+            raise ModelConfigError(f"block must be one of {BLOCKS}, got {self.block!r}")
         if self.norm not in NORMS:
-            raise ConfigError(f"norm must be one of {NORMS}, got {self.norm!r}")
+            raise ModelConfigError(f"norm must be one of {NORMS}, got {self.norm!r}")
         layers = self.layers
         if not isinstance(layers, (tuple, list)) or len(layers) != 4:
-            raise ConfigError(f"layers must be a sequence of 4 ints, got {layers!r}")
+            raise ModelConfigError(f"layers must be a sequence of 4 ints, got {layers!r}")
         for i, n in enumerate(layers):
             _check_int(f"layers[{i}]", n, 1)
         # Accept lists (e.g. from JSON/YAML) but store a tuple so the config stays hashable.
@@ -86,14 +88,14 @@ class ModelConfig:
         # The backbone downsamples by 32; anything smaller collapses to nothing useful.
         _check_int("input_size", self.input_size, 32)
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)):
-            raise ConfigError(f"dropout must be a float, got {self.dropout!r}")
+            raise ModelConfigError(f"dropout must be a float, got {self.dropout!r}")
         if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+            raise ModelConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         object.__setattr__(self, "dropout", float(self.dropout))
         if self.norm == "group":
             for c in self.norm_channels:
                 if c % self.gn_groups:
-                    raise ConfigError(
+                    raise ModelConfigError(
                         f"gn_groups={self.gn_groups} does not divide {c} channels "
                         f"(width={self.width}, block={self.block!r})"
                     )
@@ -127,18 +129,18 @@ class ModelConfig:
     def from_dict(cls, data: Mapping[str, Any]) -> ModelConfig:
         """Inverse of `to_dict`. Missing keys take the defaults; unknown keys are an error.
 
-        Raises ConfigError naming the offending keys or values.
+        Raises ModelConfigError naming the offending keys or values.
         """
         if not isinstance(data, Mapping):
-            raise ConfigError(f"model config must be a mapping, got {type(data).__name__}")
+            raise ModelConfigError(f"model config must be a mapping, got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(str(k) for k in data if k not in known)
         if unknown:
-            raise ConfigError(
+            raise ModelConfigError(
                 f"unknown model config key(s) {unknown}; known keys are {sorted(known)}"
             )
         if "name" not in data:
-            raise ConfigError("model config is missing the required key 'name'")
+            raise ModelConfigError("model config is missing the required key 'name'")
         return cls(**dict(data))
 
 
@@ -176,16 +178,17 @@ PRESETS: Mapping[str, ModelConfig] = MappingProxyType(_presets())
 def get_preset(name: str, **overrides: Any) -> ModelConfig:
     """The preset called `name`, optionally with fields replaced (e.g. `norm="batch"`).
 
-    Raises ConfigError for an unknown preset name or an invalid override.
+    Raises ModelConfigError for an unknown preset name or an invalid override.
     """
     try:
         config = PRESETS[name]
     except KeyError:
-        raise ConfigError(f"unknown model preset {name!r}; known: {sorted(PRESETS)}") from None
+        raise ModelConfigError(f"unknown model preset {name!r}; known: "
+                               f"{sorted(PRESETS)}") from None
     if overrides:
         known = {f.name for f in dataclasses.fields(ModelConfig)}
         unknown = sorted(set(overrides) - known)
         if unknown:
-            raise ConfigError(f"unknown model config key(s) {unknown} in overrides")
+            raise ModelConfigError(f"unknown model config key(s) {unknown} in overrides")
         config = dataclasses.replace(config, **overrides)
     return config

@@ -6,12 +6,14 @@ the backends) need not import the exporters.
 
 from __future__ import annotations
 
+from ..errors import HmrRosError
 
-class ExportError(RuntimeError):
+
+class ExportError(HmrRosError, RuntimeError):
     """An export that cannot be produced or would not map every weight to the graph."""
 
 
-class BackendUnavailable(RuntimeError):
+class BackendUnavailable(HmrRosError, RuntimeError):
     """An inference backend cannot run here (its package or device is missing)."""
 
 

@@ -9,7 +9,7 @@ from .checkpoint import LoadedCheckpoint, load_checkpoint
 
 # The regressor shipped in weights/ (trained on the synthetic h36m_like source domain).
 DEFAULT_WEIGHTS = "hmr_small_h36m.pt"
-# The DualNet start (issue 17, `hmr-ros train-meta`) and its auxiliary network.
+# The DualNet start (`hmr-ros train-meta`) and its auxiliary network.
 DUALNET_WEIGHTS = "hmr_small_dualnet.pt"
 DUALNET_AUX = "hmr_small_dualnet.pt.aux.pt"
 

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from ..body import BodyModel
+from ..errors import HmrRosError
 from ..resources import resource_path
 from .model import TARConfig, TemporalRefiner
 
@@ -20,7 +21,7 @@ FORMAT = "hmr_ros.tar/1"
 DEFAULT_FILE = "tar_small_h36m.pt"
 
 
-class RefinerCheckpointError(ValueError):
+class RefinerCheckpointError(HmrRosError, ValueError):
     """A file that is not a refiner checkpoint, or one that does not fit."""
 
 

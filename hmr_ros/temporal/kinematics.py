@@ -12,8 +12,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .. import geometry as G
 from ..body import BodyModel
-from ..geometry import crop_cam_to_translation, rot6d_to_matrix
+from ..geometry import rot6d_to_matrix
 
 
 class JointModel(nn.Module):
@@ -54,13 +55,8 @@ def project_to_crop(joints: Tensor, cam: Tensor, box: Tensor, K: Tensor) -> Tens
     translation with K (as the pipeline does), the joints are projected with K, and the pixels
     are expressed in the crop box: the same geometry the published body has.
     """
-    transl = crop_cam_to_translation(cam, box, K)
-    p = joints + transl[:, None]
-    z = p[..., 2].clamp(min=0.1)  # a body behind the camera has no image; keep it finite
-    u = K[:, None, 0, 0] * p[..., 0] / z + K[:, None, 0, 1] * p[..., 1] / z + K[:, None, 0, 2]
-    v = K[:, None, 1, 1] * p[..., 1] / z + K[:, None, 1, 2]
-    half = (box[:, 2] / 2).clamp(min=1e-3)[:, None]
-    uv = torch.stack([(u - box[:, None, 0]) / half, (v - box[:, None, 1]) / half], dim=-1)
+    # A body behind the camera has no image (depth >= 0.1 m), nor has a degenerate box.
+    uv = G.project_to_crop(joints, cam, box, K, min_depth=0.1, min_half_size=1e-3)
     return uv.clamp(-2.0, 2.0)
 
 

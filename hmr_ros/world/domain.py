@@ -15,12 +15,13 @@ from typing import Any
 
 import yaml
 
+from ..errors import HmrRosError
 from ..resources import resource_dir
 
 Range = tuple[float, float]
 
 
-class DomainError(ValueError):
+class DomainError(HmrRosError, ValueError):
     """A domain file with an unknown key or a bad value."""
 
 

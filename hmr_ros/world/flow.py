@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .render import Raster, project, rasterize
+from ..geometry import perspective_project
+from .render import Raster, rasterize
 
 # A vertex at most this far (relative depth) behind the z-buffer's surface at its pixel still
 # counts as visible: a vertex lies on the faces around it, which the rasteriser samples only at
@@ -79,7 +80,7 @@ def true_flow(vertices_a: Sequence[np.ndarray], vertices_b: Sequence[np.ndarray]
     fid = ra.face[ys, xs]
     bary = ra.bary[ys, xs].astype(np.float64)  # (N, 3)
     pb = np.einsum("nk,nkd->nd", bary, vb[f[fid]])  # the same surface points in frame b
-    uv_b = project(pb, K_b)
+    uv_b = perspective_project(pb, K_b, min_depth=None)
     flow = np.zeros((height, width, 2), dtype=np.float32)
     flow[ys, xs, 0] = uv_b[:, 0] - xs
     flow[ys, xs, 1] = uv_b[:, 1] - ys
@@ -112,7 +113,7 @@ def vertex_visibility(vertices: np.ndarray, faces: np.ndarray, K: np.ndarray, wi
     z-buffer test of the mesh against itself (inside the image, not behind its own surface)."""
     v = np.asarray(vertices, dtype=np.float64)
     raster = rasterize(v, faces, K, width, height)
-    return _seen(v, project(v, K), raster, tolerance)
+    return _seen(v, perspective_project(v, K, min_depth=None), raster, tolerance)
 
 
 def sequence_flow(seq, i: int) -> TrueFlow:

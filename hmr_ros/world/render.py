@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..geometry import perspective_project
+
 # Beyond this many (triangle, pixel) pairs per chunk, memory grows without a speed benefit.
 _MAX_PAIRS = 1 << 21
 
@@ -38,15 +40,6 @@ class Raster:
         return self.face >= 0
 
 
-def project(points: np.ndarray, K: np.ndarray) -> np.ndarray:
-    """Pinhole projection of camera-frame points (N, 3) to pixels (N, 2)."""
-    z = points[:, 2]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        u = K[0, 0] * points[:, 0] / z + K[0, 1] * points[:, 1] / z + K[0, 2]
-        v = K[1, 1] * points[:, 1] / z + K[1, 2]
-    return np.stack([u, v], axis=1)
-
-
 def rasterize(vertices: np.ndarray, faces: np.ndarray, K: np.ndarray, width: int, height: int,
               near: float = 0.05, cull_back: bool = True) -> Raster:
     """Z-buffer rasterisation of a triangle mesh.
@@ -64,7 +57,7 @@ def rasterize(vertices: np.ndarray, faces: np.ndarray, K: np.ndarray, width: int
     if len(faces) == 0:
         return Raster(depth.astype(np.float32), face_map.astype(np.int32), bary_map)
 
-    uv = project(vertices, K)
+    uv = perspective_project(vertices, K, min_depth=None)
     tri = vertices[faces]  # (F, 3, 3)
     keep = np.all(tri[:, :, 2] > near, axis=1)
     if cull_back:

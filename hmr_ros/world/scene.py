@@ -4,7 +4,8 @@
 stream of frames with ground truth: the rendered image, K, each person's SMPL parameters in the
 camera frame, their 3D points, exact and detector-noised 2D keypoints with visibility from the
 z-buffer (self-occlusion and occluders), and the person box. `render_training_crop` draws one
-person directly into a square crop at the regressor's input size, for pretraining sets.
+person directly into a square crop at the regressor's input size, for pretraining sets. The
+people (`person.py`) and what the camera records of them (`sensor.py`) have their own modules.
 
 World frame: metres, y up, floor at y = 0. Camera frame: x right, y down, z forward.
 """
@@ -15,23 +16,25 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-import torch
 
 from ..body import BodyModel
 from ..body.joints import NUM_SOURCE, get_joint_set
 from ..data.crop import box_from_keypoints, crop_matrix
 from ..data.frame import BodyParams, CameraModel, Detection, Frame, Keypoints
-from ..geometry import axis_angle_to_matrix, matrix_to_axis_angle
-from .appearance import Appearance, person_albedo, person_texture, sample_appearance
+from ..geometry import perspective_project
+from .appearance import sample_appearance
 from .background import Backdrop, render_background, sample_background
 from .domain import DomainConfig
 from .motion import MotionClip, generate_motion
-from .render import Light, RenderMesh, box_mesh, project, render
-
-# A joint (inside the body) counts as visible if the first surface along its ray is at most
-# this much nearer than the joint itself: about a limb's or the torso's half thickness.
-JOINT_DEPTH_MARGIN = 0.2
-LANDMARK_DEPTH_MARGIN = 0.06
+from .person import Person, sample_betas
+from .render import Light, RenderMesh, box_mesh, render
+from .sensor import (
+    JOINT_DEPTH_MARGIN,
+    LANDMARK_DEPTH_MARGIN,
+    apply_sensor,
+    detector_noise,
+    visible_points,
+)
 
 
 def _u(rng: np.random.Generator, r: tuple[float, float]) -> float:
@@ -84,17 +87,6 @@ def camera_intrinsics(domain: DomainConfig, rng: np.random.Generator | None) -> 
 
 
 @dataclass(frozen=True)
-class PersonState:
-    """One person at one frame, in the world and in the camera frame."""
-
-    id: int
-    params: BodyParams  # camera frame
-    vertices: np.ndarray  # (V, 3) camera frame
-    points: np.ndarray  # (46, 3) camera frame: 24 joints then landmarks
-    root_world: np.ndarray  # (3,) pelvis in the world
-
-
-@dataclass(frozen=True)
 class PersonView:
     """What the camera sees of one person in one frame (ground truth and detector output)."""
 
@@ -125,120 +117,6 @@ class _Occluder:
     colour: np.ndarray
 
 
-class _Person:
-    """A person's whole motion, posed once for the sequence."""
-
-    def __init__(self, pid: int, body: BodyModel, motion: MotionClip, betas: np.ndarray,
-                 appearance: Appearance, offset_xz: np.ndarray, texture_seed: int) -> None:
-        self.id = pid
-        self.betas = betas.astype(np.float32)
-        self.appearance = appearance
-        t = len(motion)
-        pose = torch.from_numpy(motion.full_pose().reshape(t, 72).astype(np.float32))
-        b = torch.from_numpy(np.repeat(self.betas[None], t, 0))
-        with torch.no_grad():
-            out = body.forward_axis_angle(pose, b)
-        verts = out.vertices.numpy().astype(np.float64)
-        points = out.points.numpy().astype(np.float64)
-        j0 = out.joints[:, 0].numpy().astype(np.float64)
-        # Place the pelvis over root_xz and put the lowest vertex on the floor.
-        shift = np.zeros((t, 3))
-        shift[:, [0, 2]] = motion.root_xz + offset_xz - j0[:, [0, 2]]
-        shift[:, 1] = -verts[:, :, 1].min(1)
-        self.world_vertices = verts + shift[:, None]
-        self.world_points = points + shift[:, None]
-        self.world_root = j0 + shift
-        self.world_orient = axis_angle_to_matrix(
-            torch.from_numpy(motion.global_orient.astype(np.float64))).numpy()
-        self.body_pose = motion.body_pose.astype(np.float64)
-        self.shift = shift
-        self.rest_j0 = j0[0] - 0.0  # J0(beta) is the same for every frame
-        rest = body.layer.v_template.numpy().astype(np.float64)
-        self.albedo = person_albedo(appearance, body.part_ids, rest)
-        eyes = [body.landmark_ids[i] for i in (1, 2)]
-        face = rest[eyes]
-        mouth = rest[body.landmark_ids[0]] - np.array([0.0, 0.04, 0.0])
-        self.texture = person_texture(appearance, texture_seed, np.vstack([face, mouth]))
-        self.rest = rest
-        self.part_ids = body.part_ids
-        self.faces = body.faces
-
-    def state(self, i: int, cam_to_world: np.ndarray, cam_pos: np.ndarray) -> PersonState:
-        r_cw = cam_to_world.T
-        to_cam = lambda p: (p - cam_pos) @ r_cw.T  # noqa: E731
-        orient = r_cw @ self.world_orient[i]
-        # SMPL rotates about J0: camera-frame transl = R_cw (J0 + t_world - c) - J0.
-        j0 = self.rest_j0
-        transl = r_cw @ (j0 + self.shift[i] - cam_pos) - j0
-        params = BodyParams(
-            betas=self.betas.copy(),
-            global_orient=matrix_to_axis_angle(torch.from_numpy(orient)).numpy().astype(
-                np.float32),
-            body_pose=self.body_pose[i].astype(np.float32),
-            transl=transl.astype(np.float32),
-        )
-        return PersonState(self.id, params, to_cam(self.world_vertices[i]),
-                           to_cam(self.world_points[i]), self.world_root[i])
-
-    def mesh(self, vertices_cam: np.ndarray) -> RenderMesh:
-        return RenderMesh(vertices_cam, self.faces, self.albedo, surface=self.rest,
-                          texture=self.texture, labels=self.part_ids)
-
-
-def _sample_betas(rng: np.random.Generator, domain: DomainConfig) -> np.ndarray:
-    mean = np.asarray(domain.people.betas_mean or (0.0,) * 10)
-    return (mean + domain.people.betas_std * rng.standard_normal(10)).clip(-3.0, 3.0)
-
-
-def _visible(points_cam: np.ndarray, K: np.ndarray, object_map: np.ndarray,
-             depth: np.ndarray, own: int, margins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Projected points (N, 2) and whether each is visible: inside the image, the surface at
-    its pixel belongs to this person and is not much nearer than the point."""
-    uv = project(points_cam, K)
-    h, w = object_map.shape
-    px = np.round(uv).astype(np.int64)
-    inside = (points_cam[:, 2] > 0.05) & (px[:, 0] >= 0) & (px[:, 0] < w) & (px[:, 1] >= 0) \
-        & (px[:, 1] < h)
-    vis = np.zeros(len(uv), dtype=bool)
-    r, c = px[inside, 1], px[inside, 0]
-    vis[inside] = (object_map[r, c] == own) & (depth[r, c] >= points_cam[inside, 2]
-                                                - margins[inside])
-    return uv, vis
-
-
-def detector_noise(rng: np.random.Generator, xy: np.ndarray, visible: np.ndarray,
-                   in_image: np.ndarray, box_height: float, domain: DomainConfig) -> Keypoints:
-    """Simulated detector output from exact 2D joints (J, 2) and their visibility (J,)."""
-    spec = domain.detector
-    n = len(xy)
-    sigma = spec.jitter * box_height
-    out = xy + rng.standard_normal((n, 2)) * sigma
-    conf = rng.uniform(0.6, 1.0, n)
-    low = rng.random(n) < spec.low_conf_prob
-    out[low] += rng.standard_normal((int(low.sum()), 2)) * 2 * sigma
-    conf[low] = rng.uniform(0.05, 0.3, int(low.sum()))
-    hidden = ~visible & in_image
-    if spec.occluded == "drop":
-        conf[hidden] = 0.0
-    else:
-        out[hidden] += rng.standard_normal((int(hidden.sum()), 2)) * spec.occluded_jitter \
-            * box_height
-        conf[hidden] = rng.uniform(0.05, 0.35, int(hidden.sum()))
-    conf[rng.random(n) < spec.drop_prob] = 0.0
-    conf[~in_image] = 0.0
-    return Keypoints(spec.format, out.astype(np.float32), conf.astype(np.float32))
-
-
-def _sensor(rng: np.random.Generator, image: np.ndarray, blur: float, gain: np.ndarray,
-            gamma: float, noise_std: float) -> np.ndarray:
-    img = image.astype(np.float32) / 255.0
-    img = np.clip(img * gain[None, None, :], 0, 1) ** gamma
-    if blur > 0.05:
-        img = cv2.GaussianBlur(img, (0, 0), blur)
-    img = img * 255.0 + rng.standard_normal(img.shape, dtype=np.float32) * noise_std
-    return np.clip(img, 0, 255).round().astype(np.uint8)
-
-
 class SyntheticSequence:
     """A deterministic synthetic video of `n_people` people in a domain.
 
@@ -259,14 +137,14 @@ class SyntheticSequence:
         rng = np.random.default_rng(seed)
         self.camera = camera_intrinsics(domain, rng)
         cam = domain.camera
-        self.people: list[_Person] = []
+        self.people: list[Person] = []
         for k in range(n_people):
             motion = generate_motion(int(rng.integers(1 << 31)), self.n_frames / self.fps,
                                      self.fps, domain.people.actions)
             motion = motion.slice(0, self.n_frames)
             offset = np.array([(k - (n_people - 1) / 2.0) * spacing, 0.0])
             app = sample_appearance(rng, domain.people.clothing)
-            self.people.append(_Person(k + 1, self.body, motion, _sample_betas(rng, domain), app,
+            self.people.append(Person(k + 1, self.body, motion, sample_betas(rng, domain), app,
                                        offset, int(rng.integers(1 << 30))))
         self.distance = _u(rng, cam.distance)
         self.cam_height = _u(rng, cam.height)
@@ -363,7 +241,7 @@ class SyntheticSequence:
         bg = self.backdrop.render(K, rot, pos, w, h, bright, shadows)
         light = Light(tuple(rot.T @ self.light_world), self.intensity, self.ambient)
         res = render(meshes, K, w, h, bg, light)
-        image = _sensor(rng, res.image, self.blur, self.gain, self.gamma,
+        image = apply_sensor(rng, res.image, self.blur, self.gain, self.gamma,
                         self.domain.sensor.noise_std)
         views, detections, truth = [], [], {}
         js = get_joint_set(self.domain.detector.format)
@@ -379,7 +257,7 @@ class SyntheticSequence:
                 box = np.array([xs.min() - 0.5, ys.min() - 0.5, xs.max() + 0.5, ys.max() + 0.5],
                                dtype=np.float32)
             joints3d = mapping @ s.points
-            uv, vis = _visible(joints3d, K, res.object, res.depth, k, margins)
+            uv, vis = visible_points(joints3d, K, res.object, res.depth, k, margins)
             in_image = (uv[:, 0] >= -0.5) & (uv[:, 0] <= w - 0.5) & (uv[:, 1] >= -0.5) \
                 & (uv[:, 1] <= h - 0.5) & (joints3d[:, 2] > 0.05)
             gt = Keypoints(js.name, uv.astype(np.float32), vis.astype(np.float32))
@@ -435,7 +313,7 @@ def render_training_crop(domain: DomainConfig, rng: np.random.Generator, body: B
     K = camera.K
     i = int(rng.integers(len(motion)))
     clip = motion.slice(i, i + 1)
-    person = _Person(1, body, clip, _sample_betas(seq_rng, domain),
+    person = Person(1, body, clip, sample_betas(seq_rng, domain),
                      sample_appearance(seq_rng, domain.people.clothing), np.zeros(2),
                      int(seq_rng.integers(1 << 30)))
     root = person.world_root[0]
@@ -453,7 +331,7 @@ def render_training_crop(domain: DomainConfig, rng: np.random.Generator, body: B
             rot = rot @ _rot(axis, np.deg2rad(cam.shake_deg) * seq_rng.standard_normal())
     state = person.state(0, rot, pos)
     js = get_joint_set(domain.detector.format)
-    joints2d = project(js.matrix() @ state.points, K)
+    joints2d = perspective_project(js.matrix() @ state.points, K, min_depth=None)
     box = box_from_keypoints(joints2d, np.ones(len(joints2d)))
     box = box * np.array([1.0, 1.0, 1.0 + box_jitter * rng.standard_normal()])
     box[:2] += box_jitter * 0.5 * box[2] * rng.standard_normal(2)
@@ -473,12 +351,12 @@ def render_training_crop(domain: DomainConfig, rng: np.random.Generator, body: B
     # Sensor effects at the crop's resolution: blur scaled from stream pixels to crop pixels.
     scale = input_size / box[2]
     gain = 1.0 + domain.sensor.gain_std * seq_rng.standard_normal(3)
-    image = _sensor(rng, image, _u(seq_rng, domain.sensor.blur_sigma) * scale, gain,
+    image = apply_sensor(rng, image, _u(seq_rng, domain.sensor.blur_sigma) * scale, gain,
                     _u(seq_rng, domain.sensor.gamma), domain.sensor.noise_std)
     margins = np.r_[np.full(24, JOINT_DEPTH_MARGIN), np.full(NUM_SOURCE - 24,
                                                              LANDMARK_DEPTH_MARGIN)]
-    _, vis = _visible(state.points, K_crop, res.object, res.depth, 0, margins)
-    uv = project(state.points, K)
+    _, vis = visible_points(state.points, K_crop, res.object, res.depth, 0, margins)
+    uv = perspective_project(state.points, K, min_depth=None)
     points2d = (uv - box[:2]) / (box[2] / 2.0)
     return TrainingCrop(
         image=image, pose=state.params.full_pose().astype(np.float32),
