@@ -28,7 +28,7 @@ from hmr_ros.data.crop import box_from_keypoints, crop_matrix
 from hmr_ros.geometry import axis_angle_to_matrix, translation_to_crop_cam
 from hmr_ros.model import HMR
 from hmr_ros.model.backends import TorchBackend
-from hmr_ros.world.render import Light, RenderMesh, box_mesh, project, render
+from hmr_ros.render import Light, RenderMesh, box_mesh, project, render
 
 SIZE = 64
 K_IMG = np.array([[300.0, 0, 160], [0, 300.0, 120], [0, 0, 1]])

@@ -16,14 +16,16 @@ import pytest
 PKG = Path(__file__).resolve().parents[1] / "hmr_ros"
 
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundation", ("hmr_ros", "hmr_ros.version", "hmr_ros.jsonio", "hmr_ros.resources",
+    ("foundation", ("hmr_ros", "hmr_ros.version", "hmr_ros.jsonio", "hmr_ros.npzio",
+                    "hmr_ros.resources",
                     "hmr_ros.envcheck", "hmr_ros.provenance", "hmr_ros.progress", "hmr_ros.logs",
                     "hmr_ros.geometry", "hmr_ros.config")),
     ("records", ("hmr_ros.data.frame", "hmr_ros.body")),
-    ("parts", ("hmr_ros.data", "hmr_ros.world", "hmr_ros.model", "hmr_ros.detect")),
+    ("parts", ("hmr_ros.data", "hmr_ros.render", "hmr_ros.world", "hmr_ros.model",
+               "hmr_ros.detect")),
     ("adaptation", ("hmr_ros.adapt",)),
     ("temporal", ("hmr_ros.temporal",)),
-    ("pipeline", ("hmr_ros.pipeline",)),
+    ("pipeline", ("hmr_ros.pipeline", "hmr_ros.source_replay")),
     ("messages", ("hmr_ros.messages",)),
     ("stream", ("hmr_ros.stream",)),
     ("eval", ("hmr_ros.eval",)),
@@ -108,6 +110,22 @@ def test_imports_run_downward_only():
                 upward.append(f"{path.relative_to(PKG.parent)}:{line} ({LAYERS[mine][0]}) "
                               f"imports {target} ({LAYERS[theirs][0]})")
     assert not upward, "imports that run upward:\n" + "\n".join(upward)
+
+
+# Run time does not depend on the synthetic world: adaptation and the pipeline draw with the
+# renderer (`hmr_ros.render`), and the source replay set reaches the pipeline from its caller.
+WORLD_FREE = ("hmr_ros.adapt", "hmr_ros.pipeline", "hmr_ros.render", "hmr_ros.temporal")
+
+
+def test_adaptation_and_the_pipeline_do_not_import_the_world():
+    found = []
+    for name, path in all_modules().items():
+        if not any(name == p or name.startswith(p + ".") for p in WORLD_FREE):
+            continue
+        for target, line, _ in imports_of(path):
+            if target == "hmr_ros.world" or target.startswith("hmr_ros.world."):
+                found.append(f"{path.relative_to(PKG.parent)}:{line} imports {target}")
+    assert not found, "imports of the synthetic world:\n" + "\n".join(found)
 
 
 def _typing_only(path: Path, line: int) -> bool:

@@ -10,9 +10,9 @@ import pytest
 from hmr_ros.body import BodyModel
 from hmr_ros.body.joints import SMPL_PARENTS, get_joint_set
 from hmr_ros.data.crop import CropError, box_from_keypoints, crop_image, crop_matrix
+from hmr_ros.render import RenderMesh, box_mesh, project, rasterize, render
 from hmr_ros.world.domain import DomainError, available_domains, load_domain, parse_domain
 from hmr_ros.world.motion import generate_motion
-from hmr_ros.world.render import RenderMesh, box_mesh, project, rasterize, render
 from hmr_ros.world.scene import SyntheticSequence, _Occluder, render_training_crop
 
 FOUR = ("h36m_like", "pw3d_like", "hp3d_like", "robot_cam")

@@ -8,15 +8,21 @@ matrix (`crop_matrix @ K`), so training and inference crops agree exactly.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import cv2
 import numpy as np
+
+if TYPE_CHECKING:
+    from ..config import InferenceConfig
+    from .frame import Detection
 
 # Keypoint boxes are enlarged by this factor: joints sit inside the body, and the head top and
 # feet extend beyond the outermost keypoints of most layouts (SPIN uses 1.2 on full boxes).
 KEYPOINT_BOX_SCALE = 1.3
 BOX_SCALE = 1.1  # enlargement of a tight person box (detector or mask)
 MIN_BOX_SIZE = 16.0  # pixels; smaller boxes are rejected as degenerate
-# Validation at the door (issue 13): a crop that is mostly black gives a confident-looking body
+# Validation at the door: a crop that is mostly black gives a confident-looking body
 # that would be published and adapted on. Keypoints farther outside the image than this
 # fraction of its larger side are treated as missing (a detector's extrapolation, or garbage
 # such as x1e6); a box may be at most MAX_BOX_FACTOR times the image's larger side and must
@@ -96,6 +102,29 @@ def check_box(box: np.ndarray, width: int, height: int) -> np.ndarray:
         raise CropError(f"only {on / b[2] ** 2:.0%} of the box lies on the image; need "
                         f"{MIN_BOX_OVERLAP:.0%}")
     return b
+
+
+def person_box(det: Detection, cfg: InferenceConfig, width: int | None = None,
+               height: int | None = None) -> np.ndarray:
+    """The square crop box (3,) of a detection, the one crop rule of inference and training:
+    from its 2D keypoints (`cfg.keypoint_threshold`, `cfg.box_scale`, `cfg.min_keypoints`),
+    else from its box; CropError when it has nothing usable. With the image size, keypoints
+    far off the image do not count and the box must be a sane crop of the image
+    (`check_box`)."""
+    size = (width, height) if width is not None and height is not None else None
+    if det.keypoints is not None:
+        try:
+            box = box_from_keypoints(det.keypoints.xy, det.keypoints.confidence,
+                                     cfg.keypoint_threshold, cfg.box_scale,
+                                     cfg.min_keypoints, image_size=size)
+            return check_box(box, *size) if size else box
+        except CropError:
+            if det.box is None:
+                raise
+    if det.box is not None:
+        box = box_from_xyxy(det.box)
+        return check_box(box, *size) if size else box
+    raise CropError("no keypoints and no box")
 
 
 def box_to_xyxy(box: np.ndarray) -> np.ndarray:

@@ -22,11 +22,11 @@ from ..body.joints import NUM_SOURCE, get_joint_set
 from ..data.crop import box_from_keypoints, crop_matrix
 from ..data.frame import BodyParams, CameraModel, Detection, Frame, Keypoints
 from ..geometry import axis_angle_to_matrix, matrix_to_axis_angle
+from ..render import Light, RenderMesh, box_mesh, project, render
 from .appearance import Appearance, person_albedo, person_texture, sample_appearance
 from .background import Backdrop, render_background, sample_background
 from .domain import DomainConfig
 from .motion import MotionClip, generate_motion
-from .render import Light, RenderMesh, box_mesh, project, render
 
 # A joint (inside the body) counts as visible if the first surface along its ray is at most
 # this much nearer than the joint itself: about a limb's or the torso's half thickness.
