@@ -21,7 +21,8 @@ NEEDS_CONFIG = ("adapt", "tto", "temporal", "soak")  # bench commands that take 
 
 
 def _body_model(args: argparse.Namespace) -> int:
-    from .body.synthetic import build_synthetic_smpl, write_npz
+    from .body.synthetic import build_synthetic_smpl
+    from .npzio import write_npz
 
     arrays = build_synthetic_smpl()
     out = Path(args.out)

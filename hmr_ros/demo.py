@@ -31,6 +31,7 @@ from .jsonio import write_json
 from .pipeline import Pipeline, build_pipeline
 from .progress import Progress
 from .provenance import machine_info
+from .source_replay import replay_for
 from .stream.runner import StreamRunner
 from .world.domain import load_domain
 from .world.scene import SyntheticSequence
@@ -154,7 +155,8 @@ def demo(out_dir: str | Path = "runs/demo", seconds: float = 7.0, seed: int = 20
     timings: dict[str, float] = {}
     if lockstep:
         frozen = build_pipeline(_frozen_config(config), adapt=False)
-        adapted = build_pipeline(config, adapt=True, start=False, body=frozen.body)
+        adapted = build_pipeline(config, adapt=True, start=False, body=frozen.body,
+                                 replay=replay_for(config, True))
         ev_f, ev_a = StreamEvaluator(frozen.body), StreamEvaluator(adapted.body)
         t = time.perf_counter()
         played = _play_lockstep(adapted, frozen, seq, d.fps, ev_f, ev_a, progress)
@@ -166,7 +168,8 @@ def demo(out_dir: str | Path = "runs/demo", seconds: float = 7.0, seed: int = 20
         timings["render_s"] = time.perf_counter() - t
         print(f"rendered {len(rendered)} frames and the frozen model's estimates in "
               f"{timings['render_s']:.1f} s; playing at {d.fps:g} fps", flush=True)
-        adapted = build_pipeline(config, adapt=True, start=False)
+        adapted = build_pipeline(config, adapt=True, start=False,
+                                 replay=replay_for(config, True))
         ev_f, ev_a = StreamEvaluator(adapted.body), StreamEvaluator(adapted.body)
         t = time.perf_counter()
         results = _play_realtime(adapted, rendered, d.fps, ev_f, ev_a)

@@ -16,13 +16,7 @@ import torch
 from .adapt.worker import AdaptationWorker, AdaptSample
 from .body import BodyModel
 from .config import InferenceConfig, PipelineConfig
-from .data.crop import (
-    CropError,
-    box_from_keypoints,
-    box_from_xyxy,
-    check_box,
-    crop_image,
-)
+from .data.crop import CropError, crop_image, person_box
 from .data.frame import BodyParams, CameraModel, Detection, Frame, FrameResult, PersonEstimate
 from .geometry import crop_cam_to_translation, matrix_to_axis_angle
 from .model.backends import Backend
@@ -102,24 +96,9 @@ class Pipeline:
 
     def crop_box(self, det: Detection, width: int | None = None, height: int | None = None
                  ) -> np.ndarray:
-        """Square crop box (3,) for a detection; CropError when it has nothing usable. With
-        the image size, keypoints far off the image do not count and the box must be a sane
-        crop of the image (`crop.check_box`)."""
-        cfg = self.inference
-        size = (width, height) if width is not None and height is not None else None
-        if det.keypoints is not None:
-            try:
-                box = box_from_keypoints(det.keypoints.xy, det.keypoints.confidence,
-                                         cfg.keypoint_threshold, cfg.box_scale,
-                                         cfg.min_keypoints, image_size=size)
-                return check_box(box, *size) if size else box
-            except CropError:
-                if det.box is None:
-                    raise
-        if det.box is not None:
-            box = box_from_xyxy(det.box)
-            return check_box(box, *size) if size else box
-        raise CropError("no keypoints and no box")
+        """Square crop box (3,) for a detection under this pipeline's inference settings
+        (`crop.person_box`); CropError when it has nothing usable."""
+        return person_box(det, self.inference, width, height)
 
     def process(self, frame: Frame, keep_crops: bool = False, submit: bool = True,
                 refine: bool = True) -> FrameResult:
@@ -217,17 +196,30 @@ class Pipeline:
         return result
 
 
+def adapts(config: PipelineConfig, adapt: bool | None = None) -> bool:
+    """Whether `build_pipeline(config, adapt)` attaches an adaptation worker: `adapt`
+    (default: config.adapt.enabled) and a method other than `none`."""
+    use = config.adapt.enabled if adapt is None else adapt
+    return bool(use) and config.adapt.method != "none"
+
+
 def build_pipeline(config: PipelineConfig | None = None, adapt: bool | None = None,
-                   start: bool = True, body: BodyModel | None = None) -> Pipeline:
+                   start: bool = True, body: BodyModel | None = None,
+                   replay: dict[str, torch.Tensor] | None = None) -> Pipeline:
     """A torch pipeline from the config: weights (default: the bundled regressor), body
     model (default: the bundled synthetic SMPL; `body` shares one already loaded), and, when
-    `adapt` (default: config.adapt.enabled) and the method is not `none`, a started
-    adaptation worker."""
+    `adapts(config, adapt)`, a started adaptation worker. `replay` is the labelled source set
+    of the replay term, built by the caller (`source_replay.replay_for(config, adapt)`); with
+    adapt.replay.count > 0 a worker without it is refused rather than silently left without its
+    term."""
     from .adapt.methods import Adapter
     from .model.backends import make_backend
     from .model.weights import load_regressor
 
     config = config or PipelineConfig()
+    if replay is None and config.adapt.replay.count > 0 and adapts(config, adapt):
+        raise ValueError(f"adapt.replay.count = {config.adapt.replay.count} needs its source "
+                         "crops: pass replay=source_replay.replay_for(config, adapt)")
     inf = config.inference
     torch.set_num_threads(inf.threads)  # process-wide; see InferenceConfig.threads
     loaded = load_regressor(inf.weights or None)
@@ -235,11 +227,9 @@ def build_pipeline(config: PipelineConfig | None = None, adapt: bool | None = No
     backend = make_backend(loaded.model, inf)
     temporal = build_temporal(config, backend, body)
     worker = None
-    use = config.adapt.enabled if adapt is None else adapt
-    if use and config.adapt.method != "none":
+    if adapts(config, adapt):
         adapter = Adapter(loaded.model, body, config.adapt, inference_device=inf.device)
-        worker = AdaptationWorker(adapter, config.adapt, backend.update_weights,
-                                  replay=source_replay(config.adapt.replay.count))
+        worker = AdaptationWorker(adapter, config.adapt, backend.update_weights, replay=replay)
         if start:
             worker.start()
     return Pipeline(backend, body, config, worker, temporal)
@@ -267,25 +257,3 @@ def build_temporal(config: PipelineConfig, backend: Backend, body: BodyModel
                       future=t.lookahead if t.mode == "lookahead" else 0)
     return TemporalStage(refiner, body, spec, vertices=config.inference.vertices,
                          use_global=t.branches != "local", use_local=t.branches != "global")
-
-
-def source_replay(n: int, domain: str = "h36m_like", seed: int = 7) -> dict | None:
-    """`n` labelled source-domain crops for BOA's replay term (None when n == 0)."""
-    if n <= 0:
-        return None
-    from .geometry import axis_angle_to_matrix
-    from .model.weights import load_regressor
-    from .world.domain import load_domain
-    from .world.motion import generate_motion
-    from .world.scene import render_training_crop
-
-    size = load_regressor().config.input_size
-    d = load_domain(domain)
-    rng = np.random.default_rng(seed)
-    motion = generate_motion(seed, 30.0, d.fps)
-    body = BodyModel()
-    crops = [render_training_crop(d, rng, body, motion, size) for _ in range(n)]
-    pose = torch.from_numpy(np.stack([c.pose for c in crops]))
-    return {"images": torch.from_numpy(np.stack([c.image for c in crops])),
-            "rotmat": axis_angle_to_matrix(pose),
-            "points3d": torch.from_numpy(np.stack([c.points3d for c in crops]))}

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .adapt.prior import GaussianMixture
 from .body.pose_vae import PoseVAE, PoseVAEConfig, perturb_latent, save_pose_vae
 from .geometry import axis_angle_to_matrix
 from .jsonio import write_json
@@ -31,10 +32,19 @@ LIMIT_MARGIN = 0.1  # rad, slack on the library's bounds in the within-limits ch
 
 def library_poses(seed: int, n_clips: int) -> np.ndarray:
     """(N, 69) body poses of `n_clips` 20 s clips of the motion library at 10 fps."""
-    from .adapt.prior import motion_library_poses
+    from .world.motion import library_poses as motion_poses
 
-    return motion_library_poses(n_clips=n_clips, duration_s=20.0, fps=10.0,
-                                seed=seed).astype(np.float32)
+    return motion_poses(n_clips=n_clips, duration_s=20.0, fps=10.0, seed=seed).astype(
+        np.float32)
+
+
+def build_prior(k: int = 8, seed: int = 0) -> GaussianMixture:
+    """The GMM pose prior (`adapt/prior.py`) fitted to the default motion library of `seed`
+    (40 clips of 20 s at 10 fps): what `weights/pose_prior_gmm8.npz` holds."""
+    from .adapt.prior import fit_gmm
+    from .world.motion import library_poses as motion_poses
+
+    return fit_gmm(motion_poses(seed=seed), k=k, seed=seed)
 
 
 def geodesic_deg(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -42,6 +42,7 @@ from .messages.bag import BagError, BagReader, detect_topics
 from .pipeline import Pipeline, build_pipeline
 from .progress import Progress
 from .provenance import machine_info
+from .source_replay import replay_for
 from .stream.frames import FrameAssembler, bag_frames
 from .stream.runner import StreamRunner
 from .stream.sinks import BagSink
@@ -194,7 +195,8 @@ def replay(bag: str | Path, out_dir: str | Path, config: PipelineConfig | None =
             log.warning("the bag has no hmr_ros/msg/Keypoints2DArray topic: without 2D "
                         "keypoints (or an in-process detector) no person can be cropped")
         print(f"people: {what}")
-        pipeline = build_pipeline(config, adapt=adapt, start=False)
+        pipeline = build_pipeline(config, adapt=adapt, start=False,
+                                  replay=replay_for(config, adapt))
         stack.callback(pipeline.close)
         frozen = (frozen_twin(pipeline, config)
                   if adapt and baseline and pipeline.adaptation is not None else None)
@@ -272,7 +274,8 @@ def live(camera: int | str, out_dir: str | Path | None = None,
         stage, what = build_stage(det_cfg, False, required=True, source=keypoint_source)
         stack.callback(stage.close)
         print(f"people: {what}")
-        pipeline = build_pipeline(config, adapt=adapt, start=False)
+        pipeline = build_pipeline(config, adapt=adapt, start=False,
+                                  replay=replay_for(config, adapt))
         stack.callback(pipeline.close)
         outputs = _RunSinks(out, pipeline, None, out is not None, info.fps, False,
                            config.adapt.keypoint_threshold)

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from . import jsonio
+from .npzio import read_npz
 from .provenance import provenance
 
 log = logging.getLogger("hmr_ros")
@@ -65,19 +66,18 @@ def _sequence_job(args: tuple) -> str:
         return path
     from .body import BodyModel
     from .config import PipelineConfig
-    from .data.crop import CropError, crop_image
+    from .data.crop import CropError, crop_image, person_box
     from .eval.evaluate import pose_bodies
     from .geometry import axis_angle_to_matrix
     from .model.backends.base import crops_to_tensor
     from .model.weights import load_regressor
-    from .pipeline import Pipeline
     from .temporal.features import regress_with_features
     from .world.domain import load_domain
     from .world.scene import SyntheticSequence
 
     model = load_regressor().model.eval()
     body = BodyModel()
-    pipe = Pipeline(None, body, PipelineConfig())  # its crop rule only
+    inference = PipelineConfig().inference  # the pipeline's default crop settings
     seq = SyntheticSequence(load_domain(domain), seed=seed, duration_s=duration, body=body)
     size = model.config.input_size
     crops, boxes, valid, gts = [], [], [], []
@@ -87,7 +87,7 @@ def _sequence_job(args: tuple) -> str:
         box = None
         if det is not None:
             try:
-                box = pipe.crop_box(det, fr.width, fr.height)
+                box = person_box(det, inference, fr.width, fr.height)
             except CropError:
                 box = None
         valid.append(box is not None)
@@ -142,8 +142,7 @@ def build_cache(cfg: TemporalTrainConfig, run: Path, progress: bool = True
 def load_sequences(paths: list[str]) -> list[dict[str, np.ndarray]]:
     out = []
     for p in paths:
-        with np.load(p) as z:
-            d = {k: z[k] for k in z.files}
+        d = read_npz(p)
         d["global"] = d.pop("global_")
         d["fmap"] = d["fmap"].astype(np.float32)
         out.append(d)

@@ -50,8 +50,8 @@ class Layers:
 
 # (name, modules, what), lowest first.
 LAYERS: list[tuple[str, tuple[str, ...], str]] = [
-    ("foundation", ("__init__", "version", "jsonio", "resources", "envcheck", "provenance",
-                    "progress", "logs", "geometry", "errors", "config"),
+    ("foundation", ("__init__", "version", "jsonio", "npzio", "resources", "envcheck",
+                    "provenance", "progress", "logs", "geometry", "errors", "config"),
      "strict JSON, package files, which OpenCV, the environment of a result, progress bars, "
      "throttled warnings, rotations and cameras, `HmrRosError` (the base of every user "
      "error), the one typed configuration and its one coercion"),
@@ -63,16 +63,18 @@ LAYERS: list[tuple[str, tuple[str, ...], str]] = [
     ("messages", ("messages",),
      "the ROS-free message layer: conversions by message family, TF frames, CDR, .msg "
      "definitions, rosbag2 I/O"),
-    ("parts", ("data", "world", "model", "detect"),
-     "crops, video input, frame cache; the synthetic world; the regressor, checkpoints and "
-     "backends; keypoint sources, tracker, `DetectionStage`"),
+    ("parts", ("data", "render", "world", "model", "detect"),
+     "crops, video input, frame cache; the rasteriser and shading (the world's and DAPA's); "
+     "the synthetic world; the regressor, checkpoints and backends; keypoint sources, "
+     "tracker, `DetectionStage`"),
     ("adaptation", ("adapt",),
      "losses, methods, pose prior, drift guard, `AdaptationWorker`"),
     ("temporal", ("temporal",),
      "TAR-style temporal refinement: `TemporalRefiner`, the per-track `TemporalStage` "
      "(causal / lookahead), the regressor's features, the refiner's checkpoints"),
-    ("pipeline", ("pipeline",),
-     "`Pipeline` (Frame -> FrameResult), `build_pipeline`"),
+    ("pipeline", ("pipeline", "source_replay"),
+     "`Pipeline` (Frame -> FrameResult), `build_pipeline`; the source replay set its callers "
+     "hand it"),
     ("stream", ("stream",),
      "every input's frames by one rule (`frames.py`), the one runner (`runner.py`), the bag "
      "sink"),

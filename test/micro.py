@@ -9,9 +9,8 @@ from pathlib import Path
 
 from hmr_ros.adapt.worker import AdaptSample
 from hmr_ros.config import PipelineConfig
-from hmr_ros.data.crop import crop_image
+from hmr_ros.data.crop import crop_image, person_box
 from hmr_ros.model import ModelConfig
-from hmr_ros.pipeline import Pipeline
 
 MICRO = ModelConfig(name="micro", block="basic", layers=(1, 1, 1, 1), width=8, norm="group",
                     gn_groups=4, head_hidden=32, n_iter=2, input_size=32, dropout=0.0)
@@ -20,11 +19,11 @@ MICRO = ModelConfig(name="micro", block="basic", layers=(1, 1, 1, 1), width=8, n
 def adapt_samples(frames, size: int = 32, pipeline_cfg: PipelineConfig | None = None
                   ) -> list[AdaptSample]:
     """The first person of each frame as the pipeline would hand it to the worker."""
-    pipe = Pipeline(None, None, pipeline_cfg or PipelineConfig())  # only for crop_box
+    inference = (pipeline_cfg or PipelineConfig()).inference
     out = []
     for fr in frames:
         det = fr.detections[0]
-        box = pipe.crop_box(det)
+        box = person_box(det, inference)
         out.append(AdaptSample(det.id, fr.index, fr.stamp_ns, crop_image(fr.image, box, size),
                                box, fr.camera.K, det.keypoints))
     return out

@@ -16,7 +16,7 @@ from micro import MICRO, adapt_samples
 
 from hmr_ros.adapt import losses as L
 from hmr_ros.adapt.methods import Adapter, StepReport
-from hmr_ros.adapt.prior import MaxMixturePrior, load_prior, motion_library_poses
+from hmr_ros.adapt.prior import MaxMixturePrior, load_prior
 from hmr_ros.adapt.worker import AdaptationWorker, clone_tree
 from hmr_ros.body import BodyModel
 from hmr_ros.body.joints import get_joint_set
@@ -26,6 +26,7 @@ from hmr_ros.geometry import perspective_project
 from hmr_ros.model import HMR, load_checkpoint
 from hmr_ros.model.backends import TorchBackend
 from hmr_ros.pipeline import Pipeline
+from hmr_ros.world.motion import library_poses
 
 
 def _worker(model, body, samples=(), **cfg) -> tuple[AdaptationWorker, TorchBackend]:
@@ -68,7 +69,7 @@ def test_projection_matches_geometry_and_losses_vanish_at_truth():
 
 def test_pose_prior_prefers_library_poses(tmp_path):
     prior = MaxMixturePrior()
-    lib = torch.tensor(motion_library_poses(n_clips=3, duration_s=5.0, seed=99),
+    lib = torch.tensor(library_poses(n_clips=3, duration_s=5.0, seed=99),
                        dtype=torch.float32)
     rnd = torch.randn(len(lib), 69) * 0.6
     assert prior(lib).median() < 0.05 * prior(rnd).median()

@@ -25,8 +25,9 @@ from hmr_ros.body.joints import (
     get_joint_set,
 )
 from hmr_ros.body.smpl_io import SMPLFileError, read_smpl_pkl
-from hmr_ros.body.synthetic import build_synthetic_smpl, rest_joints, write_npz
+from hmr_ros.body.synthetic import build_synthetic_smpl, rest_joints
 from hmr_ros.geometry import axis_angle_to_matrix
+from hmr_ros.npzio import write_npz
 from hmr_ros.resources import resource_path
 
 SHIPPED = resource_path("weights", "smpl_synthetic.npz")

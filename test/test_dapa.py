@@ -29,7 +29,7 @@ from hmr_ros.data.crop import box_from_keypoints, crop_matrix
 from hmr_ros.geometry import axis_angle_to_matrix, perspective_project, translation_to_crop_cam
 from hmr_ros.model import HMR
 from hmr_ros.model.backends import TorchBackend
-from hmr_ros.world.render import Light, RenderMesh, box_mesh, render
+from hmr_ros.render import Light, RenderMesh, box_mesh, render
 
 
 def pinhole(points, K):

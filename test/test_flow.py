@@ -19,8 +19,8 @@ from hmr_ros.config import AdaptConfig, ConfigError, PipelineConfig, updated
 from hmr_ros.data.crop import crop_matrix
 from hmr_ros.data.optical_flow import crop_flow, dis_flow, to_image_motion
 from hmr_ros.model import HMR
-from hmr_ros.world.flow import sequence_flow, true_flow, vertex_visibility
-from hmr_ros.world.render import RenderMesh, box_mesh, render
+from hmr_ros.render import RenderMesh, box_mesh, render, vertex_visibility
+from hmr_ros.world.flow import sequence_flow, true_flow
 
 W, H = 160, 160
 K = np.array([[200.0, 0.0, 79.5], [0.0, 200.0, 79.5], [0.0, 0.0, 1.0]])
@@ -46,7 +46,7 @@ def test_true_flow_of_a_translated_body_is_the_projection_of_its_motion(body):
     tf = true_flow([va], [vb], [body.faces], K, W, H)
     assert tf.mask.sum() > 500 and tf.flow.shape == (H, W, 2)
     # Lateral motion d at depth z moves the image by f d / z: depth from the z-buffer.
-    from hmr_ros.world.render import rasterize
+    from hmr_ros.render import rasterize
     z = rasterize(va, body.faces, K, W, H).depth[tf.mask]
     np.testing.assert_allclose(tf.flow[tf.mask][:, 0], 200.0 * 0.05 / z, rtol=1e-3)
     np.testing.assert_allclose(tf.flow[tf.mask][:, 1], -200.0 * 0.02 / z, rtol=1e-3)
@@ -85,7 +85,7 @@ def test_sequence_flow_covers_exactly_the_rendered_surfaces():
 def test_vertex_visibility_is_the_front_of_the_body(body):
     v = _posed(body, [0.0, 0.1, 3.0])
     vis = vertex_visibility(v, body.faces, K, W, H)
-    from hmr_ros.world.render import vertex_normals
+    from hmr_ros.render import vertex_normals
     n = vertex_normals(v, body.faces)
     view = v / np.linalg.norm(v, axis=1, keepdims=True)
     facing = (n * view).sum(1)

@@ -260,6 +260,22 @@ def _typing_lines(path: Path) -> set[int]:
             for n in range(node.lineno, (node.end_lineno or node.lineno) + 1)}
 
 
+# Run time does not depend on the synthetic world: adaptation and the pipeline draw with the
+# renderer (`hmr_ros.render`), and the source replay set reaches the pipeline from its caller.
+WORLD_FREE = ("hmr_ros.adapt", "hmr_ros.pipeline", "hmr_ros.render", "hmr_ros.temporal")
+
+
+def test_adaptation_and_the_pipeline_do_not_import_the_world():
+    found = []
+    for name, path in all_modules().items():
+        if not any(name == p or name.startswith(p + ".") for p in WORLD_FREE):
+            continue
+        for target, line, _ in imports_of(path):
+            if target == "hmr_ros.world" or target.startswith("hmr_ros.world."):
+                found.append(f"{path.relative_to(PKG.parent)}:{line} imports {target}")
+    assert not found, "imports of the synthetic world:\n" + "\n".join(found)
+
+
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     """Strongly connected components with more than one module (Tarjan)."""
     index: dict[str, int] = {}

@@ -11,10 +11,11 @@ import torch
 from rosbags.highlevel import AnyReader
 
 from hmr_ros.cli import main
-from hmr_ros.config import PipelineConfig, replace_path
+from hmr_ros.config import PipelineConfig, replace_path, updated
 from hmr_ros.messages.bag import BagError
 from hmr_ros.messages.definitions import hmr_typestore
 from hmr_ros.pipeline import build_pipeline
+from hmr_ros.source_replay import replay_for
 from hmr_ros.stream.runner import run_online
 from hmr_ros.world.domain import load_domain
 from hmr_ros.world.scene import SyntheticSequence
@@ -30,8 +31,8 @@ def bag(tmp_path_factory):
 
 def _cfg(weights, **adapt) -> PipelineConfig:
     cfg = replace_path(PipelineConfig(), "inference.weights", str(weights))
-    return dataclasses.replace(cfg, adapt=dataclasses.replace(
-        cfg.adapt, **{"min_keypoints": 4, "outer_lr": 1e-3, **adapt}))
+    return dataclasses.replace(cfg, adapt=updated(
+        cfg.adapt, {"min_keypoints": 4, "outer_lr": 1e-3, **adapt}))
 
 
 def test_replay_writes_estimates_metrics_and_pictures(bag, weights, tmp_path, capsys):
@@ -105,6 +106,23 @@ def test_protocols_before_after_async(weights):
     out = [r for _, r in run_online(pipe, frames, "async")]
     pipe.close()
     assert len(out) == len(frames) and all(len(r.people) == 1 for r in out)
+
+
+def test_the_source_replay_set_comes_from_the_caller(weights):
+    """With adapt.replay > 0 the entry point renders the set (`replay_for`) and hands it to
+    `build_pipeline`, which refuses to build a worker without it."""
+    cfg = _cfg(weights, method="framewise", **{"replay.count": 2})
+    with pytest.raises(ValueError, match="adapt.replay = 2"):
+        build_pipeline(cfg, adapt=True, start=False)
+    assert replay_for(cfg, adapt=False) is None
+    assert replay_for(replace_path(cfg, "adapt.method", "none"), adapt=True) is None
+    with build_pipeline(cfg, adapt=False) as pipe:  # no worker: no set needed
+        assert pipe.adaptation is None
+    replay = replay_for(cfg, adapt=True)
+    assert replay["images"].shape[0] == 2 and replay["images"].dtype == torch.uint8
+    assert replay["rotmat"].shape == (2, 24, 3, 3) and replay["points3d"].shape[:2] == (2, 46)
+    with build_pipeline(cfg, adapt=True, start=False, replay=replay) as pipe:
+        assert pipe.adaptation.replay is replay
 
 
 def test_demo_prints_running_errors_and_writes_outputs(weights, tmp_path, capsys):

@@ -11,9 +11,9 @@ from hmr_ros.body import BodyModel
 from hmr_ros.body.joints import SMPL_PARENTS, get_joint_set
 from hmr_ros.data.crop import CropError, box_from_keypoints, crop_image, crop_matrix
 from hmr_ros.geometry import perspective_project
+from hmr_ros.render import RenderMesh, box_mesh, rasterize, render
 from hmr_ros.world.domain import DomainError, available_domains, load_domain, parse_domain
 from hmr_ros.world.motion import generate_motion
-from hmr_ros.world.render import RenderMesh, box_mesh, rasterize, render
 from hmr_ros.world.scene import SyntheticSequence, _Occluder, render_training_crop
 
 

@@ -1,6 +1,7 @@
 """The synthetic world is a ROS-free source of Frames: it may build on the foundations, the body
-models and the records of data/ (`data/frame.py`, `data/crop.py`), never on the stream, the
-learning code, the models, the entry points or ROS (docs/architecture.md, "Layers" and "The
+models, the renderer (`hmr_ros.render`) and the records of data/ (`data/frame.py`,
+`data/crop.py`), never on the stream, the learning code, the models, the pipeline and its
+source replay set, the entry points or ROS (docs/architecture.md, "Layers" and "The
 synthetic world")."""
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import hmr_ros
 ROOT = Path(hmr_ros.__file__).parent
 WORLD = ROOT / "world"
 ALLOWED_DATA = ("hmr_ros.data.frame", "hmr_ros.data.crop")
-FORBIDDEN = ("hmr_ros.ros", "hmr_ros.pipeline", "hmr_ros.adapt", "hmr_ros.model", "hmr_ros.eval",
-             "hmr_ros.bench", "hmr_ros.cli")
+FORBIDDEN = ("hmr_ros.ros", "hmr_ros.pipeline", "hmr_ros.source_replay", "hmr_ros.adapt",
+             "hmr_ros.model", "hmr_ros.eval", "hmr_ros.bench", "hmr_ros.cli")
 
 
 def _module_name(path: Path) -> str:

@@ -13,7 +13,7 @@ whose 3D truth is known. Here, per tracked person:
   every one of them are in-painted (OpenCV).
 - `DapaGenerator.generate`: theta~ = Dec(Enc(theta_reg) * (1 + s * eps)) (or a prior sample
   for the `random` ablation), the estimate's own shape, global orientation and crop camera;
-  the CPU renderer (`world/render.py`) draws the body with the part colours (or plain grey)
+  the CPU renderer (`hmr_ros/render/`) draws the body with the part colours (or plain grey)
   over the background, at the model's crop size. The 2D targets are the body's points
   projected through the very camera that rendered it, so they are exact.
 
@@ -38,7 +38,7 @@ from ..body.pose_vae import PoseVAE, perturb_pose, sample_poses
 from ..config import AdaptConfig
 from ..data.crop import crop_matrix
 from ..geometry import matrix_to_axis_angle
-from ..world.render import Light, RenderMesh, rasterize, render
+from ..render import Light, RenderMesh, rasterize, render
 from . import losses as L
 
 PLAIN_ALBEDO = 0.6  # grey of the `plain` texture ablation

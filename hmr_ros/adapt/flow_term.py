@@ -23,7 +23,7 @@ from ..body import BodyModel
 from ..data.crop import crop_matrix
 from ..data.optical_flow import CropFlow, crop_flow
 from ..model.hmr import RegressorOutput
-from ..world.flow import vertex_visibility
+from ..render import vertex_visibility
 from . import losses as L
 
 

@@ -1,11 +1,14 @@
 """Gaussian-mixture pose prior (SMPLify's `MaxMixturePrior`), fitted to our motion library.
 
 The prior scores the 69 body-pose axis-angle numbers by the negative log-likelihood of the
-best mixture component, as SMPLify does. We ship a mixture fitted (by EM, below) to the
-synthetic motion library; a user's SMPLify `gmm_08.pkl` (keys `means` (K, 69), `covars`
-(K, 69, 69), `weights` (K,)) loads as well.
+best mixture component, as SMPLify does. We ship a mixture fitted (by EM, `fit_gmm`) to the
+synthetic motion library's poses; a user's SMPLify `gmm_08.pkl` (keys `means` (K, 69),
+`covars` (K, 69, 69), `weights` (K,)) loads as well. The poses come from the synthetic
+world, which this layer does not import; the shipped file is rebuilt by
 
-    hmr-ros pose-prior --out weights/pose_prior_gmm8.npz    # rebuilds the shipped file
+    from hmr_ros.adapt.prior import save_prior
+    from hmr_ros.pose_vae_train import build_prior
+    save_prior("weights/pose_prior_gmm8.npz", build_prior())
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import torch
 from torch import Tensor
 
 from ..errors import HmrRosError
+from ..npzio import read_npz, write_npz
 from ..resources import resource_path
 
 PRIOR_FILE = "pose_prior_gmm8.npz"
@@ -75,23 +79,7 @@ def _log_gauss(x: np.ndarray, means: np.ndarray, covars: np.ndarray) -> np.ndarr
     return out
 
 
-def motion_library_poses(n_clips: int = 40, duration_s: float = 20.0, fps: float = 10.0,
-                         seed: int = 0) -> np.ndarray:
-    """Body poses (N, 69) from the synthetic motion library."""
-    from ..world.motion import generate_library
-
-    clips = generate_library(seed, n_clips, duration_s, fps)
-    return np.concatenate([c.body_pose.reshape(len(c), POSE_DIM) for c in clips]).astype(
-        np.float64)
-
-
-def build_prior(k: int = 8, seed: int = 0) -> GaussianMixture:
-    return fit_gmm(motion_library_poses(seed=seed), k=k, seed=seed)
-
-
 def save_prior(path: str | Path, gmm: GaussianMixture) -> None:
-    from ..body.synthetic import write_npz
-
     write_npz(path, {"means": gmm.means.astype(np.float32),
                      "covars": gmm.covars.astype(np.float32),
                      "weights": gmm.weights.astype(np.float32)})
@@ -110,8 +98,7 @@ def load_prior(path: str | Path | None = None) -> GaussianMixture:
         if not isinstance(data, dict):
             raise PriorFileError(f"{path}: expected a dict, found {type(data).__name__}")
     else:
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
+        data = read_npz(path)
     try:
         gmm = GaussianMixture(np.asarray(data["means"], np.float64),
                               np.asarray(data["covars"], np.float64),

@@ -79,13 +79,15 @@ def _job(args: tuple) -> dict:
     from ..adapt.augment import DapaSupervision
     from ..eval.evaluate import StreamEvaluator
     from ..pipeline import build_pipeline
+    from ..source_replay import replay_for
     from ..stream.runner import run_online
 
     torch.set_num_threads(1)
     torch.manual_seed(seed)
     frames = stream_frames(domain, seed, duration, Path(cache) if cache else None)[:limit]
     cfg = dataclasses.replace(cfg, adapt=dataclasses.replace(cfg.adapt, method=method))
-    pipeline = build_pipeline(cfg, adapt=method != "none", start=False)
+    pipeline = build_pipeline(cfg, adapt=method != "none", start=False,
+                              replay=replay_for(cfg, method != "none"))
     ev = StreamEvaluator(pipeline.body)
     step_time = 0.0
     worker = pipeline.adaptation
@@ -147,6 +149,7 @@ def latency_with_and_without_worker(domain: str, seed: int, duration: float,
 
     from ..eval.evaluate import StreamEvaluator
     from ..pipeline import build_pipeline
+    from ..source_replay import replay_for
     from ..world.domain import load_domain
 
     torch.set_num_threads(1)
@@ -156,7 +159,7 @@ def latency_with_and_without_worker(domain: str, seed: int, duration: float,
     for label, adapt in (("without_worker", False), ("with_worker", True)):
         c = dataclasses.replace(cfg, adapt=dataclasses.replace(cfg.adapt, method=method,
                                                                schedule="latest"))
-        pipeline = build_pipeline(c, adapt=adapt, start=adapt)
+        pipeline = build_pipeline(c, adapt=adapt, start=adapt, replay=replay_for(c, adapt))
         ev = StreamEvaluator(pipeline.body)
         lat, results = [], []
         start = time.perf_counter()

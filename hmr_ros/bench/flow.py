@@ -44,11 +44,10 @@ def _render(domain: str, seed: int, duration: float):
 def _pairs(seq, rendered, size: int):
     """(frame a, frame b, person index, crop_a, box_a, crop_b, box_b, true flow a -> b)."""
     from ..config import PipelineConfig
-    from ..data.crop import CropError
-    from ..pipeline import Pipeline
+    from ..data.crop import CropError, person_box
     from ..world.flow import sequence_flow
 
-    pipe = Pipeline(None, None, PipelineConfig())  # only for crop_box
+    inference = PipelineConfig().inference
     for i in range(len(rendered) - 1):
         prev, cur = rendered[i], rendered[i + 1]
         truth = None
@@ -59,8 +58,8 @@ def _pairs(seq, rendered, size: int):
                 continue
             fa, fb = prev.frame, cur.frame
             try:
-                box_a = pipe.crop_box(det_a, fa.width, fa.height)
-                box_b = pipe.crop_box(det_b, fb.width, fb.height)
+                box_a = person_box(det_a, inference, fa.width, fa.height)
+                box_b = person_box(det_b, inference, fb.width, fb.height)
             except CropError:
                 continue
             if truth is None:

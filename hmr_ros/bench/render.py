@@ -15,8 +15,8 @@ import torch
 from ..body import BodyModel
 from ..jsonio import write_json
 from ..provenance import provenance
+from ..render import RenderMesh, render
 from ..world.domain import load_domain
-from ..world.render import RenderMesh, render
 from ..world.scene import SyntheticSequence
 from .timing import time_calls
 

@@ -93,13 +93,14 @@ def run(minutes: float, config: PipelineConfig | None = None, domain: str = "pw3
         scale: float | None = 0.5, tag: str = "cpu", out_dir: str | Path = "bench/results",
         progress: bool = True) -> dict:
     from ..pipeline import build_pipeline
+    from ..source_replay import replay_for
     from ..stream.runner import StreamRunner
 
     config = config or PipelineConfig()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"soak_{tag}.json"
-    pipeline = build_pipeline(config, adapt=True, start=False)
+    pipeline = build_pipeline(config, adapt=True, start=False, replay=replay_for(config, True))
     worker = pipeline.adaptation
     if worker is None:
         raise SystemExit("bench soak needs adaptation: adapt.method must not be none")

@@ -62,6 +62,7 @@ def _job(args: tuple) -> dict:
 
     from ..eval.evaluate import StreamEvaluator
     from ..pipeline import build_pipeline
+    from ..source_replay import replay_for
     from ..stream.runner import run_online
     from ..temporal.checkpoint import load_refiner
     from ..temporal.refine import WindowSpec
@@ -74,7 +75,8 @@ def _job(args: tuple) -> dict:
     if max_frames:
         frames = frames[:max_frames]  # the first frames of the cached stream
     cfg = dataclasses.replace(cfg, adapt=dataclasses.replace(cfg.adapt, method=method))
-    pipeline = build_pipeline(cfg, adapt=method != "none", start=False)
+    pipeline = build_pipeline(cfg, adapt=method != "none", start=False,
+                              replay=replay_for(cfg, method != "none"))
     refiner, _ = load_refiner(weights or None, pipeline.body)
     t = cfg.temporal
     stages = {}

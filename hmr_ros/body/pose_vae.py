@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from ..errors import HmrRosError
 from ..geometry import matrix_to_axis_angle, rot6d_to_matrix
+from ..npzio import read_npz, write_npz
 from ..resources import resource_path
 
 POSE_VAE_FILE = "pose_vae.npz"
@@ -112,8 +113,6 @@ def sample_poses(vae: PoseVAE, n: int, generator: torch.Generator | None = None)
 
 def save_pose_vae(path: str | Path, vae: PoseVAE) -> Path:
     """Write the model as plain arrays (byte-for-byte reproducible, see `write_npz`)."""
-    from .synthetic import write_npz
-
     arrays = {f"param.{k}": v.detach().cpu().numpy().astype(np.float32)
               for k, v in vae.state_dict().items()}
     arrays["latent"] = np.array(vae.cfg.latent, dtype=np.int64)
@@ -125,8 +124,7 @@ def save_pose_vae(path: str | Path, vae: PoseVAE) -> Path:
 def load_pose_vae(path: str | Path | None = None) -> PoseVAE:
     """Our .npz (None: the shipped `weights/pose_vae.npz`), in eval mode."""
     path = Path(path) if path else resource_path("weights", POSE_VAE_FILE)
-    with np.load(path, allow_pickle=False) as z:
-        data = {k: z[k] for k in z.files}
+    data = read_npz(path)
     try:
         cfg = PoseVAEConfig(latent=int(data["latent"]), hidden=int(data["hidden"]))
     except KeyError as err:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import HmrRosError
+from ..npzio import read_npz
 
 SMPL_KEYS = ("f", "v_template", "shapedirs", "posedirs", "J_regressor", "kintree_table",
              "weights")
@@ -177,8 +178,7 @@ def read_smpl_pkl(path: str | Path) -> dict[str, Any]:
 
 
 def read_smpl_npz(path: str | Path) -> dict[str, Any]:
-    with np.load(path, allow_pickle=False) as data:
-        return {k: data[k] for k in data.files}
+    return read_npz(path)
 
 
 def read_model_file(path: str | Path) -> dict[str, Any]:

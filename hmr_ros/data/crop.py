@@ -8,8 +8,14 @@ matrix (`crop_matrix @ K`), so training and inference crops agree exactly.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import cv2
 import numpy as np
+
+if TYPE_CHECKING:
+    from ..config import InferenceConfig
+    from .frame import Detection
 
 # Keypoint boxes are enlarged by this factor: joints sit inside the body, and the head top and
 # feet extend beyond the outermost keypoints of most layouts (SPIN uses 1.2 on full boxes).
@@ -96,6 +102,29 @@ def check_box(box: np.ndarray, width: int, height: int) -> np.ndarray:
         raise CropError(f"only {on / b[2] ** 2:.0%} of the box lies on the image; need "
                         f"{MIN_BOX_OVERLAP:.0%}")
     return b
+
+
+def person_box(det: Detection, cfg: InferenceConfig, width: int | None = None,
+               height: int | None = None) -> np.ndarray:
+    """The square crop box (3,) of a detection, the one crop rule of inference and training:
+    from its 2D keypoints (`cfg.keypoint_threshold`, `cfg.box_scale`, `cfg.min_keypoints`),
+    else from its box; CropError when it has nothing usable. With the image size, keypoints
+    far off the image do not count and the box must be a sane crop of the image
+    (`check_box`)."""
+    size = (width, height) if width is not None and height is not None else None
+    if det.keypoints is not None:
+        try:
+            box = box_from_keypoints(det.keypoints.xy, det.keypoints.confidence,
+                                     cfg.keypoint_threshold, cfg.box_scale,
+                                     cfg.min_keypoints, image_size=size)
+            return check_box(box, *size) if size else box
+        except CropError:
+            if det.box is None:
+                raise
+    if det.box is not None:
+        box = box_from_xyxy(det.box)
+        return check_box(box, *size) if size else box
+    raise CropError("no keypoints and no box")
 
 
 def box_to_xyxy(box: np.ndarray) -> np.ndarray:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import HmrRosError
+from ..npzio import read_npz
 from .frame import BodyParams, CameraModel, Detection, Frame, Keypoints
 
 CACHE_VERSION = 1
@@ -70,8 +71,7 @@ def save_frames(path: str | Path, frames: list[Frame]) -> None:
 def load_frames(path: str | Path) -> list[Frame]:
     """The frames written by `save_frames`; FrameCacheError for any other file."""
     try:
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
+        data = read_npz(path)
         meta = json.loads(str(data["meta"]))
     except (OSError, ValueError, KeyError) as err:
         raise FrameCacheError(f"{path}: not a frame cache ({err})") from err

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from ..data.frame import CameraModel, PersonEstimate
-from ..world.render import Light, RenderMesh, render
+from ..render import Light, RenderMesh, render
 
 # Distinct, bright colours for person ids (RGB in [0, 1]).
 PALETTE = np.array([

@@ -168,10 +168,12 @@ class HmrRosNode(Node):
 
         if pipeline is None:
             from ..pipeline import build_pipeline
+            from ..source_replay import replay_for
 
             # The worker exists whenever there is a method, so ~/set_adaptation can start it
             # later; adapt.enabled only says whether it adapts from the start.
-            pipeline = build_pipeline(cfg, adapt=cfg.adapt.method != "none")
+            adapt = cfg.adapt.method != "none"
+            pipeline = build_pipeline(cfg, adapt=adapt, replay=replay_for(cfg, adapt))
         self.pipeline = pipeline
 
         control = MutuallyExclusiveCallbackGroup()

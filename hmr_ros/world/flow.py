@@ -1,4 +1,4 @@
-"""Exact image motion of rendered surfaces (ground-truth optical flow) and mesh self-visibility.
+"""Exact image motion of rendered surfaces: ground-truth optical flow of the synthetic world.
 
 The renderer's z-buffer says which face, and where in it (perspective-correct barycentrics),
 each pixel sees. The same surface point in the next frame is the same barycentric mix of the
@@ -6,9 +6,8 @@ same face's vertices there (the mesh keeps its topology), so its projection minu
 centre is the true flow at that pixel: no estimation, no interpolation error beyond float
 rounding. Pixels whose surface point is hidden in the next frame (by the person's own body or
 by another object) are reported separately, as in the occlusion masks of flow data sets.
-
-Vertex visibility is a z-buffer test of a projected mesh against itself: a vertex is visible
-when the nearest surface at its pixel is (within a tolerance) at the vertex's own depth.
+Vertex visibility (a mesh's z-buffer test against itself) is the renderer's
+(`render.vertex_visibility`).
 """
 
 from __future__ import annotations
@@ -19,15 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..geometry import perspective_project
-from .render import Raster, rasterize
+from ..render.raster import on_surface, rasterize
+from ..render.shade import box_mesh
 
-# A vertex at most this far (relative depth) behind the z-buffer's surface at its pixel still
-# counts as visible: a vertex lies on the faces around it, which the rasteriser samples only at
-# pixel centres, so the depth there differs from the vertex's by the local slope times up to
-# half a pixel. Measured on the synthetic body at 3 m, 160 px: 0.5% (1.5 cm) sees 84% of the
-# vertices facing the camera and 3% of those facing away (silhouette); 2% already let 21% of
-# the back through (thin limbs), 0 only 43% of the front.
-VISIBILITY_TOLERANCE = 0.005
 # For the occlusion mask of the true flow (surface points between pixel centres, whose depth
 # the nearest pixel's z-buffer only approximates): 2%, still far below the gap between a
 # person and what passes in front of them.
@@ -89,38 +82,13 @@ def true_flow(vertices_a: Sequence[np.ndarray], vertices_b: Sequence[np.ndarray]
     # Hidden in b: off the image, or something nearer at its pixel there.
     rb = rasterize(vb, f, K_b, width, height)
     occluded = np.zeros((height, width), dtype=bool)
-    occluded[ys, xs] = ~_seen(pb, uv_b, rb, OCCLUSION_TOLERANCE)
+    occluded[ys, xs] = ~on_surface(pb, uv_b, rb, OCCLUSION_TOLERANCE)
     return TrueFlow(flow, ra.mask.copy(), owner, occluded)
-
-
-def _seen(points: np.ndarray, uv: np.ndarray, raster: Raster,
-          tolerance: float = VISIBILITY_TOLERANCE) -> np.ndarray:
-    """(N,) bool: points (N, 3) projecting to uv (N, 2) are on the z-buffer's surface."""
-    h, w = raster.depth.shape
-    px = np.round(uv).astype(np.int64)
-    inside = (points[:, 2] > 0) & (px[:, 0] >= 0) & (px[:, 0] < w) & (px[:, 1] >= 0) \
-        & (px[:, 1] < h)
-    out = np.zeros(len(points), dtype=bool)
-    i = np.flatnonzero(inside)
-    z = raster.depth[px[i, 1], px[i, 0]]
-    out[i] = points[i, 2] <= z * (1.0 + tolerance)
-    return out
-
-
-def vertex_visibility(vertices: np.ndarray, faces: np.ndarray, K: np.ndarray, width: int,
-                      height: int, tolerance: float = VISIBILITY_TOLERANCE) -> np.ndarray:
-    """(V,) bool: which vertices (V, 3) of a mesh are seen by a width x height camera K, by a
-    z-buffer test of the mesh against itself (inside the image, not behind its own surface)."""
-    v = np.asarray(vertices, dtype=np.float64)
-    raster = rasterize(v, faces, K, width, height)
-    return _seen(v, perspective_project(v, K, min_depth=None), raster, tolerance)
 
 
 def sequence_flow(seq, i: int) -> TrueFlow:
     """Ground-truth flow of a `scene.SyntheticSequence` from frame i to i + 1: its people and
     its occluders, under its moving camera."""
-    from .render import box_mesh
-
     if not 0 <= i < len(seq) - 1:
         raise IndexError(f"flow from frame {i} needs frames {i} and {i + 1} of 0..{len(seq) - 1}")
     verts: list[list[np.ndarray]] = [[], []]

@@ -11,10 +11,10 @@ import torch
 from ..body import BodyModel
 from ..data.frame import BodyParams
 from ..geometry import axis_angle_to_matrix, matrix_to_axis_angle
+from ..render import RenderMesh
 from .appearance import Appearance, person_albedo, person_texture
 from .domain import DomainConfig
 from .motion import MotionClip
-from .render import RenderMesh
 
 
 @dataclass(frozen=True)

@@ -22,12 +22,12 @@ from ..body.joints import NUM_SOURCE, get_joint_set
 from ..data.crop import box_from_keypoints, crop_matrix
 from ..data.frame import BodyParams, CameraModel, Detection, Frame, Keypoints
 from ..geometry import perspective_project
+from ..render import Light, RenderMesh, box_mesh, render
 from .appearance import sample_appearance
 from .background import Backdrop, render_background, sample_background
 from .domain import DomainConfig
 from .motion import MotionClip, generate_motion
 from .person import Person, sample_betas
-from .render import Light, RenderMesh, box_mesh, render
 from .sensor import (
     JOINT_DEPTH_MARGIN,
     LANDMARK_DEPTH_MARGIN,

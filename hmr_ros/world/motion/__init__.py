@@ -10,13 +10,21 @@ Modules, in dependency order:
   blocks   envelopes, soft clipping, noise, a person's style, parameter edits, `_Segment`
   gait     the gait cycle and the walk and turn actions
   actions  idle, reach, wave, squat and sit
-  clip     `MotionClip`, sequencing and cross-fades, `generate_motion`, `generate_library`
+  clip     `MotionClip`, sequencing and cross-fades, `generate_motion`, `generate_library`,
+           `library_poses`
 
 The names below are the package's interface; the underscored helpers the modules share among
 themselves are not.
 """
 
-from .clip import ACTIONS, MotionClip, clip_seed, generate_library, generate_motion
+from .clip import (
+    ACTIONS,
+    MotionClip,
+    clip_seed,
+    generate_library,
+    generate_motion,
+    library_poses,
+)
 from .limits import JOINT_LIMITS, NUM_PARAMS, PARAM_NAMES, params_to_pose
 
 __all__ = [
@@ -28,5 +36,6 @@ __all__ = [
     "clip_seed",
     "generate_library",
     "generate_motion",
+    "library_poses",
     "params_to_pose",
 ]

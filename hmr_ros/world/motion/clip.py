@@ -224,3 +224,11 @@ def generate_library(seed: int, n_clips: int, duration_s: float,
         c = generate_motion(clip_seed(seed, i), duration_s, fps)
         clips.append(replace(c, name=f"motion_{seed}_{i:04d}"))
     return clips
+
+
+def library_poses(n_clips: int = 40, duration_s: float = 20.0, fps: float = 10.0,
+                  seed: int = 0) -> np.ndarray:
+    """Body poses (N, 69) float64 of every frame of `generate_library(seed, n_clips,
+    duration_s, fps)`: the pose statistics the pose priors are fitted to."""
+    clips = generate_library(seed, n_clips, duration_s, fps)
+    return np.concatenate([c.body_pose.reshape(len(c), 69) for c in clips]).astype(np.float64)
