@@ -1,4 +1,8 @@
-"""Frames from a video file, a folder of images or a webcam (OpenCV), and their intrinsics.
+"""Images from a video file, a folder of images or a webcam (OpenCV), and their intrinsics.
+
+`VideoReader.images()` gives the decoded images with their stamps and indices; they become
+`Frame`s by `FrameAssembler`'s rule, as a bag's images do (`video_frames`,
+stream/sources.py).
 
 Such inputs carry no CameraInfo. Unless a focal length is given (`--focal`,
 `detector.focal`), the camera is assumed to have a `DEFAULT_HFOV_DEG` (60 degrees) horizontal
@@ -27,7 +31,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .frame import CameraModel, Frame
+from .frame import CameraModel
 
 log = logging.getLogger("hmr_ros")
 
@@ -85,6 +89,16 @@ def image_files(folder: Path) -> list[Path]:
     return sorted((p for p in folder.iterdir()
                    if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
                   key=lambda p: _natural_key(p.name))
+
+
+@dataclass(frozen=True)
+class VideoImage:
+    """One decoded image: RGB (H, W, 3) uint8, its stamp (ns) and its index in the input
+    (a skipped image leaves a gap)."""
+
+    rgb: np.ndarray
+    stamp_ns: int
+    index: int
 
 
 @dataclass(frozen=True)
@@ -152,11 +166,11 @@ class _Grabber:
 
 
 class VideoReader:
-    """Iterate RGB frames (with a pinhole camera) from a video file, an image folder, a
-    webcam or a stream URL. focal: px, or 0 for the `hfov_deg` default; fps: overrides the
-    file's rate (and sets a folder's, default 30); limit: at most this many frames; latest:
-    always take the newest captured image, dropping those the caller had no time for
-    (default: for cameras and streams, not for files)."""
+    """RGB images (`images`; the pinhole camera of each size: `camera`) from a video file,
+    an image folder, a webcam or a stream URL. focal: px, or 0 for the `hfov_deg` default;
+    fps: overrides the file's rate (and sets a folder's, default 30); limit: at most this
+    many frames; latest: always take the newest captured image, dropping those the caller
+    had no time for (default: for cameras and streams, not for files)."""
 
     def __init__(self, source: str | Path | int, focal: float = 0.0,
                  hfov_deg: float = DEFAULT_HFOV_DEG, fps: float | None = None,
@@ -270,7 +284,9 @@ class VideoReader:
                     return
             yield bgr, (time.time_ns() if live else None)
 
-    def __iter__(self) -> Iterator[Frame]:
+    def images(self) -> Iterator[VideoImage]:
+        """The decoded images in order: counted stamps (index / fps) for files and folders,
+        the arrival time for cameras and streams."""
         index = 0
         yielded = 0
         for bgr, wall in self._bgr_frames():
@@ -283,9 +299,7 @@ class VideoReader:
                 bgr = cv2.cvtColor(bgr, cv2.COLOR_GRAY2BGR)
             rgb = np.ascontiguousarray(bgr[:, :, 2::-1])
             stamp = wall if wall is not None else int(round(index * 1e9 / self.info.fps))
-            yield Frame(image=rgb, stamp_ns=stamp, camera=self.camera(rgb.shape[1],
-                                                                      rgb.shape[0]),
-                        index=index)
+            yield VideoImage(rgb, stamp, index)
             index += 1
             yielded += 1
 

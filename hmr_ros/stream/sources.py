@@ -1,6 +1,6 @@
-"""Frame sources for `run_stream` that are not files: the node's live topics and synthetic
-streams. (A bag's frames: `bag_frames` in stream/frames.py; a video, an image folder or a
-webcam: `VideoReader` in data/video.py. All make their frames by `FrameAssembler`'s rule.)
+"""Frame sources for `run_stream`: the node's live topics (`SyncSource`), a video, an image
+folder or a webcam (`video_frames`) and synthetic streams (`synthetic_frames`). A bag's
+frames: `bag_frames` in stream/frames.py. Images become frames by `FrameAssembler`'s rule.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from ..data.frame import Frame
+from ..data.video import VideoReader
 from .frames import FrameAssembler, FrameSync, Match
 
 if TYPE_CHECKING:
@@ -69,3 +70,15 @@ def synthetic_frames(seq: SyntheticSequence) -> Iterator[Frame]:
     them, so no detection stage is needed)."""
     for i in range(len(seq)):
         yield seq.frame(i).frame
+
+
+def video_frames(reader: VideoReader, assembler: FrameAssembler | None = None
+                 ) -> Iterator[Frame]:
+    """The frames of a video, an image folder or a webcam: the reader's images with its
+    camera (the given or assumed focal; such inputs carry no CameraInfo), no header frame id
+    (outputs are in the camera's frame unless `camera_frame` is set)."""
+    assembler = assembler or FrameAssembler()
+    for image in reader.images():
+        height, width = image.rgb.shape[:2]
+        yield assembler.image_frame(image.rgb, image.stamp_ns, image.index,
+                                    reader.camera(width, height))
