@@ -11,6 +11,7 @@ from ..jsonio import write_json
 from ..pipeline import Pipeline, build_pipeline
 from ..progress import Progress
 from ..provenance import provenance
+from ..stream.run import run_stream
 from ..stream.runner import StreamRunner
 from .evaluate import StreamEvaluator
 
@@ -46,11 +47,17 @@ def run_eval(pipeline: Pipeline, frames: Iterator[tuple[int, Frame]], total: int
     runner = StreamRunner(pipeline)  # frozen weights: people and ids come with the frames
     n = 0
     versions = set()
-    with Progress(total, f"eval {label}", enabled=progress) as bar:
+    key = [0]  # the stream of the frame being run (the evaluator keeps ACCEL per stream)
+
+    def keyed() -> Iterator[Frame]:
         for stream, frame in frames:
-            _, result = runner.process(frame)
+            key[0] = stream
+            yield frame
+
+    with Progress(total, f"eval {label}", enabled=progress) as bar:
+        for frame, result in run_stream(runner, keyed()):
             versions.add(result.model_version)
-            ev.add(frame, result, stream)
+            ev.add(frame, result, key[0])
             n += 1
             bar.update(1)
     out = ev.summary()
