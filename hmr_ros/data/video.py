@@ -240,7 +240,7 @@ class VideoReader:
 
     def _first_readable(self) -> np.ndarray:
         """The first image of the folder that decodes (it gives the size); unreadable ones
-        before it (a 0-byte PNG) are skipped later like any other, not the end of the run."""
+        before it (a 0-byte PNG) are skipped later like any other."""
         for p in self._files:
             try:
                 return self._imread(p)
