@@ -117,12 +117,14 @@ class NodeEngine:
             "image": node.image_subscription_topic, "keypoints": node.keypoints_topic,
             "camera_info": node.camera_info_topic})
         self.runner = StreamRunner(pipeline, self.stage, "async")
-        self.source = SyncSource(self.sync, self.assembler, lambda: self.runner.frames,
-                                 self._on_frame)
+        # The live input, numbered by the frames processed so far.
+        self.frame_source = SyncSource(self.sync, self.assembler, lambda: self.runner.frames,
+                                       self._on_frame)
         # REP-155 ids (`b<track>`, or a ROS4HRI detector's own), shared by TF and the topics.
         self.hri_ids = HriIds()
         self.publisher = NodeSink(factory, outputs, node, self.faces, self.model_name,
-                                  self.hri_ids, self.warn, clock, lambda: self.source.received)
+                                  self.hri_ids, self.warn, clock,
+                                  lambda: self.frame_source.received)
         self._node = node
         self._hri: HriSink | None = None
         self.hri = (HriSink(factory, outputs, self.hri_ids, pipeline.camera_for)
@@ -250,7 +252,7 @@ class NodeEngine:
         self.pipeline.close()
 
     def _run(self) -> None:
-        frames = self.source.frames(self._stop, self._failed)
+        frames = self.frame_source.frames(self._stop, self._failed)
         for _ in run_stream(self.runner, frames, on_error=self._failed, flush=False):
             pass
 
@@ -258,11 +260,11 @@ class NodeEngine:
         """Process the newest matched image, if one comes within `timeout` s (the inference
         thread's step, for callers that drive it). Never raises: errors are counted, logged
         (throttled) and shown in /diagnostics."""
-        match = self.source.take(timeout)
+        match = self.frame_source.take(timeout)
         if match is None:
             return False
         try:
-            frame = self.source.frame(match)
+            frame = self.frame_source.frame(match)
         except Exception as err:
             self._failed(match.stamp_ns, err)
             return True

@@ -1,8 +1,8 @@
-"""`StreamRunner`: the one loop between an input's `Frame`s and the sinks.
+"""`StreamRunner`: the steps between an input's `Frame`s and the sinks.
 
-Every entry point runs frames through it: the ROS node (one frame at a time from its
-inference thread, `process`), `hmr-ros replay` / `live` / `demo`, `hmr-ros eval` and the
-benchmarks (`run` over an iterator). Per frame:
+Every entry point runs frames through it, by `run_stream` (stream/run.py): the ROS node's
+inference thread, `hmr-ros replay` / `live` / `demo` and `hmr-ros eval`; the benchmarks also
+call `run` over an iterator. Per frame:
 
 1. people and stable ids: the `DetectionStage` (keypoints from the input, or the in-process
    detector; tracker ids); tracks lost for `detector.timeout_s` leave the adaptation buffers;
@@ -160,5 +160,6 @@ class StreamRunner:
 
 def run_online(pipeline: Pipeline, frames: Iterable[Frame], protocol: str = "before"
                ) -> Iterator[tuple[Frame, FrameResult]]:
-    """Frames that already carry their people through the pipeline under `protocol`."""
+    """Frames that already carry their people through the pipeline under `protocol` (no
+    sinks: the caller takes the pairs)."""
     return StreamRunner(pipeline, None, protocol).run(frames)
