@@ -21,14 +21,14 @@ COLUMNS = ("frames", "detected", "mpjpe", "pa_mpjpe", "pve", "accel")
 def domain_frames(domain: str, seeds: Sequence[int], duration: float
                   ) -> Iterator[tuple[int, Frame]]:
     """(stream key, frame) of every stream: the key is the seed."""
+    from ..stream.sources import synthetic_frames
     from ..world.domain import load_domain
     from ..world.scene import SyntheticSequence
 
     d = load_domain(domain)
     for seed in seeds:
-        seq = SyntheticSequence(d, seed=seed, duration_s=duration)
-        for i in range(len(seq)):
-            yield seed, seq.frame(i).frame
+        for frame in synthetic_frames(SyntheticSequence(d, seed=seed, duration_s=duration)):
+            yield seed, frame
 
 
 def bag_frames(path: str, limit: int | None = None, **topics: str

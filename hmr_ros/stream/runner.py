@@ -118,7 +118,7 @@ class StreamRunner:
         result = self.estimate(frame)
         for sink in self.sinks:
             sink.add(frame, result)
-        self.frames += 1
+        self.frames += 1  # counted once its sinks have it: the node numbers frames by this
         return frame, result
 
     def process_all(self, frame: Frame) -> list[tuple[Frame, FrameResult]]:
