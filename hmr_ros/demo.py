@@ -32,7 +32,9 @@ from .pipeline import Pipeline, build_pipeline
 from .progress import Progress
 from .provenance import machine_info
 from .source_replay import replay_for
+from .stream.run import run_stream
 from .stream.runner import StreamRunner
+from .stream.sources import synthetic_frames
 from .world.domain import load_domain
 from .world.scene import SyntheticSequence
 
@@ -42,7 +44,9 @@ def _frozen_config(config: PipelineConfig) -> PipelineConfig:
 
 
 def _render_chunk(args: tuple) -> list[tuple[Frame, FrameResult]]:
-    """Frames `indices` of the stream and the frozen model's results on them (one process)."""
+    """Frames `indices` of the stream and the frozen model's results on them (one process).
+    The frozen model keeps no state between frames, so each chunk is a piece of the stream
+    on its own: the frames go straight to `Pipeline.process`."""
     domain, seed, seconds, config, indices = args
     import torch
 
@@ -88,13 +92,12 @@ def _play_realtime(adapted: Pipeline, rendered: list[tuple[Frame, FrameResult]],
                    ev_f: StreamEvaluator, ev_a: StreamEvaluator) -> list[FrameResult]:
     """The adapted pipeline on the stream at its frame rate (never faster), adaptation in the
     background; the running errors printed once a second of stream."""
-    runner = StreamRunner(adapted, None, "async")
+    runner = StreamRunner(adapted, None, "async", [ev_a])
     every = max(1, int(round(fps)))
     out: list[FrameResult] = []
     start = time.perf_counter()
-    for k, (frame, res_a) in enumerate(runner.run(f for f, _ in rendered)):
+    for k, (frame, res_a) in enumerate(run_stream(runner, (f for f, _ in rendered))):
         ev_f.add(frame, rendered[k][1])
-        ev_a.add(frame, res_a)
         out.append(res_a)
         if (k + 1) % every == 0 or k + 1 == len(rendered):
             print(_running_line((k + 1) / fps, ev_f, ev_a), flush=True)
@@ -107,15 +110,13 @@ def _play_realtime(adapted: Pipeline, rendered: list[tuple[Frame, FrameResult]],
 def _play_lockstep(adapted: Pipeline, frozen: Pipeline, seq: SyntheticSequence, fps: float,
                    ev_f: StreamEvaluator, ev_a: StreamEvaluator, progress: bool
                    ) -> list[tuple[Frame, FrameResult, FrameResult]]:
-    runner = StreamRunner(adapted, None, "before")
+    runner = StreamRunner(adapted, None, "before", [ev_a])
     every = max(1, int(round(fps)))
     out = []
-    frames = (seq.frame(i).frame for i in range(len(seq)))
     with Progress(len(seq), "demo", enabled=progress) as bar:
-        for k, (frame, res_a) in enumerate(runner.run(frames)):
-            res_f = frozen.process(frame)
+        for k, (frame, res_a) in enumerate(run_stream(runner, synthetic_frames(seq))):
+            res_f = frozen.process(frame)  # the frozen twin on the same frame, for comparison
             ev_f.add(frame, res_f)
-            ev_a.add(frame, res_a)
             out.append((frame, res_f, res_a))
             if (k + 1) % every == 0 or k + 1 == len(seq):
                 print(_running_line((k + 1) / fps, ev_f, ev_a), flush=True)

@@ -41,11 +41,15 @@ from .jsonio import write_json
 from .messages.bag import BagError, BagReader, detect_topics
 from .pipeline import Pipeline, build_pipeline
 from .progress import Progress
-from .provenance import machine_info
 from .source_replay import replay_for
 from .stream.frames import FrameAssembler, bag_frames
+from .stream.run import run_stream
 from .stream.runner import StreamRunner
 from .stream.sinks import BagSink
+from .stream.sources import video_frames
+from .stream.summary import RunReport, Tally, format_metrics, print_summary, summarize
+
+__all__ = ["format_metrics", "frozen_twin", "live", "replay"]
 
 log = logging.getLogger("hmr_ros")
 
@@ -60,28 +64,12 @@ def frozen_twin(pipeline: Pipeline, config: PipelineConfig) -> Pipeline:
     return twin
 
 
-class _Tally:
-    """Per-frame bookkeeping of one run (a sink): latencies, people, ids."""
-
-    def __init__(self) -> None:
-        self.latencies: list[float] = []
-        self.people = 0
-        self.skipped = 0
-        self.ids: set[int] = set()
-
-    def add(self, frame: Frame, result: FrameResult) -> None:
-        self.latencies.append(result.latency_ms)
-        self.people += len(result.people)
-        self.skipped += len(result.skipped)
-        self.ids.update(p.id for p in result.people)
-
-
 class _RunSinks:
     """The sinks of one run: tally, estimates bag, ground truth, 2D error, overlay video."""
 
     def __init__(self, out: Path | None, pipeline: Pipeline, frozen: Pipeline | None,
                  video: bool, fps: float, with_truth: bool, threshold: float) -> None:
-        self.tally = _Tally()
+        self.tally = Tally()
         self.bag = BagSink(out / "estimates", pipeline.adaptation) if out is not None else None
         self.truth = TruthSink(pipeline.body) if with_truth else None
         self.err = KeypointErrorSink(pipeline.camera_for, threshold, frozen)
@@ -93,6 +81,11 @@ class _RunSinks:
         return [s for s in (self.tally, self.bag, self.truth, self.err, self.overlay)
                 if s is not None]
 
+    @property
+    def video(self) -> Path | None:
+        """The overlay video written (once the stream has closed its sinks)."""
+        return self.overlay.path if self.overlay is not None else None
+
     def progress(self) -> dict[str, float]:
         vals = {}
         if self.truth is not None and "pa_mpjpe" in self.truth.last:
@@ -100,41 +93,6 @@ class _RunSinks:
         if self.err.last is not None:
             vals["kp_px"] = self.err.last
         return vals
-
-    def close(self) -> Path | None:
-        if self.bag is not None:
-            self.bag.close()
-        return self.overlay.close() if self.overlay is not None else None
-
-
-def _print_keypoint_report(rep: dict) -> None:
-    def part(name: str) -> str:
-        s = rep.get(name)
-        if not s or s["mean_px"] is None:
-            return f"{name} -"
-        return f"{name} {s['mean_px']:.2f} px ({s['mean_normalised']:.4f} of the box)"
-
-    held = ("held out: each frame predicted before adapting on it" if rep["held_out"]
-            else "NOT held out: protocol after")
-    names = [n for n in ("frozen", "adapted") if n in rep]
-    print(f"2D keypoint error over {rep[names[0]]['frames']} frames ({held}): "
-          + ", ".join(part(n) for n in names))
-
-
-def format_metrics(m: dict) -> str:
-    """The ground-truth metrics line; a metric with no scored frame (every image skipped,
-    every person unusable) reads "-" instead of ending the run with a KeyError."""
-    def part(label: str, key: str, unit: str) -> str:
-        v = m.get(key)
-        ok = isinstance(v, (int, float)) and np.isfinite(v)
-        return f"{label} {v:.1f} {unit}" if ok else f"{label} - {unit}"
-
-    line = ", ".join([part("MPJPE", "mpjpe", "mm"), part("PA-MPJPE", "pa_mpjpe", "mm"),
-                      part("PVE", "pve", "mm"), part("ACCEL", "accel", "mm/frame^2")])
-    if not any(isinstance(m.get(k), (int, float)) and np.isfinite(m[k])
-               for k in ("mpjpe", "pa_mpjpe")):
-        line += " (no estimate was scored)"
-    return line
 
 
 def replay(bag: str | Path, out_dir: str | Path, config: PipelineConfig | None = None,
@@ -184,7 +142,8 @@ def replay(bag: str | Path, out_dir: str | Path, config: PipelineConfig | None =
                   f"{info.frames if info.frames is not None else '?'} frames")
             print(info.focal_note)
             has_kp = has_truth = False
-            frames, overlay_fps, topics_used, total = iter(vr), info.fps, None, info.frames
+            frames, overlay_fps, topics_used, total = (video_frames(vr), info.fps, None,
+                                                       info.frames)
             if info.frames == 1:  # one photo: no second frame can confirm a track
                 det_cfg = dataclasses.replace(
                     det_cfg, tracker=dataclasses.replace(det_cfg.tracker, min_hits=1))
@@ -207,49 +166,21 @@ def replay(bag: str | Path, out_dir: str | Path, config: PipelineConfig | None =
                               replace_input_people=explicit and has_kp
                               and keypoint_source is None)
         with Progress(total, "replay", enabled=progress) as bar:
-            for _ in runner.run(frames):
+            for _ in run_stream(runner, frames):
                 bar.update(1, **outputs.progress())
         elapsed = time.perf_counter() - t0
         status = pipeline.adaptation.status() if pipeline.adaptation is not None else None
-    video_path = outputs.close()
-    tally = outputs.tally
-    n = len(tally.latencies)
-    lat = np.asarray(tally.latencies) if n else np.zeros(1)
-    kp_report = outputs.err.report(adapt, protocol)
-    summary = {
-        "bag": str(bag), "input": str(bag), "input_kind": kind, "topics": topics_used,
-        "frames": n, "people": tally.people, "skipped_people": tally.skipped,
-        "skipped_images": vr.skipped if vr is not None else assembler.skipped["image"],
-        "skipped_inputs": dict(assembler.skipped) if assembler is not None else None,
-        "adapt": adapt, "protocol": protocol if adapt else "none",
-        "method": config.adapt.method,
-        "elapsed_s": elapsed, "fps": n / elapsed if elapsed > 0 else 0.0,
-        "latency_ms": {"p50": float(np.percentile(lat, 50)),
-                       "p95": float(np.percentile(lat, 95))},
-        "adaptation": None if status is None else status.__dict__,
-        "detection": {"people_from": what, "frames_detected": stage.detected,
-                      "ids": sorted(tally.ids)},
-        "keypoint_error": kp_report,
-        "metrics": outputs.truth.summary() if outputs.truth is not None else None,
-        "outputs": {"bag": str(out / "estimates"),
-                    "video": str(video_path) if video_path else None},
-        "machine": machine_info(),
-    }
-    write_json(out / "metrics.json", summary)
-    print(f"{n} frames, {tally.people} body estimates in {elapsed:.1f} s "
-          f"({summary['fps']:.1f} fps), inference p50 {summary['latency_ms']['p50']:.1f} ms")
-    if tally.ids:
-        print(f"people ids: {', '.join(str(i) for i in sorted(tally.ids))}")
-    if status is not None:
-        print(f"adaptation {status.method}: {status.steps} steps, version {status.version}, "
-              f"{status.rollbacks} rollbacks")
-    if outputs.err.adapted.frames:
-        _print_keypoint_report(kp_report)
-    if outputs.truth is not None:
-        print(format_metrics(summary["metrics"]))
-    print(f"wrote {out / 'estimates'}, {out / 'metrics.json'}"
-          + (f", {video_path}" if video_path else ""))
-    return summary
+    run = RunReport(
+        input=str(bag), input_kind=kind, tally=outputs.tally, elapsed_s=elapsed, adapt=adapt,
+        protocol=protocol, method=config.adapt.method, status=status, people_from=what,
+        frames_detected=stage.detected, keypoint_error=outputs.err.report(adapt, protocol),
+        metrics=outputs.truth.summary() if outputs.truth is not None else None,
+        topics=topics_used,
+        skipped_images=vr.skipped if vr is not None else assembler.skipped["image"],
+        skipped_inputs=dict(assembler.skipped) if assembler is not None else None,
+        outputs={"bag": str(out / "estimates"),
+                 "video": str(outputs.video) if outputs.video else None})
+    return _finish(run, out, [out / "estimates"])
 
 
 def live(camera: int | str, out_dir: str | Path | None = None,
@@ -283,41 +214,44 @@ def live(camera: int | str, out_dir: str | Path | None = None,
         shown = show
         runner = StreamRunner(pipeline, stage, "async", outputs.sinks)
         try:
-            for frame, result in runner.run(vr):
-                now = time.perf_counter()
-                if now - last >= 1.0:
-                    last = now
-                    st = pipeline.adaptation.status() if pipeline.adaptation else None
-                    ids = ", ".join(str(p.id) for p in result.people) or "-"
-                    fps = len(outputs.tally.latencies) / (now - t0)
-                    print(f"{now - t0:6.1f} s  {fps:5.1f} fps  "
-                          f"people {ids}  model v{result.model_version}"
-                          + (f"  adaptation steps {st.steps}" if st else ""), flush=True)
-                if shown:
-                    shown = _show(frame, result, pipeline)
-                    if shown is None:
-                        break
+            with contextlib.closing(run_stream(runner, video_frames(vr))) as stream:
+                for frame, result in stream:
+                    now = time.perf_counter()
+                    if now - last >= 1.0:
+                        last = now
+                        st = pipeline.adaptation.status() if pipeline.adaptation else None
+                        ids = ", ".join(str(p.id) for p in result.people) or "-"
+                        fps = len(outputs.tally.latencies) / (now - t0)
+                        print(f"{now - t0:6.1f} s  {fps:5.1f} fps  "
+                              f"people {ids}  model v{result.model_version}"
+                              + (f"  adaptation steps {st.steps}" if st else ""), flush=True)
+                    if shown:
+                        shown = _show(frame, result, pipeline)
+                        if shown is None:
+                            break
         except KeyboardInterrupt:
             print("stopped")
         elapsed = time.perf_counter() - t0
         status = pipeline.adaptation.status() if pipeline.adaptation is not None else None
-    video_path = outputs.close()
-    tally = outputs.tally
-    n = len(tally.latencies)
-    summary = {
-        "input": str(camera), "input_kind": info.kind, "frames": n, "people": tally.people,
-        "elapsed_s": elapsed, "fps": n / elapsed if elapsed > 0 else 0.0, "adapt": adapt,
-        "adaptation": None if status is None else status.__dict__,
-        "detection": {"people_from": what, "ids": sorted(tally.ids)},
-        "keypoint_error": outputs.err.report(adapt, "async"),
-        "outputs": {"video": str(video_path) if video_path else None},
-    }
-    print(f"{n} frames in {elapsed:.1f} s ({summary['fps']:.1f} fps), ids "
-          f"{sorted(tally.ids) or '-'}"
-          + (f", adaptation {status.steps} steps, version {status.version}" if status else ""))
+    run = RunReport(
+        input=str(camera), input_kind=info.kind, tally=outputs.tally, elapsed_s=elapsed,
+        adapt=adapt, protocol="async", method=config.adapt.method, status=status,
+        people_from=what, frames_detected=stage.detected,
+        keypoint_error=outputs.err.report(adapt, "async"), skipped_images=vr.skipped,
+        outputs={"bag": str(out / "estimates") if out is not None else None,
+                 "video": str(outputs.video) if outputs.video else None})
+    return _finish(run, out, [out / "estimates"] if out is not None else [])
+
+
+def _finish(run: RunReport, out: Path | None, written: list[Path]) -> dict:
+    """The run's summary: printed, and with an output folder written to metrics.json."""
+    summary = summarize(run)
+    print_summary(run, summary)
     if out is not None:
         write_json(out / "metrics.json", summary)
-        print(f"wrote {out / 'metrics.json'}" + (f", {video_path}" if video_path else ""))
+        video = run.outputs.get("video")
+        print("wrote " + ", ".join(str(p) for p in [*written, out / "metrics.json"])
+              + (f", {video}" if video else ""))
     return summary
 
 

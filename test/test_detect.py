@@ -212,9 +212,10 @@ def test_blazepose_finds_the_person_in_a_photo(samples):
 
 def test_blazepose_in_hog_boxes_finds_each_walker_in_a_street_video(samples):
     from hmr_ros.data.video import VideoReader
+    from hmr_ros.stream.sources import video_frames
 
     with VideoReader(samples("vtest.avi"), limit=1) as video:
-        frame = next(iter(video))
+        frame = next(video_frames(video))
     det = _blazepose(boxes=True, cfg=DetectorConfig())
     try:
         found = det.detect(frame.image, frame.stamp_ns)

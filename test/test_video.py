@@ -23,6 +23,7 @@ from hmr_ros.data.video import (
 )
 from hmr_ros.detect import GroundTruthSource
 from hmr_ros.replay import replay
+from hmr_ros.stream.sources import video_frames
 from hmr_ros.world.domain import load_domain
 from hmr_ros.world.scene import SyntheticSequence
 
@@ -72,7 +73,7 @@ def test_input_kinds(tmp_path, clip):
 def test_video_file_frames_are_rgb_with_stamps_and_a_default_camera(clip):
     with VideoReader(clip) as video:
         info = video.info
-        frames = list(video)
+        frames = list(video_frames(video))
     assert (info.kind, info.width, info.height, info.fps, info.frames) == ("video", 96, 64,
                                                                            5.0, 6)
     assert "60 deg" in info.focal_note and "--focal" in info.focal_note
@@ -84,7 +85,7 @@ def test_video_file_frames_are_rgb_with_stamps_and_a_default_camera(clip):
         assert f.camera.focal == pytest.approx(focal_from_hfov(96))
         assert f.camera.K[0, 2] == pytest.approx(47.5) and f.detections == ()
     with VideoReader(clip, focal=300.0, limit=2) as video:
-        assert [f.camera.focal for f in video] == [300.0, 300.0]
+        assert [f.camera.focal for f in video_frames(video)] == [300.0, 300.0]
         assert video.info.frames == 2 and "given" in video.info.focal_note
 
 
@@ -95,7 +96,7 @@ def test_latest_mode_takes_the_newest_image_and_drops_the_rest(clip):
 
     with VideoReader(clip, latest=True) as video:
         reds = []
-        for f in video:
+        for f in video_frames(video):
             reds.append(int(f.image[32, 48, 0]))
             assert abs(f.stamp_ns - time.time_ns()) < 5e9  # wall-clock stamps
             time.sleep(0.2)
@@ -115,7 +116,7 @@ def test_image_folder_in_natural_order(tmp_path):
         cv2.imwrite(str(tmp_path / f"frame{[10, 2, 1][k]}.png"), rgb[:, :, ::-1])
     (tmp_path / "notes.txt").write_text("not an image")
     with VideoReader(tmp_path, fps=4.0) as video:
-        frames = list(video)
+        frames = list(video_frames(video))
         assert video.info.kind == "images" and video.info.frames == 3
     # frame1, frame2, frame10: written as colours 2, 1, 0.
     assert [int(f.image[0, 0, 0]) for f in frames] == [40, 20, 0]
@@ -123,7 +124,7 @@ def test_image_folder_in_natural_order(tmp_path):
     # One image is a one-frame input.
     assert input_kind(tmp_path / "frame2.png") == "images"
     with VideoReader(tmp_path / "frame2.png") as video:
-        (one,) = list(video)
+        (one,) = list(video_frames(video))
     assert int(one.image[0, 0, 0]) == 20 and video.info.frames == 1
 
 
@@ -134,7 +135,7 @@ def test_unreadable_images_in_a_folder_are_counted_skips(tmp_path, caplog):
     (tmp_path / "frame0.png").write_bytes(b"")
     (tmp_path / "frame2.png").write_bytes(b"\x89PNG truncated")
     with caplog.at_level("WARNING", logger="hmr_ros"), VideoReader(tmp_path, fps=4.0) as video:
-        frames = list(video)
+        frames = list(video_frames(video))
         assert video.skipped == 2
     # frame1 and frame3 survive; indices and stamps keep their place in the folder.
     assert [f.index for f in frames] == [1, 3]

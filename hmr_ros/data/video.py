@@ -1,4 +1,8 @@
-"""Frames from a video file, a folder of images or a webcam (OpenCV), and their intrinsics.
+"""Images from a video file, a folder of images or a webcam (OpenCV), and their intrinsics.
+
+`VideoReader.images()` gives the decoded images with their stamps and indices; they become
+`Frame`s by `FrameAssembler`'s rule, as a bag's images do (`video_frames`,
+stream/sources.py).
 
 Such inputs carry no CameraInfo. Unless a focal length is given (`--focal`,
 `detector.focal`), the camera is assumed to have a `DEFAULT_HFOV_DEG` (60 degrees) horizontal
@@ -28,7 +32,7 @@ import cv2
 import numpy as np
 
 from ..errors import HmrRosError
-from .frame import CameraModel, Frame
+from .frame import CameraModel
 
 log = logging.getLogger("hmr_ros")
 
@@ -86,6 +90,16 @@ def image_files(folder: Path) -> list[Path]:
     return sorted((p for p in folder.iterdir()
                    if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
                   key=lambda p: _natural_key(p.name))
+
+
+@dataclass(frozen=True)
+class VideoImage:
+    """One decoded image: RGB (H, W, 3) uint8, its stamp (ns) and its index in the input
+    (a skipped image leaves a gap)."""
+
+    rgb: np.ndarray
+    stamp_ns: int
+    index: int
 
 
 @dataclass(frozen=True)
@@ -153,11 +167,11 @@ class _Grabber:
 
 
 class VideoReader:
-    """Iterate RGB frames (with a pinhole camera) from a video file, an image folder, a
-    webcam or a stream URL. focal: px, or 0 for the `hfov_deg` default; fps: overrides the
-    file's rate (and sets a folder's, default 30); limit: at most this many frames; latest:
-    always take the newest captured image, dropping those the caller had no time for
-    (default: for cameras and streams, not for files)."""
+    """RGB images (`images`; the pinhole camera of each size: `camera`) from a video file,
+    an image folder, a webcam or a stream URL. focal: px, or 0 for the `hfov_deg` default;
+    fps: overrides the file's rate (and sets a folder's, default 30); limit: at most this
+    many frames; latest: always take the newest captured image, dropping those the caller
+    had no time for (default: for cameras and streams, not for files)."""
 
     def __init__(self, source: str | Path | int, focal: float = 0.0,
                  hfov_deg: float = DEFAULT_HFOV_DEG, fps: float | None = None,
@@ -227,7 +241,7 @@ class VideoReader:
 
     def _first_readable(self) -> np.ndarray:
         """The first image of the folder that decodes (it gives the size); unreadable ones
-        before it (a 0-byte PNG) are skipped later like any other, not the end of the run."""
+        before it (a 0-byte PNG) are skipped later like any other."""
         for p in self._files:
             try:
                 return self._imread(p)
@@ -271,7 +285,9 @@ class VideoReader:
                     return
             yield bgr, (time.time_ns() if live else None)
 
-    def __iter__(self) -> Iterator[Frame]:
+    def images(self) -> Iterator[VideoImage]:
+        """The decoded images in order: counted stamps (index / fps) for files and folders,
+        the arrival time for cameras and streams."""
         index = 0
         yielded = 0
         for bgr, wall in self._bgr_frames():
@@ -284,9 +300,7 @@ class VideoReader:
                 bgr = cv2.cvtColor(bgr, cv2.COLOR_GRAY2BGR)
             rgb = np.ascontiguousarray(bgr[:, :, 2::-1])
             stamp = wall if wall is not None else int(round(index * 1e9 / self.info.fps))
-            yield Frame(image=rgb, stamp_ns=stamp, camera=self.camera(rgb.shape[1],
-                                                                      rgb.shape[0]),
-                        index=index)
+            yield VideoImage(rgb, stamp, index)
             index += 1
             yielded += 1
 

@@ -11,6 +11,7 @@ from ..jsonio import write_json
 from ..pipeline import Pipeline, build_pipeline
 from ..progress import Progress
 from ..provenance import provenance
+from ..stream.run import run_stream
 from ..stream.runner import StreamRunner
 from .evaluate import StreamEvaluator
 
@@ -20,14 +21,14 @@ COLUMNS = ("frames", "detected", "mpjpe", "pa_mpjpe", "pve", "accel")
 def domain_frames(domain: str, seeds: Sequence[int], duration: float
                   ) -> Iterator[tuple[int, Frame]]:
     """(stream key, frame) of every stream: the key is the seed."""
+    from ..stream.sources import synthetic_frames
     from ..world.domain import load_domain
     from ..world.scene import SyntheticSequence
 
     d = load_domain(domain)
     for seed in seeds:
-        seq = SyntheticSequence(d, seed=seed, duration_s=duration)
-        for i in range(len(seq)):
-            yield seed, seq.frame(i).frame
+        for frame in synthetic_frames(SyntheticSequence(d, seed=seed, duration_s=duration)):
+            yield seed, frame
 
 
 def bag_file_frames(path: str, limit: int | None = None, **topics: str
@@ -47,11 +48,17 @@ def run_eval(pipeline: Pipeline, frames: Iterator[tuple[int, Frame]], total: int
     runner = StreamRunner(pipeline)  # frozen weights: people and ids come with the frames
     n = 0
     versions = set()
-    with Progress(total, f"eval {label}", enabled=progress) as bar:
+    key = [0]  # the stream of the frame being run (the evaluator keeps ACCEL per stream)
+
+    def keyed() -> Iterator[Frame]:
         for stream, frame in frames:
-            _, result = runner.process(frame)
+            key[0] = stream
+            yield frame
+
+    with Progress(total, f"eval {label}", enabled=progress) as bar:
+        for frame, result in run_stream(runner, keyed()):
             versions.add(result.model_version)
-            ev.add(frame, result, stream)
+            ev.add(frame, result, key[0])
             n += 1
             bar.update(1)
     out = ev.summary()

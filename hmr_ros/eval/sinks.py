@@ -96,6 +96,7 @@ class OverlaySink:
         self.faces = faces
         self.camera_for = camera_for
         self.threshold = threshold
+        self.path: Path | None = None  # the video written (set by `close`)
 
     def add(self, frame: Frame, result: FrameResult) -> None:
         img = draw_people(frame.image, result.people, self.faces, self.camera_for(frame),
@@ -103,4 +104,5 @@ class OverlaySink:
         self.sink.add(draw_keypoints(img, result.people, self.threshold))
 
     def close(self) -> Path | None:
-        return self.sink.close()
+        self.path = self.sink.close()
+        return self.path

@@ -53,7 +53,7 @@ def diagnostic_entries(engine: NodeEngine) -> list[DiagnosticEntry]:
     level, message = DIAG_OK, ""
     images_silent = engine.images.silent_for(now)
     kp_silent = engine.keypoints.silent_for(now)
-    out_silent = engine.outputs_rate.silent_for(now)
+    out_silent = engine.publisher.rate.silent_for(now)
     new_errors = engine.errors - engine.errors_reported
     engine.errors_reported = engine.errors
     problems: list[tuple[int, str]] = []
@@ -76,7 +76,7 @@ def diagnostic_entries(engine: NodeEngine) -> list[DiagnosticEntry]:
         level = max(p[0] for p in problems)
         message = "; ".join(p[1] for p in problems)
     else:
-        message = f"estimating at {engine.outputs_rate.rate(now):.1f} Hz"
+        message = f"estimating at {engine.publisher.rate.rate(now):.1f} Hz"
 
     def mean(values: deque[float]) -> str:
         return f"{np.mean(values):.1f}" if values else "nan"
@@ -90,7 +90,7 @@ def diagnostic_entries(engine: NodeEngine) -> list[DiagnosticEntry]:
         "detector": engine.stage.source.name if engine.stage.source is not None else "(none)",
         "input rate (Hz)": f"{engine.images.rate(now):.2f}",
         "keypoints rate (Hz)": f"{engine.keypoints.rate(now):.2f}",
-        "output rate (Hz)": f"{engine.outputs_rate.rate(now):.2f}",
+        "output rate (Hz)": f"{engine.publisher.rate.rate(now):.2f}",
         "images received": str(engine.images.count),
         "frames processed": str(engine.frames),
         "images dropped": str(engine.sync.dropped),
@@ -99,11 +99,11 @@ def diagnostic_entries(engine: NodeEngine) -> list[DiagnosticEntry]:
         "camera_info skipped (unreadable)": str(skipped["camera_info"]),
         "images with a CameraInfo of another size": str(skipped["camera_size"]),
         "images waiting": str(engine.sync.waiting),
-        "people (last frame)": str(engine.people_last),
-        "latency (ms)": mean(engine.latency_ms),
-        "latency p95 (ms)": p95(engine.latency_ms),
-        "receive to publish (ms)": mean(engine.end_to_end_ms),
-        "receive to publish p95 (ms)": p95(engine.end_to_end_ms),
+        "people (last frame)": str(engine.publisher.people_last),
+        "latency (ms)": mean(engine.publisher.latency_ms),
+        "latency p95 (ms)": p95(engine.publisher.latency_ms),
+        "receive to publish (ms)": mean(engine.publisher.end_to_end_ms),
+        "receive to publish p95 (ms)": p95(engine.publisher.end_to_end_ms),
         "camera info": "yes" if engine.camera is not None else "no (fallback focal)",
         "errors": str(engine.errors),
         "bad inputs": str(engine.bad_inputs),

@@ -6,11 +6,12 @@ call `on_image` / `on_camera_info` / `on_keypoints` (they only store, never wait
 `save_adaptation` / `set_adaptation`, parameter changes go through `update_parameters`.
 
 A frame's path (docs/architecture.md): `on_image` stores the raw image in `FrameSync`
-(stream/frames.py); the inference thread (`start`) takes the newest image that has its
-keypoints, the `FrameAssembler` makes it a `Frame` by the one rule of every input, the
-`StreamRunner` (stream/runner.py) finds people (detect/stage.py) and runs `Pipeline.process`
-(pipeline.py), and `publish_result` (this file) is the node's sink. Adaptation runs in the
-pipeline's `AdaptationWorker` thread.
+(stream/frames.py); the inference thread (`start`) runs `run_stream` (stream/run.py) over the
+node's `SyncSource` (stream/sources.py: the newest image that has its keypoints, made a
+`Frame` by `FrameAssembler`'s rule); the `StreamRunner` (stream/runner.py) finds people
+(detect/stage.py), runs `Pipeline.process` (pipeline.py) and hands each result to the node's
+sinks, `NodeSink` (node_sink.py: bodies, TF, markers) and `HriSink` (hri_sink.py: REP-155).
+Adaptation runs in the pipeline's `AdaptationWorker` thread.
 
 Messages are built with a `MessageFactory` (rclpy classes in the node, rosbags classes in the
 tests), so this whole file runs and is tested on machines without ROS 2.
@@ -21,50 +22,41 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from ..adapt.worker import AdaptStatus
 from ..config import ConfigError, PipelineConfig
-from ..data.frame import CameraModel, FrameResult, PersonEstimate
+from ..data.frame import CameraModel, Frame
 from ..detect.base import DetectorUnavailable, KeypointSource
 from ..detect.stage import DetectionStage, make_source, resolve_kind
 from ..logs import Log, ThrottledLog
-from ..messages.bodies import bodies_to_msg
 from ..messages.factory import MessageFactory, stamp_to_ns
 from ..messages.hri import HriIds
-from ..messages.marker_cdr import bodies_to_markers_cdr
-from ..messages.markers import bodies_to_markers, faces_to_msg, vertices_to_cloud
+from ..messages.markers import faces_to_msg
 from ..messages.status import DiagnosticEntry, adaptation_status_to_msg, diagnostics_to_msg
-from ..messages.tf import transforms_to_msgs
 from ..pipeline import Pipeline
-from ..stream.frames import FrameAssembler, FrameSync, Match, RawImage
+from ..stream.frames import FrameAssembler, FrameSync, RawImage
+from ..stream.run import feed, run_stream
 from ..stream.runner import StreamRunner
+from ..stream.sources import SyncSource
 from .diagnostics import RateMeter, diagnostic_entries
 from .hri_input import SkeletonGather
 from .hri_sink import HriSink
+from .node_sink import (  # noqa: F401  (the output names, for the node)
+    BODIES,
+    CLOUD,
+    DIAGNOSTICS,
+    FACES,
+    MARKERS,
+    STATUS,
+    NodeSink,
+    Outputs,
+)
 from .params import NodeConfig, check_update
-
-# Output names (the node maps them to publishers).
-BODIES, FACES, MARKERS, CLOUD, STATUS, DIAGNOSTICS = (
-    "bodies", "mesh_faces", "markers", "vertices", "adaptation_status", "diagnostics")
-
-LATENCY_WINDOW = 300
-
-
-class Outputs(Protocol):
-    def publish(self, name: str, msg: Any) -> None:
-        """Publish `msg` on the output called `name` (one of the names above)."""
-
-    def send_transforms(self, transforms: list[Any]) -> None:
-        """All TransformStamped of one frame in ONE call (tf2_ros sendTransform)."""
-
-    def has_subscribers(self, name: str) -> bool:
-        """Whether anyone listens (debug outputs are skipped otherwise)."""
 
 
 def default_model_name(cfg: PipelineConfig) -> str:
@@ -86,9 +78,7 @@ class NodeEngine:
         self.pipeline = pipeline
         pipeline.warn_missing_camera = False  # the engine warns itself, naming the topic
         self.config = config
-        self.node = node
         self.factory = factory
-        self.outputs = outputs
         self.warn = ThrottledLog(log, clock)
         self.log = self.warn.log
         self.clock = clock
@@ -97,17 +87,9 @@ class NodeEngine:
         self.faces = np.asarray(pipeline.body.faces)
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
-        self._last_markers = -float("inf")
         self.images = RateMeter()
         self.keypoints = RateMeter()
         self.camera_infos = RateMeter()
-        self.outputs_rate = RateMeter()
-        # The last LATENCY_WINDOW frames (10 s at 30 Hz): /diagnostics reports their mean and
-        # p95, which is what `hmr-ros bench node` compares the end-to-end latency with.
-        self.latency_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
-        self.end_to_end_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
-        self.frames = 0
-        self.people_last = 0
         self.errors = 0
         self.errors_reported = 0
         self.rejected_images = 0  # raw bytes that were not even an Image message
@@ -135,11 +117,18 @@ class NodeEngine:
             "image": node.image_subscription_topic, "keypoints": node.keypoints_topic,
             "camera_info": node.camera_info_topic})
         self.runner = StreamRunner(pipeline, self.stage, "async")
+        # The live input, numbered by the frames processed so far.
+        self.frame_source = SyncSource(self.sync, self.assembler, lambda: self.runner.frames,
+                                       self._on_frame)
         # REP-155 ids (`b<track>`, or a ROS4HRI detector's own), shared by TF and the topics.
         self.hri_ids = HriIds()
-        self.hri: HriSink | None = None
-        if node.publish_hri and hasattr(outputs, "publish_topic"):
-            self.hri = HriSink(factory, outputs, self.hri_ids, pipeline.camera_for)
+        self.publisher = NodeSink(factory, outputs, node, self.faces, self.model_name,
+                                  self.hri_ids, self.warn, clock,
+                                  lambda: self.frame_source.received)
+        self._node = node
+        self._hri: HriSink | None = None
+        self.hri = (HriSink(factory, outputs, self.hri_ids, pipeline.camera_for)
+                    if node.publish_hri and hasattr(outputs, "publish_topic") else None)
         self.skeletons = SkeletonGather(self.hri_ids) if node.hri_input else None
         if source is not None:
             self.log.info(f"people from the in-process detector {source.name}"
@@ -152,6 +141,39 @@ class NodeEngine:
                 "hmr_ros/Keypoints2DArray topic or the in-process MediaPipe detector (the "
                 "[mediapipe] extra); without either the node estimates nothing and publishes "
                 "only /diagnostics and ~/adaptation_status."))
+
+    # ------------------------------------------------------------ settings and sinks
+
+    @property
+    def node(self) -> NodeConfig:
+        return self._node
+
+    @node.setter
+    def node(self, node: NodeConfig) -> None:
+        self._node = self.publisher.node = node
+
+    @property
+    def outputs(self) -> Outputs:
+        return self.publisher.outputs
+
+    @outputs.setter
+    def outputs(self, outputs: Outputs) -> None:
+        self.publisher.outputs = outputs
+
+    @property
+    def hri(self) -> HriSink | None:
+        """The REP-155 sink (None: `publish_hri` is off)."""
+        return self._hri
+
+    @hri.setter
+    def hri(self, sink: HriSink | None) -> None:
+        self._hri = sink
+        self.runner.sinks = [self.publisher] + ([sink] if sink is not None else [])
+
+    @property
+    def frames(self) -> int:
+        """Frames processed (the next frame's index)."""
+        return self.runner.frames
 
     @property
     def bad_inputs(self) -> int:
@@ -230,32 +252,28 @@ class NodeEngine:
         self.pipeline.close()
 
     def _run(self) -> None:
-        while not self._stop.is_set():
-            self.step(0.2)
+        frames = self.frame_source.frames(self._stop, self._failed)
+        for _ in run_stream(self.runner, frames, on_error=self._failed, flush=False):
+            pass
 
     def step(self, timeout: float | None = 0.0) -> bool:
-        """Process the newest matched image, if one comes within `timeout` s. Never raises:
-        errors are counted, logged (throttled) and shown in /diagnostics."""
-        match = self.sync.wait(timeout) if timeout else self.sync.pop()
+        """Process the newest matched image, if one comes within `timeout` s (the inference
+        thread's step, for callers that drive it). Never raises: errors are counted, logged
+        (throttled) and shown in /diagnostics."""
+        match = self.frame_source.take(timeout)
         if match is None:
             return False
         try:
-            self.process(match)
-        except Exception as err:  # keep the thread alive whatever one frame does
-            self.errors += 1
-            self.last_error = f"{type(err).__name__}: {err}"
-            self.warn.throttled("process", f"frame at {match.stamp_ns} ns failed: "
-                                f"{self.last_error} ({self.errors} errors so far)")
+            frame = self.frame_source.frame(match)
+        except Exception as err:
+            self._failed(match.stamp_ns, err)
+            return True
+        if frame is not None:
+            feed(self.runner, frame, self._failed)
         return True
 
-    def process(self, match: Match) -> FrameResult | None:
-        """One matched image -> Frame -> StreamRunner -> published outputs. Returns the
-        FrameResult (None when the image could not be decoded, and with the temporal
-        stage's lookahead while its first frames wait)."""
-        frame = self.assembler.frame(match.image, match.keypoints, self.frames,
-                                     stamp_ns=match.stamp_ns)
-        if frame is None:
-            return None
+    def _on_frame(self, frame: Frame) -> None:
+        """Each frame of the live input, before it is processed."""
         if frame.camera is None and self.assembler.camera is None:
             self.warn.once("no_camera_info", (
                 f"no CameraInfo received on {self.node.camera_info_topic} (yet): using the "
@@ -264,62 +282,13 @@ class NodeEngine:
                 "the image centre. Depth and translation are only as right as that focal; "
                 "publish the camera's CameraInfo for metric results."))
         self.frame_id = frame.frame_id
-        # Stable ids: upstream ids are kept when they are distinct, otherwise the tracker
-        # assigns them; people gone for detector.tracker.timeout_s leave the adaptation buffers.
-        # One pair per image, except with the temporal stage's lookahead: then the pairs of
-        # earlier frames, each published with the stamp of the frame it describes.
-        pairs = self.runner.process_all(frame)
-        self.frames += 1
-        result = None
-        for frame, result in pairs:
-            self.publish_result(result, frame.frame_id, match.received)
-            if self.hri is not None:
-                self.hri.add(frame, result, self.runner.lost)
-        return result
 
-    def publish_result(self, result: FrameResult, frame_id: str,
-                       received: float | None = None) -> None:
-        """The node's sink: bodies, TF (one call), and at `marker_rate` the debug outputs."""
-        node = self.node
-        stamp = int(result.stamp_ns)
-        people = list(result.people)
-        self.outputs.publish(BODIES, bodies_to_msg(
-            self.factory, people, stamp, frame_id, result.model_version, self.model_name,
-            with_vertices=node.publish_vertices))
-        if node.publish_tf and people:
-            self.outputs.send_transforms(transforms_to_msgs(
-                self.factory, people, stamp, frame_id, node.tf_prefix, node.publish_joint_tf,
-                self.hri_ids.name))
-        now = self.clock()
-        if (node.publish_markers or node.publish_cloud) and \
-                now - self._last_markers >= 1.0 / node.marker_rate:
-            self._last_markers = now
-            self._publish_debug(people, stamp, frame_id)
-        self.outputs_rate.tick(now)
-        self.people_last = len(people)
-        self.latency_ms.append(float(result.latency_ms))
-        if received is not None:
-            self.end_to_end_ms.append((now - received) * 1e3)
-
-    def _publish_debug(self, people: Sequence[PersonEstimate], stamp: int, frame_id: str
-                       ) -> None:
-        if any(p.vertices is None for p in people):
-            self.warn.once("no_vertices", "inference.vertices is false: no ~/markers or "
-                           "~/vertices (set inference.vertices to true to see meshes)")
-            return
-        node = self.node
-        if node.publish_markers and self.outputs.has_subscribers(MARKERS):
-            textured = self.factory.marker_bytes_textured
-            if textured is None:
-                markers = bodies_to_markers(self.factory, people, self.faces, stamp, frame_id,
-                                            node.marker_alpha)
-            else:  # serialized from numpy: no Point objects on the inference thread
-                markers = bodies_to_markers_cdr(people, self.faces, stamp, frame_id,
-                                                node.marker_alpha, textured)
-            self.outputs.publish(MARKERS, markers)
-        if node.publish_cloud and self.outputs.has_subscribers(CLOUD):
-            self.outputs.publish(CLOUD, vertices_to_cloud(self.factory, people, stamp,
-                                                          frame_id))
+    def _failed(self, stamp_ns: int, err: Exception) -> None:
+        """One frame failed: counted, logged (throttled), shown in /diagnostics."""
+        self.errors += 1
+        self.last_error = f"{type(err).__name__}: {err}"
+        self.warn.throttled("process", f"frame at {stamp_ns} ns failed: "
+                            f"{self.last_error} ({self.errors} errors so far)")
 
     # ------------------------------------------------------------ periodic outputs
 

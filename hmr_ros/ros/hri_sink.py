@@ -1,9 +1,11 @@
-"""The node's REP-155 (ROS4HRI) sink: `/humans/bodies/tracked` for every frame and, per
-tracked body, `roi`, `cropped`, `skeleton2d` and `posture` under `/humans/bodies/<id>/`.
+"""The node's REP-155 (ROS4HRI) sink of the stream runner: `/humans/bodies/tracked` for
+every frame and, per tracked body, `roi`, `cropped`, `skeleton2d` and `posture` under
+`/humans/bodies/<id>/`.
 
 Per-body topics are created when a body is first estimated and removed when its track ends
-(`detector.tracker.timeout_s`); ids are `HriIds` names (`b<track>`, or the id of
-the ROS4HRI detector the skeleton came from), the same as in the TF frames `body_<id>`. The
+(the tracker's timeout, `detector.tracker.timeout_s`: the runner calls `lost` before that frame's
+`add`); ids are `HriIds` names (`b<track>`, or the id of the ROS4HRI detector the skeleton
+came from), the same as in the TF frames `body_<id>`. The
 3D body is in TF; `joint_states` is not published (ROS4HRI's joint names belong to its own
 URDF human model, which our SMPL joints do not map onto one to one).
 
@@ -39,14 +41,17 @@ class HriSink:
         self.camera_for = camera_for
         self.tracked: set[int] = set()
 
-    def add(self, frame: Frame, result: FrameResult, lost: Iterable[int] = ()) -> None:
-        f = self.factory
-        stamp, frame_id = int(result.stamp_ns), frame.output_frame_id
-        for track in lost:  # the track ended: its topics go, and its id is free again
+    def lost(self, tracks: Iterable[int]) -> None:
+        """These tracks ended: their topics go, and their ids are free again."""
+        for track in tracks:
             if track in self.tracked:
                 self.tracked.discard(track)
                 self.outputs.remove_topics(hri.body_topic(self.ids.name(track), ""))
             self.ids.forget(track)
+
+    def add(self, frame: Frame, result: FrameResult) -> None:
+        f = self.factory
+        stamp, frame_id = int(result.stamp_ns), frame.output_frame_id
         self.tracked.update(p.id for p in result.people)
         self.outputs.publish_topic(hri.TRACKED, hri.IDS_LIST, hri.ids_to_msg(
             f, hri.tracked_names(self.ids, sorted(self.tracked)), stamp, frame_id))

@@ -13,7 +13,8 @@ A plain rclpy node (not a lifecycle node; docs/ros.md says why). It
 - offers ~/reset_adaptation, ~/save_adaptation (std_srvs/Trigger) and ~/set_adaptation
   (std_srvs/SetBool).
 
-This is the only module of the package that imports rclpy, tf2_ros and generated messages.
+With `player.py` and `launch_file.py`, the only code of the package that imports ROS (rclpy,
+tf2_ros, generated messages); the frame path and the sinks (engine.py) are ROS-free.
 Run it with `ros2 run hmr_ros hmr_ros_node` or `ros2 launch hmr_ros adapt.launch.py`.
 """
 
@@ -204,8 +205,8 @@ class HmrRosNode(Node):
                                      lambda m: self.engine.on_image(m, compressed=True),
                                      image_qos)
         else:
-            # raw=True: rclpy hands over the serialized bytes, read with numpy (ros/cdr.py)
-            # instead of being turned into Python objects under the GIL (Humble and newer).
+            # raw=True: rclpy hands over the serialized bytes, read with numpy
+            # (messages/cdr.py) instead of being turned into Python objects under the GIL.
             self.create_subscription(Image, ncfg.image_topic,
                                      lambda raw: self._on_raw_image(raw), image_qos, raw=True)
         self.create_subscription(CameraInfo, ncfg.camera_info_topic, self.engine.on_camera_info,

@@ -4,13 +4,13 @@
                                      [--out play.json]
 
 Publishes the bag's camera topics (Image, CompressedImage, CameraInfo, Keypoints2DArray, and
-ROS4HRI's IdsList and Skeleton2D) at
-their recorded rate, as the serialized bytes the bag holds (no conversion in the player, so
-its own cost stays small), with reliable QoS by default. With `--node`, it also listens to the
-node's `~/bodies` and `~/adaptation_status` and writes, per published image, when it was
-published and when its bodies came back (`--out`, JSON): the input to `hmr-ros bench node` and
-to the end-to-end tests. Before playing it waits until the node subscribes to the image topic
-and has published its first adaptation status (the node is built and ready).
+ROS4HRI's IdsList and Skeleton2D) at their recorded rate, as the serialized bytes the bag holds
+(no conversion in the player, so its own cost stays small), with reliable QoS by default.
+With `--node`, it also listens to the node's `~/bodies` and `~/adaptation_status` and writes,
+per published image, when it was published and when its bodies came back (`--out`, JSON): the
+input to `hmr-ros bench node` and to the end-to-end tests. Before playing it waits until the
+node subscribes to the image topic and has published its first adaptation status (the node is
+built and ready).
 
 Times are `time.monotonic()` seconds (one clock for every process on the machine).
 """

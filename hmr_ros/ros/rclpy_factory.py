@@ -1,4 +1,5 @@
-"""`RclpyFactory`: the `MessageFactory` of `convert.py` over rclpy's generated message classes.
+"""`RclpyFactory`: the `MessageFactory` (messages/factory.py) over rclpy's generated message
+classes.
 
 This module does not import rclpy: it imports the generated message modules
 (`sensor_msgs.msg`, `hmr_ros.msg`, ...) by name when a message is first built, so it is only

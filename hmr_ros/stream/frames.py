@@ -1,14 +1,16 @@
 """Every input becomes `Frame`s by one rule: stamps, cameras and frame ids.
 
-The rule, the same for the ROS node, `hmr-ros replay` of a bag, and anything else that feeds
-raw messages (`FrameAssembler`):
+The rule, the same for the ROS node, `hmr-ros replay` of a bag or a video, `hmr-ros live`, and
+anything else that feeds images (`FrameAssembler`):
 - keypoints belong to the image whose header stamp is nearest to theirs, within a tolerance
   (`nearest_stamp`; 0 = the same stamp, the default of the node's `keypoints_tolerance`);
-- the camera is the newest CameraInfo received before the image (for a bag, the first one for
-  images that precede it); a CameraInfo whose size differs from the image's is not used for
+- the camera is the input's own intrinsics where it has them (a video's assumed focal, see
+  data/video.py), else the newest CameraInfo received before the image (for a bag, the first
+  one for images that precede it); a CameraInfo whose size differs from the image's is not used for
   that image (fallback focal, warned), and one that cannot be read is ignored (counted);
 - the output frame id is the configured `camera_frame` if any, else the image header's
-  frame_id, else the CameraInfo's, else `camera_optical_frame` (warned once);
+  frame_id, else the camera's, else `camera_optical_frame` (warned once for an image message
+  with an empty frame_id; an input without headers, a video, takes the camera's silently);
 - an image, keypoints or CameraInfo that cannot be converted is skipped, counted per kind in
   `FrameAssembler.skipped` and logged (throttled); nothing raises out of an input.
 
@@ -283,12 +285,23 @@ class FrameAssembler:
         if pixels is None:
             return None
         stamp = stamp_to_ns(image.msg.header.stamp) if stamp_ns is None else stamp_ns
-        camera = self.camera_for(pixels.shape[1], pixels.shape[0])
-        return Frame(image=pixels, stamp_ns=stamp, camera=camera,
-                     detections=self.detections(keypoints, pixels.shape[1], pixels.shape[0]),
-                     index=index,
-                     ground_truth=ground_truth or {},
-                     frame_id=self.frame_id(str(image.msg.header.frame_id), camera))
+        return self.image_frame(pixels, stamp, index, None, str(image.msg.header.frame_id),
+                                keypoints, ground_truth)
+
+    def image_frame(self, pixels: np.ndarray, stamp_ns: int, index: int,
+                    camera: CameraModel | None = None, header_frame_id: str | None = None,
+                    keypoints: Any | None = None,
+                    ground_truth: dict[int, BodyParams] | None = None) -> Frame:
+        """A decoded RGB image (H, W, 3) uint8 -> Frame. camera: the input's own intrinsics
+        (None: the stored CameraInfo); header_frame_id: None for an input without headers."""
+        height, width = pixels.shape[:2]
+        if camera is None:
+            camera = self.camera_for(width, height)
+        detections = self.detections(keypoints, width, height)
+        frame_id = (self.camera_frame if header_frame_id is None
+                    else self.frame_id(header_frame_id, camera))
+        return Frame(image=pixels, stamp_ns=stamp_ns, camera=camera, detections=detections,
+                     index=index, ground_truth=ground_truth or {}, frame_id=frame_id)
 
 
 def bag_frames(reader: BagReader, topics: FrameTopics, assembler: FrameAssembler | None = None,

@@ -1,8 +1,8 @@
-"""`StreamRunner`: the one loop between an input's `Frame`s and the sinks.
+"""`StreamRunner`: the steps between an input's `Frame`s and the sinks.
 
-Every entry point runs frames through it: the ROS node (one frame at a time from its
-inference thread, `process`), `hmr-ros replay` / `live` / `demo`, `hmr-ros eval` and the
-benchmarks (`run` over an iterator). Per frame:
+Every entry point runs frames through it, by `run_stream` (stream/run.py): the ROS node's
+inference thread, `hmr-ros replay` / `live` / `demo` and `hmr-ros eval`; the benchmarks also
+call `run` over an iterator. Per frame:
 
 1. people and stable ids: the `DetectionStage` (keypoints from the input, or the in-process
    detector; tracker ids); tracks lost for `detector.tracker.timeout_s` leave the adaptation
@@ -17,8 +17,11 @@ benchmarks (`run` over an iterator). Per frame:
      the model has not adapted on (held-out evidence).
    - `after`: lock-step, BOA's evaluation protocol: adapt on frame t (with its 2D keypoints),
      then predict frame t with the adapted weights;
-4. the sinks (`Sink.add(frame, result)`): ROS publishers, the estimates bag, the evaluator,
-   the overlay video, whatever the caller attached.
+4. the sinks (`Sink.add(frame, result)`): ROS publishers, the REP-155 topics, the estimates
+   bag, the evaluator, the overlay video, the run's tally, whatever the caller attached. A
+   sink that keeps per-track state also has `lost(tracks)`, called with the tracks that ended
+   at a frame before that frame's results are handed on; one that holds a file has `close()`,
+   called once at the stream's end (`run_stream`, stream/run.py).
 
 With the temporal stage in lookahead mode (`temporal.mode: lookahead`), frame t's refined
 result is ready when frame t + d has been processed: `process_all` returns (and hands the
@@ -40,8 +43,16 @@ PROTOCOLS = ("async", "before", "after")
 
 
 class Sink(Protocol):
+    """Where results go. Optional methods, called when a sink has them:
+    `lost(tracks: list[int])` (tracks that ended, before the frame's `add`) and `close()`."""
+
     def add(self, frame: Frame, result: FrameResult) -> None:
         """One frame's result (called on the runner's thread, in frame order)."""
+
+
+class TrackSink(Sink, Protocol):
+    def lost(self, tracks: list[int]) -> None:
+        """These tracks ended (the tracker's timeout): drop what is kept per track."""
 
 
 class StreamRunner:
@@ -82,6 +93,11 @@ class StreamRunner:
         for track in self.lost:
             if worker is not None:
                 worker.forget(track)
+        if self.lost:
+            for sink in self.sinks:
+                lost = getattr(sink, "lost", None)
+                if lost is not None:
+                    lost(self.lost)
         return frame
 
     def estimate(self, frame: Frame) -> FrameResult:
@@ -101,9 +117,9 @@ class StreamRunner:
         """One frame through steps 1-4; returns the frame with its people and the result."""
         frame = self.people(frame)
         result = self.estimate(frame)
-        self.frames += 1
         for sink in self.sinks:
             sink.add(frame, result)
+        self.frames += 1  # counted once its sinks have it: the node numbers frames by this
         return frame, result
 
     def process_all(self, frame: Frame) -> list[tuple[Frame, FrameResult]]:
@@ -114,8 +130,9 @@ class StreamRunner:
             return [self.process(frame)]
         frame = self.people(frame)
         self.estimate(frame)
+        pairs = self._emit(self.pipeline.pop_refined())
         self.frames += 1
-        return self._emit(self.pipeline.pop_refined())
+        return pairs
 
     def flush(self) -> list[tuple[Frame, FrameResult]]:
         """At a stream's end: the results still waiting for their lookahead, to the sinks."""
@@ -127,7 +144,15 @@ class StreamRunner:
                 sink.add(*pair)
         return pairs
 
+    def close_sinks(self) -> None:
+        """Close every sink that has `close` (once, at the stream's end)."""
+        for sink in self.sinks:
+            close = getattr(sink, "close", None)
+            if close is not None:
+                close()
+
     def run(self, frames: Iterable[Frame]) -> Iterator[tuple[Frame, FrameResult]]:
+        """Every frame through steps 1-4, then the lookahead flush (sinks stay open)."""
         self.start()
         for frame in frames:
             yield from self.process_all(frame)
@@ -136,5 +161,6 @@ class StreamRunner:
 
 def run_online(pipeline: Pipeline, frames: Iterable[Frame], protocol: str = "before"
                ) -> Iterator[tuple[Frame, FrameResult]]:
-    """Frames that already carry their people through the pipeline under `protocol`."""
+    """Frames that already carry their people through the pipeline under `protocol` (no
+    sinks: the caller takes the pairs)."""
     return StreamRunner(pipeline, None, protocol).run(frames)

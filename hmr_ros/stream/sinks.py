@@ -1,7 +1,8 @@
 """Sinks of the stream runner that write messages: the estimates bag of `hmr-ros replay`.
 
-(The ROS publishers are the node's sink, `hmr_ros/ros/engine.py`; the evaluator, the 2D
-keypoint error and the overlay video are in `hmr_ros/eval/sinks.py`.)
+(The node's publishers are `NodeSink` and `HriSink` in hmr_ros/ros/; the evaluator, the 2D
+keypoint error and the overlay video are in hmr_ros/eval/sinks.py; the run's tally in
+stream/summary.py.)
 """
 
 from __future__ import annotations
