@@ -11,8 +11,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import hmr_ros
 
 ROOT = Path(hmr_ros.__file__).parent
@@ -136,12 +134,3 @@ def test_importing_the_world_loads_no_higher_layer():
     loaded = set(res.stdout.split())
     assert "hmr_ros.world.scene" in loaded and "hmr_ros.world.motion.gait" in loaded
     assert violations(loaded) == []
-
-
-@pytest.mark.parametrize("old", ["motion", "scene", "render", "background", "appearance",
-                                 "domain"])
-def test_the_old_data_paths_are_gone(old):
-    # One copy of the world: a merge that brings a data/ twin back would fork it silently.
-    assert not (ROOT / "data" / f"{old}.py").exists()
-    with pytest.raises(ModuleNotFoundError):
-        __import__(f"hmr_ros.data.{old}")
