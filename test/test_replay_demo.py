@@ -112,7 +112,7 @@ def test_the_source_replay_set_comes_from_the_caller(weights):
     """With adapt.replay > 0 the entry point renders the set (`replay_for`) and hands it to
     `build_pipeline`, which refuses to build a worker without it."""
     cfg = _cfg(weights, method="framewise", **{"replay.count": 2})
-    with pytest.raises(ValueError, match="adapt.replay = 2"):
+    with pytest.raises(ValueError, match="adapt.replay.count = 2"):
         build_pipeline(cfg, adapt=True, start=False)
     assert replay_for(cfg, adapt=False) is None
     assert replay_for(replace_path(cfg, "adapt.method", "none"), adapt=True) is None
