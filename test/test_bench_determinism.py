@@ -52,3 +52,28 @@ def test_one_configuration_gives_bit_identical_metrics_however_scheduled(tmp_pat
     res = payload["results"]["robot_cam"]["boa_2nd"]
     assert res["pa_mpjpe"] == alone["pa_mpjpe"]
     assert res["per_seed"]["pa_mpjpe"] == [alone["pa_mpjpe"]]
+
+
+def test_the_background_bench_reports_real_time_against_lock_step_and_frames_used(tmp_path):
+    """`bench adapt --background-only`: per stream the lock-step errors of the same stream,
+    the real-time / lock-step ratio and the samples adaptation used per stream second."""
+    import torch
+
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "m.pt", HMR(MICRO))
+    cfg = replace_path(PipelineConfig(), "inference.weights", str(tmp_path / "m.pt"))
+    cfg = replace_path(cfg, "adapt.min_keypoints", 4)
+    cache = tmp_path / "cache"
+    payload = adapt.background(["robot_cam"], [3], 0.3, "boa_2nd", cfg, tmp_path / "out", cache)
+    (run,) = payload["runs"]
+    lock = adapt._job(("robot_cam", 3, 0.3, "boa_2nd", cfg, "before", str(cache)))
+    assert run["lockstep"]["pa_mpjpe"] == lock["pa_mpjpe"]  # the same stream, deterministic
+    assert run["realtime_lockstep_ratio"] == run["with_worker"]["pa_mpjpe"] / lock["pa_mpjpe"]
+    w = run["with_worker"]
+    # One person a frame, one frame a step: at most the stream's frames, at its rate.
+    assert 1 <= w["samples_used"] <= w["frames"]
+    assert w["frames_used_per_second"] == w["samples_used"] / (w["frames"] / w["input_fps"])
+    assert run["without_worker"]["samples_used"] == 0
+    med = payload["median"]
+    assert med["frames_used_per_second"] == run["frames_used_per_second"]
+    assert med["realtime_lockstep_ratio"]["robot_cam"] == run["realtime_lockstep_ratio"]

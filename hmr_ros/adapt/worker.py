@@ -64,6 +64,7 @@ class AdaptationWorker:
         self.core = Stepper(adapter, cfg, publish, after_step=self._keep_prefixes)
         self.augmenters = make_augmenters(cfg, adapter, rng, replay)
         self._enabled = cfg.enabled and cfg.method != "none"
+        self.samples_used = 0  # samples that entered a step (a frame's people, batch_frames')
         self._stop = False
         self._thread: threading.Thread | None = None
 
@@ -192,6 +193,7 @@ class AdaptationWorker:
         and a stop request ends it before the next step."""
         with self._step_lock:
             batch = self._batch(picked)
+            self.samples_used += len(picked.current)
             if self.cfg.reset_each_frame:  # per-frame test-time optimisation
                 self.core.reset()
         for k in range(self.cfg.steps_per_frame):
