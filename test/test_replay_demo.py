@@ -10,6 +10,7 @@ import pytest
 import torch
 from rosbags.highlevel import AnyReader
 
+from hmr_ros.adapt.augment import SourceReplay
 from hmr_ros.cli import main
 from hmr_ros.config import PipelineConfig, replace_path, updated
 from hmr_ros.messages.bag import BagError
@@ -109,7 +110,7 @@ def test_protocols_before_after_async(weights):
 
 
 def test_the_source_replay_set_comes_from_the_caller(weights):
-    """With adapt.replay > 0 the entry point renders the set (`replay_for`) and hands it to
+    """With adapt.replay.count > 0 the entry point renders the set (`replay_for`) and hands it to
     `build_pipeline`, which refuses to build a worker without it."""
     cfg = _cfg(weights, method="framewise", **{"replay.count": 2})
     with pytest.raises(ValueError, match="adapt.replay.count = 2"):
@@ -122,7 +123,7 @@ def test_the_source_replay_set_comes_from_the_caller(weights):
     assert replay["images"].shape[0] == 2 and replay["images"].dtype == torch.uint8
     assert replay["rotmat"].shape == (2, 24, 3, 3) and replay["points3d"].shape[:2] == (2, 46)
     with build_pipeline(cfg, adapt=True, start=False, replay=replay) as pipe:
-        assert pipe.adaptation.replay is replay
+        assert pipe.adaptation.augmenter(SourceReplay).data is replay
 
 
 def test_demo_prints_running_errors_and_writes_outputs(weights, tmp_path, capsys):
