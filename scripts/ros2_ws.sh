@@ -50,7 +50,10 @@ quiet_pip install -q $(for p in $ROS_PKGS; do printf 'ros-jazzy-%s ' "$p"; done)
   "pytest<9"   # pytest 9 breaks launch_testing's plugin
 
 # ---------------------------------------------------------------- 2. the core's dependencies
-# setup.py's install_requires (one list, read rather than repeated here) and the [dev] extra,
+# setup.py's install_requires (one list, read rather than repeated here), the [dev] extra and
+# the [mediapipe] extra (the in-process detector of a camera-only node), in ONE resolution:
+# mediapipe pins protobuf<5, so pip picks an onnx that agrees with it (installed apart, the
+# later install would downgrade protobuf under the earlier onnx),
 # with numpy held where the ROS wheels put it. torch: the CPU wheel on a CPU machine (README).
 numpy_version=$(python -c "import numpy; print(numpy.__version__)")
 deps=$(python - "$here/setup.py" <<'PY'
@@ -61,7 +64,8 @@ call = next(n for n in ast.walk(tree) if isinstance(n, ast.Call)
 kw = {k.arg: k.value for k in call.keywords}
 reqs = ast.literal_eval(kw["install_requires"])
 extras = ast.literal_eval(kw["extras_require"])
-print("\n".join(r for r in reqs + extras["dev"] if not r.startswith(("torch", "pytest"))))
+print("\n".join(r for r in reqs + extras["dev"] + extras["mediapipe"]
+                if not r.startswith(("torch", "pytest"))))
 PY
 )
 log "installing the core's dependencies (numpy held at $numpy_version)"

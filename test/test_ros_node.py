@@ -655,6 +655,70 @@ def test_rclpy_node_publishes_bodies_and_answers_services(body, model, ts, coco)
 
 
 @pytest.mark.ros
+def test_rclpy_camera_only_node_meshes_the_person_in_a_photo(body, model, samples):
+    """A robot with only a camera: no keypoints topic, so the node finds the person itself
+    (MediaPipe BlazePose, installed in the ROS workspace) in images that arrive through real
+    DDS, and its tracker keeps one id for them."""
+    require_ros("rclpy", "mediapipe")
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.parameter import Parameter
+    from sensor_msgs.msg import CameraInfo, Image
+
+    from hmr_ros.msg import SMPLBodyArray
+    from hmr_ros.ros.node import HmrRosNode
+    from hmr_ros.ros.rclpy_factory import RclpyFactory
+
+    image = np.ascontiguousarray(cv2.imread(str(samples("messi5.jpg")))[:, :, ::-1])
+    h, w = image.shape[:2]  # 342 x 548, one footballer
+    cam = CameraModel(np.array([[500.0, 0, (w - 1) / 2], [0, 500.0, (h - 1) / 2], [0, 0, 1]]),
+                      w, h, "cam_optical")
+    rclpy.init()
+    try:
+        node = HmrRosNode(
+            pipeline=make_pipeline(body, model),
+            parameter_overrides=[Parameter("image_topic", value="/c/image"),
+                                 Parameter("camera_info_topic", value="/c/info"),
+                                 Parameter("keypoints_topic", value=""),
+                                 # BlazePose on the whole image (one person), as a robot
+                                 # facing one user runs it
+                                 Parameter("detector.kind", value="mediapipe"),
+                                 Parameter("image_qos", value="reliable")])
+        peer = rclpy.create_node("hmr_ros_camera_peer")
+        got = []
+        peer.create_subscription(SMPLBodyArray, "/hmr_ros/bodies", got.append, 10)
+        pub_img = peer.create_publisher(Image, "/c/image", 10)
+        pub_info = peer.create_publisher(CameraInfo, "/c/info", 10)
+        ex = SingleThreadedExecutor()
+        ex.add_node(node)
+        ex.add_node(peer)
+        node.start()
+        f = RclpyFactory()
+        stamps = []
+        deadline = time.monotonic() + 60
+        while sum(1 for m in got if m.bodies) < 4 and time.monotonic() < deadline:
+            stamp = 1_700_000_000_000_000_000 + len(stamps) * 100_000_000
+            stamps.append(stamp)
+            pub_info.publish(cv.camera_to_msg(f, cam, stamp))
+            pub_img.publish(cv.image_to_msg(f, image, stamp, "cam_optical"))
+            period_end = time.monotonic() + 0.1  # a 10 Hz camera
+            while time.monotonic() < period_end:
+                ex.spin_once(timeout_sec=max(0.0, period_end - time.monotonic()))
+        with_people = [m for m in got if m.bodies]
+        assert len(with_people) >= 4, f"{len(got)} messages, {len(with_people)} with people"
+        assert all(len(m.bodies) == 1 for m in with_people)  # one footballer, one body
+        assert len({m.bodies[0].id for m in with_people}) == 1  # one track id throughout
+        assert {cv.stamp_to_ns(m.header.stamp) for m in got} <= set(stamps)
+        assert all(m.header.frame_id == "cam_optical" for m in got)
+        assert node.engine.stage.source.name == "mediapipe"
+        node.shutdown()
+        node.destroy_node()
+        peer.destroy_node()
+    finally:
+        rclpy.shutdown()
+
+
+@pytest.mark.ros
 def test_marker_bytes_equal_rclpy_serialization(body, model, ts, coco):
     """The node publishes markers as bytes from numpy: rclpy reads them as the same message
     it would have built from objects, in this distro's Marker layout."""
