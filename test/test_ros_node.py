@@ -661,11 +661,11 @@ def test_rclpy_camera_only_node_meshes_the_person_in_a_photo(body, model, sample
     DDS, and its tracker keeps one id for them."""
     require_ros("rclpy", "mediapipe")
     import rclpy
+    from hmr_ros.msg import SMPLBodyArray
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
     from sensor_msgs.msg import CameraInfo, Image
 
-    from hmr_ros.msg import SMPLBodyArray
     from hmr_ros.ros.node import HmrRosNode
     from hmr_ros.ros.rclpy_factory import RclpyFactory
 
