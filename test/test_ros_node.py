@@ -581,6 +581,15 @@ def test_node_module_keeps_ros_imports_to_itself():
 # ------------------------------------------------------------------------ with ROS 2 only
 
 
+def spin_for(ex, seconds: float) -> None:
+    """Spin `ex` for `seconds`: publishing tests pace themselves like a camera, because a loop
+    that publishes as fast as it can holds the GIL the node's inference thread (in the same
+    process here) needs between kernels."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        ex.spin_once(timeout_sec=max(0.0, end - time.monotonic()))
+
+
 @pytest.mark.ros
 def test_rclpy_node_publishes_bodies_and_answers_services(body, model, ts, coco):
     require_ros("rclpy", "tf2_ros")
@@ -623,11 +632,7 @@ def test_rclpy_node_publishes_bodies_and_answers_services(body, model, ts, coco)
                 "coco17", coco, np.ones(17, np.float32)))], stamp, "cam_optical"))
             pub_img.publish(cv.image_to_msg(f, np.full((H, W, 3), 90, np.uint8), stamp,
                                             "cam_optical"))
-            # At a camera's rate: a loop that publishes as fast as it can holds the GIL
-            # that the node's inference thread (same process here) needs between kernels.
-            period_end = time.monotonic() + 1 / 30
-            while time.monotonic() < period_end:
-                ex.spin_once(timeout_sec=max(0.0, period_end - time.monotonic()))
+            spin_for(ex, 1 / 30)
         assert got and got[0].bodies[0].id == 3
         assert cv.stamp_to_ns(got[0].header.stamp) == stamp
         t_end = time.monotonic() + 5
@@ -701,9 +706,7 @@ def test_rclpy_camera_only_node_meshes_the_person_in_a_photo(body, model, sample
             stamps.append(stamp)
             pub_info.publish(cv.camera_to_msg(f, cam, stamp))
             pub_img.publish(cv.image_to_msg(f, image, stamp, "cam_optical"))
-            period_end = time.monotonic() + 0.1  # a 10 Hz camera
-            while time.monotonic() < period_end:
-                ex.spin_once(timeout_sec=max(0.0, period_end - time.monotonic()))
+            spin_for(ex, 0.1)  # a 10 Hz camera
         with_people = [m for m in got if m.bodies]
         assert len(with_people) >= 4, f"{len(got)} messages, {len(with_people)} with people"
         assert all(len(m.bodies) == 1 for m in with_people)  # one footballer, one body
