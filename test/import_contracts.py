@@ -51,10 +51,12 @@ class Layers:
 # (name, modules, what), lowest first.
 LAYERS: list[tuple[str, tuple[str, ...], str]] = [
     ("foundation", ("__init__", "version", "jsonio", "npzio", "resources", "envcheck",
-                    "provenance", "progress", "logs", "geometry", "errors", "config"),
+                    "provenance", "progress", "logs", "geometry", "errors", "config",
+                    "threads"),
      "strict JSON, package files, which OpenCV, the environment of a result, progress bars, "
-     "throttled warnings, rotations and cameras, `HmrRosError` (the base of every user "
-     "error), the one typed configuration and its one coercion"),
+     "throttled warnings, background threads' OS priority, rotations and cameras, "
+     "`HmrRosError` (the base of every user error), the one typed configuration and its one "
+     "coercion"),
     ("records", ("data.frame", "body"),
      "`Frame`, `CameraModel`, `Keypoints`, `Detection`, `BodyParams`, `PersonEstimate`, "
      "`FrameResult`; the SMPL body model"),

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
-import threading
 from typing import TypeVar
 
 import torch
+
+from ..threads import lower_thread_priority  # noqa: F401  (re-exported)
 
 log = logging.getLogger("hmr_ros")
 
@@ -42,15 +42,3 @@ def on_device(module: _M, device: torch.device) -> _M:
     if all(t.device == device for t in tensors):
         return module
     return copy.deepcopy(module).to(device)
-
-
-def lower_thread_priority(nice: int) -> None:
-    """Add `nice` to the calling thread's OS niceness (Linux), so that the inference and ROS
-    threads preempt it when the CPUs are busy; a warning where that is not possible."""
-    if not nice:
-        return
-    try:  # Linux: PRIO_PROCESS with a thread id sets that thread's niceness only
-        tid = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
-    except (AttributeError, OSError) as err:
-        log.warning("adapt.worker.thread_nice %d not applied: %s", nice, err)

@@ -46,14 +46,24 @@ class InferenceConfig(Section):
 class HogConfig(Section):
     """OpenCV's HOG people detector of `detector.kind=mediapipe_hog`."""
 
-    every: int = option(5, "run the HOG people detector on every n-th frame (tracks fill "
-                           "gaps)")
+    every: int = option(5, "run the HOG people detector on every n-th frame (followers and "
+                           "tracks fill the gaps; in its thread: offered every n-th frame, "
+                           "skipped while it is busy)")
+    thread: bool = option(False, "run HOG in its own low-priority thread, its boxes joining "
+                                 "the proposals of the frame after it finishes (camera rate: "
+                                 "the node's config/adapt.yaml sets it); false: in the frame "
+                                 "path (reproducible replays, slower)")
+    nice: int = option(10, "added to the OS niceness of the HOG thread (Linux; 0-19)")
     upscale: float = option(1.5, "HOG's window is 64x128 px: upscale to find smaller people")
+    scale: float = option(1.1, "step between HOG's pyramid levels: 1.05 finds about as many "
+                               "people on vtest.avi at twice the time")
     threshold: float = option(1.0, "minimum HOG SVM score of a person box")
 
     def validate(self, p: str) -> None:
-        if self.every < 1 or self.upscale <= 0:
-            raise ConfigError(f"{p}every must be >= 1 and {p}upscale positive")
+        if self.every < 1 or self.upscale <= 0 or self.scale <= 1.0:
+            raise ConfigError(f"{p}every must be >= 1, {p}upscale positive and {p}scale > 1")
+        if not 0 <= self.nice <= 19:
+            raise ConfigError(f"{p}nice must be in 0..19, got {self.nice}")
 
 
 @dataclass(frozen=True)
@@ -96,6 +106,13 @@ class DetectorConfig(Section):
                                  "BlazePose")
     box_scale: float = option(1.25, "enlargement of a person box to the square BlazePose sees")
     max_people: int = option(8, "detections per image, the largest first")
+    threads: int = option(2, "mediapipe_hog: BlazePose calls of one frame run in parallel on "
+                             "this many threads (MediaPipe runs each graph on one core)")
+    follow: bool = option(True, "mediapipe_hog: follow each person found with their own "
+                                "BlazePose graph in video mode on a crop around their last "
+                                "landmarks (the landmark model only; the person detector runs "
+                                "for proposals and lost people); false: BlazePose detects "
+                                "afresh in every box of every frame")
     nms_iou: float = option(0.5, "two poses are one person when their keypoint boxes overlap "
                                  "more than this (or their landmarks agree): the duplicate "
                                  "from a second box around the same person is dropped")
@@ -113,8 +130,9 @@ class DetectorConfig(Section):
         if not (0.0 <= self.min_detection_confidence <= 1.0 and 0.0 < self.nms_iou <= 1.0):
             raise ConfigError(f"{p}min_detection_confidence must be in [0, 1], {p}nms_iou in "
                               "(0, 1]")
-        if min(self.max_people, self.crop_size) < 1 or self.min_visible < 0:
-            raise ConfigError(f"{p}max_people and crop_size must be >= 1, min_visible >= 0")
+        if min(self.max_people, self.crop_size, self.threads) < 1 or self.min_visible < 0:
+            raise ConfigError(f"{p}max_people, crop_size and threads must be >= 1, "
+                              f"min_visible >= 0")
         if self.box_scale <= 0 or self.focal < 0:
             raise ConfigError(f"{p}box_scale must be positive, focal >= 0 (0 = from "
                               "default_hfov_deg)")

@@ -68,8 +68,8 @@ def detection_box(det: Detection, threshold: float = 0.2) -> np.ndarray | None:
     return keypoint_box(det.keypoints, threshold) if det.keypoints is not None else None
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of boxes a (N, 4) and b (M, 4), xyxy -> (N, M)."""
+def _areas(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Intersections (N, M) of boxes a (N, 4) and b (M, 4), xyxy, and their areas (N,), (M,)."""
     a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
     b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
     lo = np.maximum(a[:, None, :2], b[None, :, :2])
@@ -77,8 +77,22 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     inter = np.prod(np.clip(hi - lo, 0.0, None), axis=-1)
     area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0.0, None), axis=-1)
     area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0.0, None), axis=-1)
+    return inter, area_a, area_b
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of boxes a (N, 4) and b (M, 4), xyxy -> (N, M)."""
+    inter, area_a, area_b = _areas(a, b)
     union = area_a[:, None] + area_b[None, :] - inter
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def box_overlap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Intersection over the smaller box of boxes a (N, 4) and b (M, 4), xyxy -> (N, M): 1
+    when one box holds the other (a person box around a tighter keypoint box)."""
+    inter, area_a, area_b = _areas(a, b)
+    smaller = np.minimum(area_a[:, None], area_b[None, :])
+    return np.where(smaller > 0, inter / np.maximum(smaller, 1e-12), 0.0)
 
 
 class GroundTruthSource:

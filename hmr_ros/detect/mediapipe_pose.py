@@ -8,11 +8,8 @@ one person per image, so for several people:
 
 - `BlazePoseWhole` (detector.kind = mediapipe): the whole image, one person, in MediaPipe's
   video mode (it follows the person from the previous frame's landmarks).
-- `BlazePoseBoxes` (detector.kind = mediapipe_hog): person boxes from OpenCV's HOG people
-  detector (every `hog_every`-th frame) and from the tracker's predicted boxes (every frame),
-  each box resampled to a `crop_size` square so that small, distant people fill BlazePose's
-  input, BlazePose in still-image mode on each crop, then non-maximum suppression on the
-  keypoint boxes (two boxes around one person give one detection).
+- `BlazePoseBoxes` (detector.kind = mediapipe_hog, `multi_pose.py`): several people, each
+  followed by a graph of their own, new ones found in proposal boxes.
 
 A landmark's confidence is MediaPipe's visibility (the legacy graph leaves `presence` at 0);
 landmarks predicted outside the image get confidence 0.
@@ -26,7 +23,6 @@ from pathlib import Path
 import numpy as np
 
 from ..config import DetectorConfig
-from ..data.crop import CropError, box_from_xyxy, crop_image, crop_matrix
 from ..data.frame import Detection, Keypoints
 from .base import DetectorUnavailable, box_iou, keypoint_box
 from .tracker import keypoint_similarity
@@ -66,12 +62,19 @@ class BlazePose:
     """One BlazePose graph (person detector + landmark model).
 
     static: still-image mode (every call detects afresh: crops of different people) or video
-    mode (follows the person between calls: one camera stream).
+    mode (follows the person between calls: one camera stream, or a crop that moves with its
+    person). smooth: MediaPipe's landmark filter (default: in video mode), which must be off
+    where the crop moves between calls (the filter runs in crop coordinates).
     """
 
     def __init__(self, complexity: int = 1, min_detection_confidence: float = 0.5,
-                 static: bool = True) -> None:
+                 static: bool = True, smooth: bool | None = None) -> None:
         mp, pose = _pose_module()
+        # mediapipe 0.10.14 calls a protobuf method that protobuf 4.25 marks deprecated, once
+        # per result: noise for our users, nothing they can act on. Filtered for the process
+        # (warnings.catch_warnings around each call is not thread-safe, and graphs run on
+        # several threads).
+        warnings.filterwarnings("ignore", message=".*GetPrototype", category=UserWarning)
         # Only the full landmark model ships in the wheel; MediaPipe would try to download
         # the others on first use, which fails offline with an obscure error.
         model = Path(mp.__file__).parent / "modules" / "pose_landmark" / _MODEL_FILES[complexity]
@@ -81,8 +84,9 @@ class BlazePose:
                 "mediapipe wheel does not carry (MediaPipe downloads it on first use); use "
                 "detector.model_complexity=1")
         try:
+            smooth = not static if smooth is None else smooth
             self._pose = pose.Pose(static_image_mode=static, model_complexity=complexity,
-                                   smooth_landmarks=not static, enable_segmentation=False,
+                                   smooth_landmarks=smooth, enable_segmentation=False,
                                    min_detection_confidence=min_detection_confidence)
             # One call on a blank image: a mismatched protobuf breaks MediaPipe's graph setup
             # or its first result, and should fail here, with the fix, not mid-stream.
@@ -94,11 +98,7 @@ class BlazePose:
                 f"{_protobuf_version()}): pip install -e \".[mediapipe]\"") from err
 
     def _process(self, rgb: np.ndarray):
-        with warnings.catch_warnings():
-            # mediapipe 0.10.14 calls a protobuf method that protobuf 4.25 marks deprecated,
-            # once per result: noise for our users, nothing they can act on.
-            warnings.filterwarnings("ignore", message=".*GetPrototype", category=UserWarning)
-            return self._pose.process(rgb)
+        return self._pose.process(rgb)
 
     def __call__(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """Landmarks of the one person found in `rgb` (H, W, 3) uint8: xy (33, 2) pixels,
@@ -113,6 +113,10 @@ class BlazePose:
         # edge (1); our pixel centres sit at integers, so the left edge is x = -0.5.
         xy = arr[:, :2] * np.array([w, h]) - 0.5
         return xy, arr[:, 2]
+
+    def reset(self) -> None:
+        """Forget the person followed in video mode (the next call detects afresh)."""
+        self._pose.reset()
 
     def close(self) -> None:
         self._pose.close()
@@ -178,73 +182,6 @@ class BlazePoseWhole:
         det = landmarks_to_detection(found[0], found[1], image.shape[1], image.shape[0],
                                      self.cfg.min_visible)
         return [det] if det is not None else []
-
-    def close(self) -> None:
-        self.pose.close()
-
-
-class BlazePoseBoxes:
-    """detector.kind = mediapipe_hog: several people, BlazePose in each person box (HOG
-    proposals and the tracks' predicted boxes)."""
-
-    name = "mediapipe_hog"
-
-    def __init__(self, cfg: DetectorConfig | None = None) -> None:
-        from .hog import HogPeopleDetector
-
-        self.cfg = cfg or DetectorConfig()
-        self.hog = HogPeopleDetector(self.cfg.hog.upscale, self.cfg.hog.threshold)
-        self.pose = BlazePose(self.cfg.model_complexity, self.cfg.min_detection_confidence,
-                              static=True)
-        self._prior = np.zeros((0, 4))
-        self._calls = 0
-        self.hog_runs = 0
-
-    def set_prior_boxes(self, boxes: np.ndarray) -> None:
-        self._prior = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-
-    def proposals(self, image: np.ndarray) -> np.ndarray:
-        """(N, 4) boxes to look in: the prior boxes, plus HOG's on every hog_every-th call
-        (and whenever there are no priors) where they are not already covered."""
-        h, w = image.shape[:2]
-        boxes = self._prior
-        if len(boxes):
-            # A track coasting out of the view would cost a BlazePose call on an empty crop.
-            inter = (np.clip(boxes[:, 2], 0, w) - np.clip(boxes[:, 0], 0, w)) \
-                * (np.clip(boxes[:, 3], 0, h) - np.clip(boxes[:, 1], 0, h))
-            area = np.maximum((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), 1e-9)
-            boxes = boxes[inter / area >= 0.3]
-        if self._calls % self.cfg.hog.every == 0 or len(boxes) == 0:
-            hog, _ = self.hog.boxes(image)
-            self.hog_runs += 1
-            if len(boxes):
-                hog = hog[box_iou(hog, boxes).max(axis=1) < 0.5] if len(hog) else hog
-            boxes = np.concatenate([boxes, hog]) if len(hog) else boxes
-        self._calls += 1
-        self._prior = np.zeros((0, 4))  # priors hold for one frame only
-        return boxes
-
-    def detect(self, image: np.ndarray, stamp_ns: int) -> list[Detection]:
-        h, w = image.shape[:2]
-        size = self.cfg.crop_size
-        found = []
-        for b in self.proposals(image):
-            try:
-                square = box_from_xyxy(b, scale=self.cfg.box_scale)
-            except CropError:
-                continue
-            res = self.pose(crop_image(image, square, size))
-            if res is None:
-                continue
-            # Crop pixels back to image pixels through the inverse of the crop's affine map.
-            inv = np.linalg.inv(crop_matrix(square, size))
-            xy = res[0] @ inv[:2, :2].T + inv[:2, 2]
-            det = landmarks_to_detection(xy, res[1], w, h, self.cfg.min_visible)
-            # A pose much smaller than its person box is a fragment (a face, a bystander's
-            # upper body at the crop's edge), not the person the box was proposed for.
-            if det is not None and (det.box[3] - det.box[1]) >= MIN_BOX_FRACTION * (b[3] - b[1]):
-                found.append(det)
-        return suppress(found, self.cfg.nms_iou, self.cfg.max_people)
 
     def close(self) -> None:
         self.pose.close()

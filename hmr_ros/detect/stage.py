@@ -118,7 +118,8 @@ def make_source(cfg: DetectorConfig, kind: str) -> KeypointSource | None:
     install command, when its optional dependency is missing."""
     if kind == "none":
         return None
-    from .mediapipe_pose import BlazePoseBoxes, BlazePoseWhole
+    from .mediapipe_pose import BlazePoseWhole
+    from .multi_pose import BlazePoseBoxes
 
     if kind == "mediapipe":
         return BlazePoseWhole(cfg)
