@@ -7,8 +7,16 @@ import dataclasses
 import re
 from dataclasses import dataclass
 
-from .choices import (DapaPose, DapaTexture, FlowPreset, InnerMode, Method, Schedule, Scope,
-                      WorkerKind)
+from .choices import (
+    DapaPose,
+    DapaTexture,
+    FlowPreset,
+    InnerMode,
+    Method,
+    Schedule,
+    Scope,
+    WorkerKind,
+)
 from .coerce import ConfigError, Section, option, section
 
 
