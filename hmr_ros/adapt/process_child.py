@@ -166,8 +166,8 @@ def main(shared: SharedWeights, samples, commands, events, consumed, how: ChildS
         child = _Child(shared, samples, events, consumed)
         child.worker = AdaptationWorker(adapter, s.cfg, child.publish, replay=replay)
         child.worker.set_enabled(how.enabled)
-    except BaseException:
-        events.send(("failed", traceback.format_exc()))
+    except BaseException as err:
+        events.send(("failed", f"{type(err).__name__}: {err}", traceback.format_exc()))
         return
     child.event("ready", child.report())
     threading.Thread(target=child.intake, name="hmr_ros-adaptation-intake",

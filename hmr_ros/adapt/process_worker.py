@@ -94,7 +94,7 @@ class ProcessAdaptationWorker:
     def __init__(self, spec: AdapterSpec, cfg: AdaptConfig, publish: Publish,
                  replay: dict[str, torch.Tensor] | None = None) -> None:
         """Starts the child (its adapter built, adaptation not yet running: `start`) and
-        waits for it; RuntimeError with the child's traceback when it cannot start."""
+        waits for it; RuntimeError with the child's error when it cannot start."""
         adapt_device(cfg.worker.device or spec.inference_device)  # the thread worker's check
         self.cfg = cfg
         self.command_timeout = COMMAND_TIMEOUT_S
@@ -269,7 +269,8 @@ class ProcessAdaptationWorker:
     # ------------------------------------------------------------ the child
 
     def _spawn(self, restart: bool) -> _Handle:
-        """A new child, up and ready (RuntimeError with its traceback otherwise)."""
+        """A new child, up and ready (RuntimeError with its error otherwise; the traceback
+        is logged)."""
         ctx = self._ctx
         cmd_parent, cmd_child = ctx.Pipe(duplex=True)
         ev_parent, ev_child = ctx.Pipe(duplex=False)
@@ -293,6 +294,8 @@ class ProcessAdaptationWorker:
             pass
         if msg is None or msg[0] != "ready":
             _end(handle, 1.0)
+            if msg is not None:
+                log.error("adaptation process failed to start:\n%s", msg[2])
             why = msg[1] if msg is not None else \
                 f"it exited with code {proc.exitcode}" if proc.exitcode is not None else \
                 f"no word within {START_TIMEOUT_S:g} s"
