@@ -37,7 +37,6 @@ import io
 import itertools
 import logging
 import threading
-import time
 import weakref
 from dataclasses import dataclass
 from multiprocessing.connection import wait
@@ -53,7 +52,8 @@ from ..model.hmr import HMR
 from .batch import AdaptStatus
 from .device import adapt_device
 from .prior import MaxMixturePrior
-from .process_child import ChildStart, Report, main
+from .process_child import ChildStart, Report
+from .process_handle import ChildHandle, end_all
 from .shared_weights import SharedWeights
 from .stepper import STATE_ERROR, STATE_IDLE, STATE_STOPPED, Publish, Snapshot, write_snapshot
 from .worker import COMMAND_TIMEOUT_S
@@ -76,18 +76,6 @@ class AdapterSpec:
     cfg: AdaptConfig
     inference_device: str = "cpu"
     prior: MaxMixturePrior | None = None
-
-
-@dataclass(eq=False)
-class _Handle:
-    """One child process and the parent's ends of its channels."""
-
-    proc: Any
-    commands: Any  # duplex pipe: (id, name, args) -> (id, ok, result, Report)
-    events: Any  # the child's words: ready, failed, published, report
-    samples: Any  # queue of ("samples", [AdaptSample]) / ("forget", track)
-    consumed: Any  # shared counter: queue items the child has taken
-    sent: int = 0
 
 
 class ProcessAdaptationWorker:
@@ -125,8 +113,8 @@ class ProcessAdaptationWorker:
         self._carried = [0, 0, 0, 0, 0]  # steps, rollbacks, resets, errors, samples of the dead
         self._queue_bound = max(2, cfg.buffer_frames)
         self._procs: list = []
-        self._finalizer = weakref.finalize(self, _end_all, self._procs)
-        self._child: _Handle | None = self._spawn(restart=False)
+        self._finalizer = weakref.finalize(self, end_all, self._procs)
+        self._child: ChildHandle | None = self._spawn(restart=False)
         self._relay_thread = threading.Thread(target=self._relay, daemon=True,
                                               name="hmr_ros-adaptation-relay")
         self._relay_thread.start()
@@ -158,7 +146,7 @@ class ProcessAdaptationWorker:
                 self._ask(child, "stop", (timeout,), timeout + REPLY_MARGIN_S)
             except Exception as err:  # dead, stuck or gone: ended below all the same
                 log.info("adaptation process did not stop cleanly: %s", err)
-            _end(child, timeout)
+            child.end(timeout)
         if self._relay_thread.is_alive() and self._relay_thread is not threading.current_thread():
             self._relay_thread.join(timeout)
 
@@ -268,42 +256,15 @@ class ProcessAdaptationWorker:
 
     # ------------------------------------------------------------ the child
 
-    def _spawn(self, restart: bool) -> _Handle:
-        """A new child, up and ready (RuntimeError with its error otherwise; the traceback
-        is logged)."""
-        ctx = self._ctx
-        cmd_parent, cmd_child = ctx.Pipe(duplex=True)
-        ev_parent, ev_child = ctx.Pipe(duplex=False)
-        queue, consumed = ctx.Queue(), ctx.RawValue("q", 0)
+    def _spawn(self, restart: bool) -> ChildHandle:
+        """A new child, up and ready (RuntimeError with its error otherwise)."""
         how = ChildStart(restart, self._enabled, self.cfg.worker.threads)
-        proc = ctx.Process(target=main, name="hmr_ros-adaptation", daemon=True, args=(
-            self.shared, queue, cmd_child, ev_child, consumed, how))
-        proc.start()
-        cmd_child.close()
-        ev_child.close()
-        self._procs.append(proc)
-        handle = _Handle(proc, cmd_parent, ev_parent, queue, consumed)
-        msg: Any = None
-        try:
-            # The spec after the start, on the pipe: the send fails (rather than hangs) when
-            # the child dies first (e.g. a main module without `if __name__ == "__main__"`).
-            cmd_parent.send_bytes(self._spec)
-            if wait([ev_parent, proc.sentinel], START_TIMEOUT_S) and ev_parent.poll():
-                msg = ev_parent.recv()
-        except (EOFError, OSError):
-            pass
-        if msg is None or msg[0] != "ready":
-            _end(handle, 1.0)
-            if msg is not None:
-                log.error("adaptation process failed to start:\n%s", msg[2])
-            why = msg[1] if msg is not None else \
-                f"it exited with code {proc.exitcode}" if proc.exitcode is not None else \
-                f"no word within {START_TIMEOUT_S:g} s"
-            raise RuntimeError(f"the adaptation process did not start: {why}")
-        self._set_report(msg[1], fresh=True)
+        handle, report = ChildHandle.spawn(self._ctx, self._spec, self.shared, how,
+                                           self._procs, START_TIMEOUT_S)
+        self._set_report(report, fresh=True)
         return handle
 
-    def _install(self, handle: _Handle) -> None:
+    def _install(self, handle: ChildHandle) -> None:
         with self._lock:
             self._child, self._down = handle, ""
             self._lock.notify_all()
@@ -357,7 +318,7 @@ class ProcessAdaptationWorker:
                 return
             self._accepted = got
 
-    def _replace(self, dead: _Handle) -> None:
+    def _replace(self, dead: ChildHandle) -> None:
         """The child died: say so, restore the shared weights to the last accepted version
         if it died mid-copy, and start a new child from them."""
         dead.proc.join(5.0)
@@ -372,7 +333,7 @@ class ProcessAdaptationWorker:
                           f"{code}); restarting it from model version {self._accepted[1]}")
             self._lock.notify_all()
         log.error("adaptation: %s", self._down)
-        _end(dead, 1.0)
+        dead.end(1.0)
         self.shared.renew_lock()  # it may have died holding the old one
         if self.shared.torn:
             self.shared.restore(*self._accepted)
@@ -393,7 +354,7 @@ class ProcessAdaptationWorker:
                                    f"(restart {self.restarts})")
         self._install(handle)
         if self._stopping:
-            _end(handle, 1.0)
+            handle.end(1.0)
         elif self._background:
             self._call("start")
 
@@ -410,54 +371,12 @@ class ProcessAdaptationWorker:
                                    f"({self._failed or self._down or 'stopped'})")
         return self._ask(child, name, args, wait_s)
 
-    def _ask(self, child: _Handle, name: str, args: tuple, timeout: float) -> Any:
+    def _ask(self, child: ChildHandle, name: str, args: tuple, timeout: float) -> Any:
         with self._cmd_lock:
-            req = next(self._ids)
-            try:
-                child.commands.send((req, name, args))
-            except (OSError, ValueError) as err:
-                raise RuntimeError(f"adaptation {name}: the adaptation process is gone "
-                                   f"({err})") from None
-            deadline = time.monotonic() + timeout
-            while (left := deadline - time.monotonic()) > 0:
-                ready = wait([child.commands, child.proc.sentinel], timeout=left)
-                if child.commands in ready:
-                    try:
-                        rid, ok, result, rep = child.commands.recv()
-                    except (EOFError, OSError):
-                        break
-                    if rid != req:
-                        continue  # the late reply to a command that timed out
-                    self._set_report(rep)
-                    if not ok:
-                        raise result
-                    return result
-                if ready:  # the sentinel alone: the child died
-                    break
-            if child.proc.is_alive():
-                raise TimeoutError(f"adaptation {name}: the adaptation process did not "
-                                   f"answer within {timeout:g} s")
-            raise RuntimeError(f"adaptation {name}: the adaptation process died (exit code "
-                               f"{child.proc.exitcode})")
+            ok, result, report = child.ask(next(self._ids), name, args, timeout)
+        self._set_report(report)
+        if not ok:
+            raise result
+        return result
 
 
-def _end(child: _Handle, timeout: float) -> None:
-    """Join the child, then terminate, then kill it; close the parent's ends."""
-    proc = child.proc
-    proc.join(timeout)
-    for stop in (proc.terminate, proc.kill):
-        if proc.is_alive():
-            stop()
-            proc.join(2.0)
-    child.samples.cancel_join_thread()  # a dead reader: never wait for the feeder at exit
-    child.samples.close()
-    child.commands.close()
-    child.events.close()
-
-
-def _end_all(procs: list) -> None:
-    """The finaliser (also at interpreter exit): no child outlives its worker."""
-    for proc in procs:
-        if proc.is_alive():
-            proc.kill()
-            proc.join(2.0)
