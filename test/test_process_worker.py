@@ -212,3 +212,55 @@ def test_a_child_that_cannot_start_is_a_clear_error(body, tmp_path):
                                            "FileNotFoundError.*missing.pt"):
         ProcessAdaptationWorker(AdapterSpec(HMR(MICRO), body, cfg), cfg, lambda s, v: None)
     assert not any(p.name == "hmr_ros-adaptation" for p in multiprocessing.active_children())
+
+
+_ORPHAN = """
+import sys, time
+sys.path.insert(0, {test!r})
+from micro import MICRO
+from hmr_ros.adapt.process_worker import AdapterSpec, ProcessAdaptationWorker
+from hmr_ros.body import BodyModel
+from hmr_ros.config import AdaptConfig
+from hmr_ros.model import HMR
+
+if __name__ == "__main__":
+    cfg = AdaptConfig()
+    worker = ProcessAdaptationWorker(AdapterSpec(HMR(MICRO), BodyModel(), cfg), cfg,
+                                     lambda s, v: None)
+    print(worker.pid, flush=True)
+    time.sleep(120)
+"""
+
+
+def _ended(pid: int) -> bool:
+    """Gone or a zombie (a container's init may not reap orphans)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_a_child_ends_when_its_parent_is_killed(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "parent.py"
+    script.write_text(_ORPHAN.format(test=str(Path(__file__).parent)))
+    root = str(Path(__file__).parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, env=env,
+                              text=True)
+    try:
+        child = int(parent.stdout.readline())
+        assert not _ended(child)
+        parent.kill()  # no atexit, no finaliser: the child must notice by itself
+        parent.wait(WAIT_S)
+        deadline = time.monotonic() + WAIT_S
+        while not _ended(child) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _ended(child), "the adaptation process outlived its killed parent"
+    finally:
+        parent.kill()
+        parent.stdout.close()
