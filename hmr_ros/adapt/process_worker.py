@@ -166,7 +166,7 @@ class ProcessAdaptationWorker:
         """Kept here too: a restarted child starts with it. Not waited for when no child
         runs."""
         self._enabled = bool(enabled) and self.cfg.method != "none"
-        if self._child is not None:
+        if self._child is not None and not self._down:  # else the next child gets it
             try:
                 self._call("set_enabled", self._enabled)
             except RuntimeError as err:
@@ -221,6 +221,10 @@ class ProcessAdaptationWorker:
     def samples_used(self) -> int:
         rep = self._report
         return (rep.samples_used if rep is not None else 0) + self._carried[4]
+
+    def augmenter(self, kind: type) -> None:
+        """None: the augmenters live in the child (the thread worker's introspection)."""
+        return None
 
     # ------------------------------------------------------------ input (inference thread)
 
@@ -355,7 +359,9 @@ class ProcessAdaptationWorker:
         self._install(handle)
         if self._stopping:
             handle.end(1.0)
-        elif self._background:
+            return
+        self._call("set_enabled", self._enabled)  # a switch while it started
+        if self._background:
             self._call("start")
 
     def _call(self, name: str, *args: Any, timeout: float | None = None) -> Any:
