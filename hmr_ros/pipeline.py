@@ -13,6 +13,7 @@ import time
 import numpy as np
 import torch
 
+from .adapt.process_worker import AdapterSpec, ProcessAdaptationWorker
 from .adapt.worker import AdaptationWorker, AdaptSample
 from .body import BodyModel
 from .config import InferenceConfig, PipelineConfig
@@ -27,15 +28,16 @@ log = logging.getLogger("hmr_ros")
 
 
 class Pipeline:
-    """Inference over frames; with an `AdaptationWorker` attached, every person with keypoints
-    is also handed to the worker (non-blocking), whose published weights the backend uses
-    from the next frame on. With a `TemporalStage` (torch backend only) the bodies are
-    refined with temporal context after the regressor, on this thread: in causal mode
+    """Inference over frames; with an `AdaptationWorker` (or its process twin,
+    `ProcessAdaptationWorker`) attached, every person with keypoints is also handed to the
+    worker (non-blocking), whose published weights the backend uses from the next frame on.
+    With a `TemporalStage` (torch backend only) the bodies are refined with temporal context
+    after the regressor, on this thread: in causal mode
     `process` returns frame t refined; with lookahead d it returns frame t's per-frame
     result and `pop_refined` gives the refined (frame, result) pairs of earlier frames."""
 
     def __init__(self, backend: Backend, body: BodyModel, config: PipelineConfig | None = None,
-                 adaptation: AdaptationWorker | None = None,
+                 adaptation: AdaptationWorker | ProcessAdaptationWorker | None = None,
                  temporal: TemporalStage | None = None) -> None:
         self.backend = backend
         self.body = body
@@ -228,8 +230,14 @@ def build_pipeline(config: PipelineConfig | None = None, adapt: bool | None = No
     temporal = build_temporal(config, backend, body)
     worker = None
     if adapts(config, adapt):
-        adapter = Adapter(loaded.model, body, config.adapt, inference_device=inf.device)
-        worker = AdaptationWorker(adapter, config.adapt, backend.update_weights, replay=replay)
+        if config.adapt.worker.kind == "process":
+            spec = AdapterSpec(loaded.model, body, config.adapt, inference_device=inf.device)
+            worker = ProcessAdaptationWorker(spec, config.adapt, backend.update_weights,
+                                             replay=replay)
+        else:
+            adapter = Adapter(loaded.model, body, config.adapt, inference_device=inf.device)
+            worker = AdaptationWorker(adapter, config.adapt, backend.update_weights,
+                                      replay=replay)
         if start:
             worker.start()
     return Pipeline(backend, body, config, worker, temporal)

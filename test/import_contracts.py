@@ -70,7 +70,7 @@ LAYERS: list[tuple[str, tuple[str, ...], str]] = [
      "the synthetic world; the regressor, checkpoints and backends; keypoint sources, "
      "tracker, `DetectionStage`"),
     ("adaptation", ("adapt",),
-     "losses, methods, pose prior, drift guard, `AdaptationWorker`"),
+     "losses, methods, pose prior, drift guard, `AdaptationWorker` and its process twin"),
     ("temporal", ("temporal",),
      "TAR-style temporal refinement: `TemporalRefiner`, the per-track `TemporalStage` "
      "(causal / lookahead), the regressor's features, the refiner's checkpoints"),
@@ -131,10 +131,12 @@ CONTRACTS = [
               ("adapt.losses",), ("adapt",)),
     Layers("inside adapt/: tensor losses and helpers, the seed methods' terms, the step's batch "
            "records, the batch and gradient builders, the adapter, then the guard and the "
-           "augmenters, the step core, and the worker on top",
-           "adapt", ("losses | device | commands | scope | prior | dualnet | samples",
-                     "flow_term | dapa", "batch", "bilevel | assemble", "methods",
-                     "guard | augment", "stepper", "worker")),
+           "augmenters, the step core, the worker, and the process worker (its child's side, "
+           "the child's handle, the parent's side) on top",
+           "adapt", ("losses | device | commands | scope | prior | dualnet | samples | "
+                     "shared_weights", "flow_term | dapa", "batch", "bilevel | assemble",
+                     "methods", "guard | augment", "stepper", "worker", "process_child",
+                     "process_handle", "process_worker")),
     Layers("inside temporal/: window, kinematics and the regressor's features, then the "
            "refiner network, then refinement and checkpoints, then the per-track stage",
            "temporal", ("window | kinematics | features", "model", "refine | checkpoint",

@@ -31,7 +31,6 @@ STATE_IDLE, STATE_RUNNING, STATE_PAUSED, STATE_ERROR, STATE_STOPPED = (
     "idle", "running", "paused", "error", "stopped")
 
 
-
 @dataclass(frozen=True)
 class Snapshot:
     """The last good weights, their version and the step counts when they were taken."""
@@ -152,16 +151,24 @@ class Stepper:
     def write(self, path: Path, snap: Snapshot) -> Path:
         """`snap` as a checkpoint of our format at `path` (any thread: it reads no state
         that steps change)."""
-        model = self.adapter.teacher.__class__(self.adapter.model.config)
-        model.load_state_dict(snap.state)  # copies to the CPU when the adapter is on a GPU
-        return save_checkpoint(path, model, meta={
-            "source": "hmr_ros adaptation", "method": self.cfg.method,
-            "model_version": snap.version, "steps": snap.steps, "rollbacks": snap.rollbacks})
+        return write_snapshot(path, type(self.adapter.teacher), self.adapter.model.config,
+                              self.cfg.method, snap)
 
     @property
     def steps_per_second(self) -> float:
         t = list(self.times)
         return (len(t) - 1) / (t[-1] - t[0]) if len(t) > 1 and t[-1] > t[0] else 0.0
+
+
+def write_snapshot(path: Path, model_type: type, model_config, method: str, snap: Snapshot
+                   ) -> Path:
+    """`snap` as a checkpoint of our format at `path`: a `model_type(model_config)` with its
+    weights (the process worker writes in the parent, where no adapter lives)."""
+    model = model_type(model_config)
+    model.load_state_dict(snap.state)  # copies to the CPU when the adapter is on a GPU
+    return save_checkpoint(path, model, meta={
+        "source": "hmr_ros adaptation", "method": method, "model_version": snap.version,
+        "steps": snap.steps, "rollbacks": snap.rollbacks})
 
 
 def _copy_optimizer(adapter: Adapter) -> dict:

@@ -33,7 +33,15 @@ from .commands import Commands
 from .device import lower_thread_priority
 from .methods import Adapter
 from .samples import AdaptSample, Picked, SampleBuffer
-from .stepper import STATE_PAUSED, STATE_RUNNING, STATE_STOPPED, Publish, Stepper, clone_tree
+from .stepper import (
+    STATE_PAUSED,
+    STATE_RUNNING,
+    STATE_STOPPED,
+    Publish,
+    Snapshot,
+    Stepper,
+    clone_tree,
+)
 
 __all__ = ["AdaptationWorker", "AdaptSample", "AdaptStatus", "clone_tree"]
 
@@ -118,8 +126,12 @@ class AdaptationWorker:
         snapshots are never modified in place); building the checkpoint and writing it happen
         on the caller's thread, so neither adaptation nor inference waits for the disk."""
         path = Path(path or self.cfg.worker.save_path or "runs/adapted.pt")
-        snapshot = self._commands.call("save", self.core.snapshot, self.command_timeout)
-        return self.core.write(path, snapshot)
+        return self.core.write(path, self.snapshot())
+
+    def snapshot(self) -> Snapshot:
+        """The last good weights, their version and counts, taken between steps (the same
+        wait as `save`; the process worker's child hands this to its parent to write)."""
+        return self._commands.call("save", self.core.snapshot, self.command_timeout)
 
     def status(self) -> AdaptStatus:
         c = self.core

@@ -27,6 +27,7 @@ from .choices import (
     SCOPES,
     TEMPORAL_BRANCHES,
     TEMPORAL_MODES,
+    WORKER_KINDS,
 )
 from .coerce import ConfigError, Section, coerce_value, section
 from .perception import DetectorConfig, InferenceConfig, TemporalConfig
@@ -36,7 +37,7 @@ __all__ = ["ConfigError", "coerce_value", "PipelineConfig", "InferenceConfig", "
            "from_flat_dict", "updated", "load_config_file", "parse_value", "BACKENDS",
            "DAPA_POSES",
            "DAPA_TEXTURES", "DETECTORS", "FLOW_PRESETS", "METHODS", "SCHEDULES", "SCOPES",
-           "TEMPORAL_BRANCHES", "TEMPORAL_MODES"]
+           "TEMPORAL_BRANCHES", "TEMPORAL_MODES", "WORKER_KINDS"]
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,16 @@ import dataclasses
 import re
 from dataclasses import dataclass
 
-from .choices import DapaPose, DapaTexture, FlowPreset, InnerMode, Method, Schedule, Scope
+from .choices import (
+    DapaPose,
+    DapaTexture,
+    FlowPreset,
+    InnerMode,
+    Method,
+    Schedule,
+    Scope,
+    WorkerKind,
+)
 from .coerce import ConfigError, Section, option, section
 
 
@@ -143,6 +152,17 @@ class DualNetConfig(Section):
 class WorkerConfig(Section):
     """Where and how the adaptation thread runs."""
 
+    # A thread shares the inference process's interpreter: its Python-level work (batch
+    # assembly, the optimiser's loop, the guard) competes for the GIL with inference and the
+    # ROS executor. A process has its own interpreter and gets weights back through shared
+    # memory (adapt/process_worker.py).
+    kind: WorkerKind = option("thread", "thread: adapt in a thread of the inference process "
+                                        "| process: in a child process of its own (own "
+                                        "interpreter and GIL; weights come back through "
+                                        "shared memory; restarted from the last accepted "
+                                        "weights if it dies)")
+    threads: int = option(1, "with kind process: torch threads of the adaptation process")
+
     # Higher niceness lets the inference and ROS threads preempt the adaptation thread when
     # the CPUs are busy, so adaptation takes the time they leave.
     thread_nice: int = option(10, "added to the OS niceness of the adaptation thread (Linux; "
@@ -154,6 +174,8 @@ class WorkerConfig(Section):
                                 "runs/adapted.pt)")
 
     def validate(self, p: str) -> None:
+        if self.threads < 1:
+            raise ConfigError(f"{p}threads must be >= 1, got {self.threads}")
         if not 0 <= self.thread_nice <= 19:
             raise ConfigError(f"{p}thread_nice must be in 0..19, got {self.thread_nice}")
         if not re.fullmatch(r"(cpu|cuda(:\d+)?)?", self.device):

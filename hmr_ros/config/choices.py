@@ -18,6 +18,9 @@ DetectorKind = Literal["auto", "none", "mediapipe", "mediapipe_hog"]
 TemporalMode = Literal["causal", "lookahead"]
 TemporalBranches = Literal["both", "global", "local"]
 Gender = Literal["neutral", "male", "female"]
+# Where adaptation steps run (adapt/worker.py, adapt/process_worker.py): a thread of the
+# inference process, or a child process with its own interpreter (and GIL).
+WorkerKind = Literal["thread", "process"]
 
 BACKENDS = Backend.__args__
 METHODS = Method.__args__
@@ -29,3 +32,4 @@ DAPA_TEXTURES = DapaTexture.__args__
 DETECTORS = DetectorKind.__args__
 TEMPORAL_MODES = TemporalMode.__args__
 TEMPORAL_BRANCHES = TemporalBranches.__args__
+WORKER_KINDS = WorkerKind.__args__

@@ -11,7 +11,8 @@ node's `SyncSource` (stream/sources.py: the newest image that has its keypoints,
 `Frame` by `FrameAssembler`'s rule); the `StreamRunner` (stream/runner.py) finds people
 (detect/stage.py), runs `Pipeline.process` (pipeline.py) and hands each result to the node's
 sinks, `NodeSink` (node_sink.py: bodies, TF, markers) and `HriSink` (hri_sink.py: REP-155).
-Adaptation runs in the pipeline's `AdaptationWorker` thread.
+Adaptation runs in the pipeline's `AdaptationWorker` thread, or with `adapt.worker.kind:
+process` in the child process of its `ProcessAdaptationWorker`.
 
 Messages are built with a `MessageFactory` (rclpy classes in the node, rosbags classes in the
 tests), so this whole file runs and is tested on machines without ROS 2.
@@ -323,7 +324,8 @@ class NodeEngine:
             return False, "adaptation is off (adapt.method is none): nothing to reset"
         try:
             version = worker.reset()
-        except TimeoutError as err:  # the worker's thread did not get to it in time
+        except (TimeoutError, RuntimeError) as err:
+            # The worker did not get to it in time, or (process worker) its child is gone.
             return False, f"reset failed: {err}"
         return True, f"weights reset to the source weights (model version {version})"
 
