@@ -90,6 +90,25 @@ def write_stream_bag(seq: SyntheticSequence, out: str | Path, storage: str = "mc
     return out
 
 
+def write_video_bag(video: str | Path, out: str | Path, fps: float | None = None,
+                    limit: int | None = None, storage: str = "mcap",
+                    frame_id: str = "camera_optical_frame") -> Path:
+    """A video file as a camera's bag: Image and CameraInfo (the video's assumed focal, as
+    `hmr-ros replay` takes it) per frame, stamped at `fps` (default: the file's), no
+    keypoints: a robot with only a camera."""
+    from .data.video import VideoReader
+    from .stream.sources import video_frames
+
+    out = Path(out)
+    with VideoReader(video, fps=fps, limit=limit) as reader, BagWriter(out, storage) as bag:
+        f = bag.factory
+        for fr in video_frames(reader):
+            t = fr.stamp_ns
+            bag.write(TOPIC_CAMERA_INFO, CAMERA_INFO, camera_to_msg(f, fr.camera, t), t)
+            bag.write(TOPIC_IMAGE, IMAGE, image_to_msg(f, fr.image, t, frame_id), t)
+    return out
+
+
 # ------------------------------------------------------------------------ training sets
 
 TRAINSET_KEYS = ("image", "pose", "betas", "transl", "points3d", "points2d", "visible", "box",

@@ -60,3 +60,30 @@ def test_refuses_without_the_ros_workspace():
 
     with pytest.raises(SystemExit, match="ros2_ws.sh"):
         main(["bench", "node", "--seconds", "1"])
+
+
+def test_summarize_counts_bodies_ids_and_adaptation_samples():
+    rec = _record()
+    rec["ids"] = {str(1000 + i): ([1, 2] if i < 5 else [1, 3, 4]) for i in range(10)}
+    rec["diagnostics"]["adaptation samples used"] = "27"
+    r = summarize(rec, "adapt")
+    answered = (0, 1, 2, 3, 5, 6, 7, 8, 9)
+    assert r.bodies_per_message == pytest.approx(np.mean([2 if i < 5 else 3 for i in answered]))
+    assert r.body_ids == 4
+    assert r.adaptation_samples_per_second == pytest.approx(27 / (9 / 30))
+    meta = {"width": 640, "height": 480, "fps": 30.0, "seconds": 8.0, "people": 3,
+            "camera_only": True, "fastdds_transports": "DEFAULT", "command": "x"}
+    assert "3 people, camera only" in markdown([r], meta)
+
+
+def test_a_video_becomes_a_camera_bag_without_keypoints(samples, tmp_path):
+    from hmr_ros.messages.bag import BagReader
+    from hmr_ros.synth import write_video_bag
+
+    out = write_video_bag(samples("vtest.avi"), tmp_path / "vtest_bag", fps=5.0, limit=4)
+    with BagReader(out) as bag:
+        topics = {t.name: t.msgtype for t in bag.topics()}
+        stamps = [m.timestamp_ns for m in bag.raw_messages(["/camera/image_raw"])]
+    assert topics == {"/camera/image_raw": "sensor_msgs/msg/Image",
+                      "/camera/camera_info": "sensor_msgs/msg/CameraInfo"}
+    assert np.diff(stamps).tolist() == [200_000_000] * 3  # 5 Hz, as asked

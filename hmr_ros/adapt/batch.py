@@ -101,3 +101,4 @@ class AdaptStatus:
     errors: int
     message: str
     resets: int = 0  # resets to the source weights after max_consecutive_rollbacks
+    samples_used: int = 0  # samples (a frame's people) that entered a step

@@ -208,7 +208,8 @@ class ProcessAdaptationWorker:
                                    steps=st.steps + steps, rollbacks=st.rollbacks + rollbacks,
                                    resets=st.resets + resets, buffered=st.buffered + queued,
                                    dropped=st.dropped + self._queue_dropped,
-                                   errors=st.errors + errors + self.crashes, message=message)
+                                   errors=st.errors + errors + self.crashes, message=message,
+                                   samples_used=self.samples_used)
 
     steps = property(lambda self: self.status().steps)
     rollbacks = property(lambda self: self.status().rollbacks)

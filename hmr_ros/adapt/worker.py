@@ -137,7 +137,8 @@ class AdaptationWorker:
         c = self.core
         return AdaptStatus(c.state, self._enabled, self.cfg.method, self.adapter.version,
                            c.steps, c.rollbacks, c.steps_per_second, c.last_loss, self.buffered,
-                           self.buffer.dropped, c.errors, c.message, c.resets)
+                           self.buffer.dropped, c.errors, c.message, c.resets,
+                           self.samples_used)
 
     # The step counts and reports, as the stepper keeps them (read-only here).
     steps = property(lambda self: self.core.steps)

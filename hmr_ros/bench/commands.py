@@ -73,7 +73,9 @@ def run(args: argparse.Namespace, config: PipelineConfig | None) -> int:
 
         node.run(args.out_dir, args.tag, args.fps, args.width, args.height, args.seconds,
                  tuple(args.cases), args.repeats, args.seed, args.work,
-                 dict(kv.split(":=", 1) for kv in args.launch_arg), args.fastdds_transports)
+                 dict(kv.split(":=", 1) for kv in args.launch_arg), args.fastdds_transports,
+                 people=args.people, camera_only=args.camera_only, video=args.video,
+                 rate=args.rate)
         return 0
     raise AssertionError(args.bench)
 
@@ -234,6 +236,15 @@ def add_parsers(sub, add_config_flags: Callable[..., None],
                    help="adapt, no_adapt, adapt_no_markers, adapt_no_hri (REP-155 output off)")
     b.add_argument("--repeats", type=int, default=1, help="cases are interleaved per repeat")
     b.add_argument("--seed", type=int, default=5, help="stream seed")
+    b.add_argument("--people", type=int, default=1, help="people in the synthetic stream")
+    b.add_argument("--camera-only", action="store_true",
+                   help="no keypoints topic: the node finds people itself (the [mediapipe] "
+                        "extra)")
+    b.add_argument("--video", default=None,
+                   help="play this video file as the camera instead (camera only), e.g. "
+                        "/usr/share/doc/opencv-doc/examples/data/vtest.avi")
+    b.add_argument("--rate", type=float, default=None,
+                   help="with --video: frames per second (default: the file's)")
     b.add_argument("--tag", default="cpu", help="writes bench/results/node_<tag>.json/.md")
     b.add_argument("--out-dir", default="bench/results")
     b.add_argument("--work", default=None, help="bags and logs (default runs/bench_node)")

@@ -1,12 +1,16 @@
 """`hmr-ros bench node`: the ROS node measured as robots run it.
 
 Per case (adaptation on/off, markers on/off) it launches `launch/adapt.launch.py` (through
-`hmr_ros.ros.launch_file`, a LaunchService) and plays a synthetic robot_cam bag into it from a
-second process (`hmr_ros.ros.player`, reliable QoS, the recorded rate), which also records when
-each image was published and when its bodies came back. Reported: input and output rates,
-drops, latency publish -> receipt p50/p95/p99, the node's own pipeline p95 from /diagnostics
-(same run), their ratio, the adaptation steps, and the player's CPU time (its cost is part of
-the machine's load). This module starts processes only; it imports no ROS (layer 7).
+`hmr_ros.ros.launch_file`, a LaunchService) and plays a bag into it from a second process
+(`hmr_ros.ros.player`, reliable QoS, the recorded rate), which also records when each image
+was published and when its bodies came back. The bag is a synthetic robot_cam stream with
+`people` people, with its keypoints topic or (`camera_only`) without, the node then finding
+people itself (`keypoints_topic:=none`); or a video file as a camera (`video`, at `rate` Hz,
+always camera-only). Reported: input and output rates, drops, latency publish -> receipt
+p50/p95/p99, the node's own pipeline p95 from /diagnostics (same run), their ratio, bodies per
+answered message and distinct body ids, the adaptation steps and samples used per second,
+and the player's CPU time (its cost is part of the machine's load). This module starts
+processes only; it imports no ROS (layer 7).
 """
 
 from __future__ import annotations
@@ -70,6 +74,11 @@ class NodeResult:
     model_versions: int
     player_cpu_s: float
     player_late_ms_max: float
+    bodies_per_message: float = 0.0  # over the answered images
+    body_ids: int = 0  # distinct ids over the run (tracking: fewer is steadier)
+    # samples that entered an adaptation step per second of play (the node's last
+    # /diagnostics, about 1 s before the end)
+    adaptation_samples_per_second: float = 0.0
 
 
 def summarize(record: dict[str, Any], case: str, repeat: int = 0) -> NodeResult:
@@ -87,6 +96,9 @@ def summarize(record: dict[str, Any], case: str, repeat: int = 0) -> NodeResult:
 
     steps = record.get("status_steps") or [0]
     versions = record.get("status_versions") or [0]
+    ids = record.get("ids", {})
+    counts = [len(ids.get(k, [])) for k in sent if k in got]
+    used = float(diag.get("adaptation samples used", "0") or 0)
     return NodeResult(
         case=case, repeat=repeat, images_sent=n_sent, answered=n_got, dropped=n_sent - n_got,
         input_hz=(n_sent - 1) / span if n_sent > 1 else 0.0,
@@ -98,7 +110,10 @@ def summarize(record: dict[str, Any], case: str, repeat: int = 0) -> NodeResult:
         adaptation_steps=int(max(steps) - min(steps)),
         model_versions=len(set(versions)),
         player_cpu_s=float(record.get("cpu_s", float("nan"))),
-        player_late_ms_max=float(record.get("late_ms_max", float("nan"))))
+        player_late_ms_max=float(record.get("late_ms_max", float("nan"))),
+        bodies_per_message=float(np.mean(counts)) if counts else 0.0,
+        body_ids=len({i for v in ids.values() for i in v}),
+        adaptation_samples_per_second=used / span)
 
 
 def require_ros() -> None:
@@ -114,8 +129,10 @@ def require_ros() -> None:
                          "a ROS install)")
 
 
-def make_bag(path: Path, fps: float, width: int, height: int, seconds: float, seed: int) -> Path:
-    """A robot_cam stream at the asked rate and size (rendered once, reused)."""
+def make_bag(path: Path, fps: float, width: int, height: int, seconds: float, seed: int,
+             people: int = 1) -> Path:
+    """A robot_cam stream of `people` people at the asked rate and size (rendered once,
+    reused)."""
     from ..synth import write_stream_bag
     from ..world.domain import load_domain
     from ..world.scene import SyntheticSequence
@@ -130,12 +147,26 @@ def make_bag(path: Path, fps: float, width: int, height: int, seconds: float, se
     d = dataclasses.replace(d, fps=fps, image=dataclasses.replace(d.image, render_scale=scale))
     print(f"rendering {seconds:g} s of robot_cam at {width}x{height}, {fps:g} Hz -> {path}",
           flush=True)
-    return write_stream_bag(SyntheticSequence(d, seed=seed, duration_s=seconds), path,
-                            progress=False)
+    return write_stream_bag(SyntheticSequence(d, seed=seed, duration_s=seconds,
+                                              n_people=people), path, progress=False)
+
+
+def make_video_bag(path: Path, video: Path, rate: float | None, seconds: float) -> Path:
+    """`video` as a camera's bag (images and CameraInfo, no keypoints) at `rate` Hz
+    (default: the file's), at most `seconds` long (written once, reused)."""
+    from ..data.video import VideoReader
+    from ..synth import write_video_bag
+
+    if path.exists():
+        return path
+    with VideoReader(video, fps=rate) as reader:
+        limit = max(1, int(round(seconds * reader.fps)))
+    print(f"writing {limit} frames of {video} as a camera bag -> {path}", flush=True)
+    return write_video_bag(video, path, fps=rate, limit=limit)
 
 
 def run_case(bag: Path, case: Case, work: Path, repeat: int, extra: dict[str, str],
-             transports: str = "") -> NodeResult:
+             transports: str = "", camera_only: bool = False) -> NodeResult:
     env = dict(os.environ)
     if transports:  # Fast DDS builtin transports of BOTH processes (node and player)
         env["FASTDDS_BUILTIN_TRANSPORTS"] = transports
@@ -145,7 +176,10 @@ def run_case(bag: Path, case: Case, work: Path, repeat: int, extra: dict[str, st
     work.mkdir(parents=True, exist_ok=True)
     log = open(work / "launch.log", "w")  # noqa: SIM115 - closed below
     args = {"camera": CAMERA, "image_qos": "reliable", "adapt": str(case.adapt).lower(),
-            "markers": str(case.markers).lower(), "hri": str(case.hri).lower(), **extra}
+            "markers": str(case.markers).lower(), "hri": str(case.hri).lower(),
+            **({"keypoints_topic": "none"} if camera_only else {}), **extra}
+    # Camera-only: the bag's keypoints (if any) are not played, the node finds people itself.
+    exclude = ["--exclude", "/camera/keypoints"] if camera_only else []
     launch = subprocess.Popen(
         [sys.executable, "-m", "hmr_ros.ros.launch_file", "adapt.launch.py",
          *[f"{k}:={v}" for k, v in args.items()]],
@@ -155,7 +189,8 @@ def run_case(bag: Path, case: Case, work: Path, repeat: int, extra: dict[str, st
         player = subprocess.run(
             [sys.executable, "-m", "hmr_ros.ros.player", str(bag), "--remap",
              f"/camera={CAMERA}", "--node", NODE, "--out", str(out), "--linger", "2",
-             "--ready-timeout", "180", "--markers" if case.markers else "--no-markers"],
+             "--ready-timeout", "180", "--markers" if case.markers else "--no-markers",
+             *exclude],
             cwd=work, env=env, capture_output=True, text=True, timeout=900)
         if player.returncode != 0:
             launched = (work / "launch.log").read_text()
@@ -172,18 +207,24 @@ def run_case(bag: Path, case: Case, work: Path, repeat: int, extra: dict[str, st
 
 
 def markdown(results: list[NodeResult], meta: dict[str, Any]) -> str:
-    lines = [f"# hmr-ros bench node ({meta['width']}x{meta['height']} at {meta['fps']:g} Hz, "
-             f"{meta['seconds']:g} s, reliable QoS, Fast DDS transports "
-             f"{meta['fastdds_transports']})", "",
+    source = (f"{meta['video']} at {meta['rate'] or 'its'} Hz, camera only" if meta.get("video")
+              else f"{meta['width']}x{meta['height']} at {meta['fps']:g} Hz, "
+                   f"{meta.get('people', 1)} people"
+                   f"{', camera only' if meta.get('camera_only') else ', keypoints topic'}")
+    lines = [f"# hmr-ros bench node ({source}, {meta['seconds']:g} s, reliable QoS, Fast DDS "
+             f"transports {meta['fastdds_transports']})", "",
              "| case | repeat | in Hz | out Hz | out/in | dropped | latency p50 / p95 / p99 ms "
-             "| pipeline p95 ms | p95 ratio | adapt steps | player CPU s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| pipeline p95 ms | p95 ratio | bodies/msg | ids | adapt steps | samples/s "
+             "| player CPU s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         lines.append(
             f"| {r.case} | {r.repeat} | {r.input_hz:.1f} | {r.output_hz:.1f} | "
             f"{r.output_ratio:.3f} | {r.dropped} | {r.latency_p50_ms:.0f} / "
             f"{r.latency_p95_ms:.0f} / {r.latency_p99_ms:.0f} | {r.pipeline_p95_ms:.1f} | "
-            f"{r.latency_over_pipeline_p95:.2f} | {r.adaptation_steps} | {r.player_cpu_s:.1f} |")
+            f"{r.latency_over_pipeline_p95:.2f} | {r.bodies_per_message:.2f} | {r.body_ids} | "
+            f"{r.adaptation_steps} | {r.adaptation_samples_per_second:.1f} | "
+            f"{r.player_cpu_s:.1f} |")
     by = {}
     for r in results:
         by.setdefault(r.case, []).append(r.latency_p95_ms)
@@ -199,25 +240,38 @@ def run(out_dir: str | Path = "bench/results", tag: str = "cpu", fps: float = 30
         width: int = 640, height: int = 480, seconds: float = 10.0,
         cases: tuple[str, ...] = tuple(CASES), repeats: int = 1, seed: int = 5,
         work: str | Path | None = None, extra: dict[str, str] | None = None,
-        transports: str = "") -> list[NodeResult]:
+        transports: str = "", people: int = 1, camera_only: bool = False,
+        video: str | Path | None = None, rate: float | None = None) -> list[NodeResult]:
     require_ros()
     unknown = [c for c in cases if c not in CASES]
     if unknown:
         raise SystemExit(f"bench node: unknown case(s) {unknown}; choose from {list(CASES)}")
     work = Path(work or Path("runs") / "bench_node").resolve()  # the children run in it
-    bag = make_bag(work / f"robot_cam_{width}x{height}_{fps:g}hz_{seconds:g}s_s{seed}", fps,
-                   width, height, seconds, seed)
+    if video is not None:
+        video = Path(video).resolve()
+        camera_only = True
+        bag = make_video_bag(work / f"{video.stem}_{rate or 'file'}hz_{seconds:g}s", video,
+                             rate, seconds)
+    else:
+        bag = make_bag(work / f"robot_cam_{width}x{height}_{fps:g}hz_{seconds:g}s_s{seed}"
+                       f"{f'_p{people}' if people != 1 else ''}", fps, width, height, seconds,
+                       seed, people)
     results = []
     for rep in range(repeats):
         for name in cases:  # interleaved, so slow drifts of the machine hit every case alike
             t0 = time.monotonic()
-            r = run_case(bag, CASES[name], work / f"{name}_{rep}", rep, extra or {}, transports)
+            r = run_case(bag, CASES[name], work / f"{name}_{rep}", rep, extra or {}, transports,
+                         camera_only)
             results.append(r)
             print(f"{name:>17} #{rep}: in {r.input_hz:5.1f} Hz, out {r.output_hz:5.1f} Hz "
                   f"({r.output_ratio:.1%}), latency p50/p95 {r.latency_p50_ms:.0f}/"
                   f"{r.latency_p95_ms:.0f} ms, pipeline p95 {r.pipeline_p95_ms:.1f} ms, "
-                  f"{r.adaptation_steps} steps ({time.monotonic() - t0:.0f} s)", flush=True)
+                  f"{r.bodies_per_message:.2f} bodies/msg, {r.body_ids} ids, "
+                  f"{r.adaptation_steps} steps, {r.adaptation_samples_per_second:.1f} samples/s "
+                  f"({time.monotonic() - t0:.0f} s)", flush=True)
     meta = {"fps": fps, "width": width, "height": height, "seconds": seconds, "seed": seed,
+            "people": people, "camera_only": camera_only,
+            "video": str(video) if video is not None else None, "rate": rate,
             "fastdds_transports": transports or os.environ.get("FASTDDS_BUILTIN_TRANSPORTS",
                                                                "DEFAULT"),
             "repeats": repeats, **provenance(),

@@ -108,6 +108,9 @@ def diagnostic_entries(engine: NodeEngine) -> list[DiagnosticEntry]:
         "errors": str(engine.errors),
         "bad inputs": str(engine.bad_inputs),
         "model version": str(engine.adapt_status().version),
+        # samples that entered an adaptation step: with the stream's length, how much of what
+        # the camera delivered adaptation used
+        "adaptation samples used": str(engine.adapt_status().samples_used),
     }, hardware_id=engine.frame_id)
     st = engine.adapt_status()
     adapt_level = DIAG_ERROR if st.state == "error" else DIAG_OK
@@ -120,6 +123,7 @@ def diagnostic_entries(engine: NodeEngine) -> list[DiagnosticEntry]:
         "resets to source": str(st.resets),
         "last loss": f"{st.last_loss:.5g}", "buffered frames": str(st.buffered),
         "dropped": str(st.dropped), "errors": str(st.errors), "message": st.message,
+        "samples used": str(st.samples_used),
     }, hardware_id=engine.frame_id)
     return [estimator, adaptation]
 
