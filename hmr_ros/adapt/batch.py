@@ -62,6 +62,8 @@ class AdaptBatch:
     replay: dict[str, Tensor] | None = None
     flow: FlowBatch | None = None  # the frames one earlier and the image flow (w_flow > 0)
     synthetic: SyntheticBatch | None = None  # DAPA's rendered crops (adapt/dapa.py)
+    # The outer learning rate's factor for this step: the frames it stands for (catch_up)
+    lr_scale: float = 1.0
 
     def to(self, device: torch.device) -> AdaptBatch:
         """The same batch on `device` (itself when it is there already)."""
@@ -72,7 +74,7 @@ class AdaptBatch:
         flow = None if self.flow is None else self.flow.to(device)
         synthetic = None if self.synthetic is None else self.synthetic.to(device)
         return AdaptBatch(self.current.to(device), self.previous.to(device), replay, flow,
-                          synthetic)
+                          synthetic, self.lr_scale)
 
 
 @dataclass(frozen=True)

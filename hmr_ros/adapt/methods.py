@@ -328,10 +328,17 @@ class Adapter:
             for fb in (batch.current, batch.previous):
                 if fb.prefix is not None:
                     self._prefixes[id(fb.images)] = (fb.images, fb.prefix)
+        scale = batch.lr_scale
+        if scale != 1.0:  # the step stands for several frames (adapt.catch_up)
+            for g in self.optimizer.param_groups:
+                g["lr"] = self.cfg.outer_lr * scale
         try:
             return self._step(batch)
         finally:
             self._caching = False
+            if scale != 1.0:
+                for g in self.optimizer.param_groups:
+                    g["lr"] = self.cfg.outer_lr
 
     def _step(self, batch: AdaptBatch) -> StepReport:
         t0 = time.perf_counter()

@@ -68,6 +68,8 @@ class SampleBuffer:
         self._newest = -1
         self._last_done = -1
         self._counter = -1
+        self._since = 0  # frames submitted since the last pick
+        self.stands_for = 1  # frames the last pick stands for (schedule latest: those since)
         self.dropped = 0  # queued frames pushed out before a step took them
 
     def __len__(self) -> int:
@@ -79,6 +81,7 @@ class SampleBuffer:
         even when a source restarts its indices (a replayed bag) or inference skipped
         images."""
         self._counter += 1
+        self._since += 1
         index = self._counter
         for s in samples:
             s = dataclasses.replace(s, index=index)
@@ -103,6 +106,7 @@ class SampleBuffer:
             if self._newest <= self._last_done:
                 return None
             index = self._newest
+            self.stands_for, self._since = max(1, self._since), 0
         else:
             index = None
             while self._frames:

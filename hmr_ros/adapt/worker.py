@@ -17,6 +17,7 @@ the caller's thread, serialised with `run_pending`'s steps.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -72,6 +73,7 @@ class AdaptationWorker:
         self.core = Stepper(adapter, cfg, publish, after_step=self._keep_prefixes)
         self.augmenters = make_augmenters(cfg, adapter, rng, replay)
         self._enabled = cfg.enabled and cfg.method != "none"
+        self._stands_for = 1  # frames the pending pick stands for (catch_up)
         self.samples_used = 0  # samples that entered a step (a frame's people, batch_frames')
         self._stop = False
         self._thread: threading.Thread | None = None
@@ -179,7 +181,13 @@ class AdaptationWorker:
     def _pick(self) -> Picked | None:
         """The samples of the next pending frame (under the lock), or None."""
         index = self.buffer.next_index() if self._enabled else None
-        return None if index is None else self.buffer.select(index)
+        return None if index is None else self._select(index)
+
+    def _select(self, index: int) -> Picked | None:
+        """`buffer.select`, remembering the frames the pick stands for (catch_up)."""
+        picked = self.buffer.select(index)
+        self._stands_for = min(self.buffer.stands_for, self.cfg.catch_up)
+        return picked
 
     def next_batch(self) -> AdaptBatch | None:
         """Take the pending frame and build its batch, as a step would get it, without
@@ -195,6 +203,8 @@ class AdaptationWorker:
         """The picked samples' batch on the adapter's device, with every enabled method's
         part (the thread that owns the adapter, outside the lock that submit takes)."""
         batch = assemble(picked, self.cfg.keypoint_threshold, self.prefixes)
+        if self._stands_for > 1:  # a step standing for the frames since the previous one
+            batch = dataclasses.replace(batch, lr_scale=float(self._stands_for))
         batch = batch.to(self.adapter.device)
         for aug in self.augmenters:
             batch = aug.augment(batch, picked)
@@ -246,7 +256,7 @@ class AdaptationWorker:
                 while not self._stop and not self._commands.pending:
                     index = self.buffer.next_index() if self._enabled else None
                     if index is not None:
-                        picked = self.buffer.select(index)  # None: nobody usable in it
+                        picked = self._select(index)  # None: nobody usable in it
                         break
                     self.core.state = STATE_RUNNING if self._enabled else STATE_PAUSED
                     self._lock.wait(0.5)

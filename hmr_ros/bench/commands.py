@@ -233,7 +233,8 @@ def add_parsers(sub, add_config_flags: Callable[..., None],
     b.add_argument("--height", type=int, default=480)
     b.add_argument("--seconds", type=float, default=10.0)
     b.add_argument("--cases", nargs="*", default=["adapt", "no_adapt", "adapt_no_markers"],
-                   help="adapt, no_adapt, adapt_no_markers, adapt_no_hri (REP-155 output off)")
+                   help="adapt, no_adapt, adapt_no_markers, adapt_no_hri (REP-155 output off), "
+                        "adapt_keypoints_first (each frame's keypoints sent before its image)")
     b.add_argument("--repeats", type=int, default=1, help="cases are interleaved per repeat")
     b.add_argument("--seed", type=int, default=5, help="stream seed")
     b.add_argument("--people", type=int, default=1, help="people in the synthetic stream")

@@ -43,6 +43,7 @@ class Case:
     adapt: bool
     markers: bool
     hri: bool = True  # REP-155 /humans/bodies/* output (when hri_msgs is installed)
+    keypoints_first: bool = False  # the player sends each frame's keypoints before its image
 
 
 CASES = {
@@ -50,6 +51,7 @@ CASES = {
     "no_adapt": Case("no_adapt", False, True),
     "adapt_no_markers": Case("adapt_no_markers", True, False),
     "adapt_no_hri": Case("adapt_no_hri", True, True, hri=False),
+    "adapt_keypoints_first": Case("adapt_keypoints_first", True, True, keypoints_first=True),
 }
 
 
@@ -190,7 +192,7 @@ def run_case(bag: Path, case: Case, work: Path, repeat: int, extra: dict[str, st
             [sys.executable, "-m", "hmr_ros.ros.player", str(bag), "--remap",
              f"/camera={CAMERA}", "--node", NODE, "--out", str(out), "--linger", "2",
              "--ready-timeout", "180", "--markers" if case.markers else "--no-markers",
-             *exclude],
+             *exclude, *(["--keypoints-first"] if case.keypoints_first else [])],
             cwd=work, env=env, capture_output=True, text=True, timeout=900)
         if player.returncode != 0:
             launched = (work / "launch.log").read_text()

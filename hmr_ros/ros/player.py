@@ -102,7 +102,8 @@ def _remap(topic: str, remaps: list[tuple[str, str]]) -> str:
 class Player(Node):
     def __init__(self, bag: Path, rate: float = 1.0, remaps: list[tuple[str, str]] | None = None,
                  node: str = "", reliable: bool = True, limit: int | None = None,
-                 markers: bool = False, exclude: tuple[str, ...] = ()) -> None:
+                 markers: bool = False, exclude: tuple[str, ...] = (),
+                 keypoints_first: bool = False) -> None:
         super().__init__("hmr_ros_player")
         self.rate = float(rate)
         self.record = PlayRecord(str(bag), self.rate)
@@ -123,6 +124,8 @@ class Player(Node):
                         break
                     images += 1
                 self.messages.append(m)
+        if keypoints_first:  # each frame's keypoints just before its image (stable sort)
+            self.messages.sort(key=lambda m: (m.timestamp_ns, m.msgtype != KEYPOINTS))
         remaps = remaps or []
         self.pubs = {t: self.create_publisher(message_class(m), _remap(t, remaps),
                                               _qos(reliable, 10)) for t, m in topics.items()}
@@ -203,9 +206,9 @@ class Player(Node):
 def run(bag: Path, rate: float = 1.0, remaps: list[tuple[str, str]] | None = None,
         node: str = "", reliable: bool = True, ready_timeout: float = 60.0,
         linger: float = 2.0, limit: int | None = None, markers: bool = False,
-        exclude: tuple[str, ...] = ()) -> PlayRecord:
+        exclude: tuple[str, ...] = (), keypoints_first: bool = False) -> PlayRecord:
     """Wait for the node, play the bag, wait `linger` s for the last bodies; the record."""
-    player = Player(bag, rate, remaps, node, reliable, limit, markers, exclude)
+    player = Player(bag, rate, remaps, node, reliable, limit, markers, exclude, keypoints_first)
     executor = SingleThreadedExecutor()
     executor.add_node(player)
     spin = threading.Thread(target=executor.spin, daemon=True)
@@ -260,12 +263,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--linger", type=float, default=2.0, help="s to listen after the last image")
     ap.add_argument("--ready-timeout", type=float, default=60.0)
     ap.add_argument("--out", type=Path, help="write the record as JSON")
+    ap.add_argument("--keypoints-first", action="store_true",
+                    help="publish each frame's keypoints just before its image (the bag "
+                         "order otherwise)")
     args = ap.parse_args(argv)
     rclpy.init()
     try:
         record = run(args.bag, args.rate, args.remap, args.node, not args.best_effort,
                      args.ready_timeout, args.linger, args.limit, args.markers,
-                     tuple(args.exclude))
+                     tuple(args.exclude), args.keypoints_first)
     finally:
         if rclpy.ok():
             rclpy.shutdown()
