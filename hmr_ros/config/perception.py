@@ -94,8 +94,9 @@ class DetectorConfig(Section):
     kind: DetectorKind = option(
         "auto", "auto: mediapipe_hog where OpenCV has its HOG people detector, else mediapipe, "
                 "and only for inputs without keypoints; none: no detector; mediapipe: "
-                "BlazePose on the whole image (one person); mediapipe_hog: HOG person boxes "
-                "plus the tracks' predicted boxes, BlazePose in each box (several people)")
+                "BlazePose on the whole image (one person); mediapipe_hog: several people, each "
+                "followed by a BlazePose graph of their own, new ones found by BlazePose in HOG "
+                "person boxes and the tracks' predicted boxes")
     model_complexity: int = option(1, "BlazePose landmark model: 0 lite, 1 full, 2 heavy "
                                       "(bundled: 1)")
     min_detection_confidence: float = option(0.5, "BlazePose's person detector in each image "
