@@ -87,3 +87,12 @@ def test_a_video_becomes_a_camera_bag_without_keypoints(samples, tmp_path):
     assert topics == {"/camera/image_raw": "sensor_msgs/msg/Image",
                       "/camera/camera_info": "sensor_msgs/msg/CameraInfo"}
     assert np.diff(stamps).tolist() == [200_000_000] * 3  # 5 Hz, as asked
+
+
+def test_a_video_camera_bag_is_as_long_as_asked(samples, tmp_path):
+    from hmr_ros.bench.node import make_video_bag
+    from hmr_ros.messages.bag import BagReader
+
+    bag = make_video_bag(tmp_path / "v", samples("vtest.avi"), rate=10.0, seconds=0.5)
+    with BagReader(bag) as reader:
+        assert len(list(reader.raw_messages(["/camera/image_raw"]))) == 5

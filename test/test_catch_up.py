@@ -3,8 +3,6 @@ one, its outer learning rate scaled by their count; lock-step runs are unchanged
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
@@ -14,13 +12,14 @@ from hmr_ros.adapt.methods import Adapter
 from hmr_ros.adapt.samples import SampleBuffer
 from hmr_ros.adapt.worker import AdaptationWorker
 from hmr_ros.config import AdaptConfig, ConfigError, updated
+from hmr_ros.config.adapt import WorkerConfig
 from hmr_ros.model import HMR
 from hmr_ros.model.backends import TorchBackend
 
 
-def _cfg(**kw) -> AdaptConfig:
+def _cfg(catch_up: int = 1, **kw) -> AdaptConfig:
     return updated(AdaptConfig(), {"schedule": "latest", "tau": 2, "buffer_frames": 8,
-                                   "min_keypoints": 4, **kw})
+                                   "min_keypoints": 4, "worker.catch_up": catch_up, **kw})
 
 
 def test_a_pick_stands_for_the_frames_submitted_since_the_last_one(frames):
@@ -82,4 +81,4 @@ def test_lock_step_runs_are_unchanged_by_catch_up(body, frames):
 
 def test_catch_up_must_be_positive():
     with pytest.raises(ConfigError, match="catch_up"):
-        dataclasses.replace(AdaptConfig(), catch_up=0).validate("adapt.")
+        WorkerConfig(catch_up=0).validate("adapt.worker.")

@@ -62,7 +62,7 @@ class AdaptBatch:
     replay: dict[str, Tensor] | None = None
     flow: FlowBatch | None = None  # the frames one earlier and the image flow (w_flow > 0)
     synthetic: SyntheticBatch | None = None  # DAPA's rendered crops (adapt/dapa.py)
-    # The outer learning rate's factor for this step: the frames it stands for (catch_up)
+    # The outer learning rate's factor: the frames this step stands for (adapt.worker.catch_up)
     lr_scale: float = 1.0
 
     def to(self, device: torch.device) -> AdaptBatch:

@@ -329,7 +329,7 @@ class Adapter:
                 if fb.prefix is not None:
                     self._prefixes[id(fb.images)] = (fb.images, fb.prefix)
         scale = batch.lr_scale
-        if scale != 1.0:  # the step stands for several frames (adapt.catch_up)
+        if scale != 1.0:  # the step stands for several frames (adapt.worker.catch_up)
             for g in self.optimizer.param_groups:
                 g["lr"] = self.cfg.outer_lr * scale
         try:

@@ -147,14 +147,15 @@ def _picklable(err: BaseException) -> BaseException:
 
 def main(shared: SharedWeights, samples, commands, events, consumed, how: ChildStart) -> None:
     """The child's entry point (see the module docstring); the parent's `AdapterSpec` and
-    source replay set arrive first on the command pipe (torch.save bytes)."""
+    source replay set arrive first on the command pipe (pickled by the parent)."""
     from .methods import Adapter
     from .worker import AdaptationWorker
 
     torch.set_num_threads(how.threads)
     try:
         spec = commands.recv_bytes()
-        adapter_spec, replay = torch.load(io.BytesIO(spec), weights_only=False)
+        # From the parent that started this process over its private pipe, never a file.
+        adapter_spec, replay = pickle.loads(spec)
         s = adapter_spec
         adapter = Adapter(s.model, s.body, s.cfg, s.prior, s.inference_device)
         if how.restart:  # from the last accepted weights, not the source's

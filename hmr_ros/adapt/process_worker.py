@@ -36,6 +36,7 @@ import dataclasses
 import io
 import itertools
 import logging
+import pickle
 import threading
 import weakref
 from dataclasses import dataclass
@@ -87,9 +88,10 @@ class ProcessAdaptationWorker:
         self.cfg = cfg
         self.command_timeout = COMMAND_TIMEOUT_S
         self._publish = publish
-        buf = io.BytesIO()
-        torch.save((spec, replay), buf)  # a copy, not tensors shared with the parent's model
-        self._spec = buf.getvalue()
+        # A copy (plain pickle, not torch.multiprocessing's shared tensors): the child's
+        # adapter must not share storage with the parent's inference model. Only our own child
+        # reads these bytes; no data file is ever unpickled.
+        self._spec = pickle.dumps((spec, replay), protocol=pickle.HIGHEST_PROTOCOL)
         self._model = (type(spec.model), spec.model.config)
         source = {k: v.detach().float().clone() if v.is_floating_point() else v.detach().clone()
                   for k, v in spec.model.state_dict().items()}

@@ -186,7 +186,7 @@ class AdaptationWorker:
     def _select(self, index: int) -> Picked | None:
         """`buffer.select`, remembering the frames the pick stands for (catch_up)."""
         picked = self.buffer.select(index)
-        self._stands_for = min(self.buffer.stands_for, self.cfg.catch_up)
+        self._stands_for = min(self.buffer.stands_for, self.cfg.worker.catch_up)
         return picked
 
     def next_batch(self) -> AdaptBatch | None:

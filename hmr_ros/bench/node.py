@@ -162,7 +162,7 @@ def make_video_bag(path: Path, video: Path, rate: float | None, seconds: float) 
     if path.exists():
         return path
     with VideoReader(video, fps=rate) as reader:
-        limit = max(1, int(round(seconds * reader.fps)))
+        limit = max(1, int(round(seconds * reader.info.fps)))
     print(f"writing {limit} frames of {video} as a camera bag -> {path}", flush=True)
     return write_video_bag(video, path, fps=rate, limit=limit)
 

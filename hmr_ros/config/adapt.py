@@ -172,10 +172,16 @@ class WorkerConfig(Section):
                              "cuda:N; published weights move to the backend's device")
     save_path: str = option("", "where `save` writes adapted weights (empty: "
                                 "runs/adapted.pt)")
+    catch_up: int = option(1, "with schedule latest: a step stands for the frames that "
+                              "arrived since the previous one, up to this many, its outer "
+                              "learning rate scaled by their count (1 = off); lock-step runs "
+                              "step on every frame, so they are unchanged")
 
     def validate(self, p: str) -> None:
         if self.threads < 1:
             raise ConfigError(f"{p}threads must be >= 1, got {self.threads}")
+        if self.catch_up < 1:
+            raise ConfigError(f"{p}catch_up must be >= 1, got {self.catch_up}")
         if not 0 <= self.thread_nice <= 19:
             raise ConfigError(f"{p}thread_nice must be in 0..19, got {self.thread_nice}")
         if not re.fullmatch(r"(cpu|cuda(:\d+)?)?", self.device):
@@ -203,10 +209,6 @@ class AdaptConfig(Section):
     steps_per_frame: int = option(1, "adaptation steps on one frame before taking the next")
     batch_frames: int = option(1, "frames per step: the newest plus recent ones of the same "
                                   "people")
-    catch_up: int = option(1, "with schedule latest: a step stands for the frames that "
-                              "arrived since the previous one, up to this many, its outer "
-                              "learning rate scaled by their count (1 = off); lock-step runs "
-                              "step on every frame, so they are unchanged")
     buffer_frames: int = option(16, "recent frames kept per person (>= tau + 1)")
     tau: int = option(5, "frames between the two ends of the motion term")
     keypoint_threshold: float = option(0.2, "keypoints below this confidence do not enter "
@@ -240,6 +242,5 @@ class AdaptConfig(Section):
                               f"{self.inner_lr} and {self.outer_lr}")
         if self.tau < 1 or self.buffer_frames < self.tau + 1:
             raise ConfigError(f"{p}tau must be >= 1 and {p}buffer_frames >= tau + 1")
-        if min(self.every_n, self.steps_per_frame, self.batch_frames, self.catch_up) < 1:
-            raise ConfigError(f"{p}every_n, steps_per_frame, batch_frames and catch_up must be "
-                              ">= 1")
+        if min(self.every_n, self.steps_per_frame, self.batch_frames) < 1:
+            raise ConfigError(f"{p}every_n, steps_per_frame and batch_frames must be >= 1")
