@@ -168,6 +168,8 @@ def test_service_calls_pause_and_reset_adaptation(launched, env, tmp):
     assert ok, message
     version = int(re.search(r"model version (\d+)", message).group(1))
     assert version > before  # a reset is a new version
+    ok, message = call("save_adaptation", "std_srvs/srv/Trigger")
+    assert ok and (tmp / "runs" / "adapted.pt").is_file(), message  # the node's cwd: tmp
 
 
 def test_played_bag_comes_back_at_its_rate(launched, env, tmp):
@@ -206,10 +208,13 @@ def test_ctrl_c_ends_ros2_launch_cleanly(launched):
 
 
 def test_ros2_run_starts_the_node(env, tmp):
-    """`ros2 run hmr_ros hmr_ros_node` with --ros-args (its own name, adaptation off)."""
-    run = Grouped(["ros2", "run", "hmr_ros", "hmr_ros_node", "--ros-args", "-r",
-                   "__node:=hmr_ros_run", "-p", "adapt.method:=none", "-p",
-                   f"image_topic:={CAMERA}/image_raw"], env, tmp, tmp / "run.log")
+    """`ros2 run hmr_ros hmr_ros_node` with --ros-args: the installed params file, then its own
+    name and adaptation off (a -p after the file overrides it)."""
+    prefix = ros2("pkg", "prefix", "hmr_ros", env=env, cwd=tmp).stdout.strip()
+    params = Path(prefix) / "share" / "hmr_ros" / "config" / "adapt.yaml"
+    run = Grouped(["ros2", "run", "hmr_ros", "hmr_ros_node", "--ros-args", "--params-file",
+                   str(params), "-r", "__node:=hmr_ros_run", "-p", "adapt.method:=none"],
+                  env, tmp, tmp / "run.log")
     try:
         status = _status("/hmr_ros_run/adaptation_status", env, tmp,
                          "hmr_ros/msg/AdaptationStatus", "--timeout", "240", timeout=260)
