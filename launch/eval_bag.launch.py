@@ -90,7 +90,7 @@ def _players(choice: str, bag: str, out: str, rate: str, typed: dict[str, str],
                              *[f"{t}={m}" if m else t for t, m in typed.items()]],
                   parameters=[{"use_sim_time": True}])
     play = Node(package="hmr_ros", executable="hmr_ros_player", output="screen",
-                arguments=[bag, "--clock", "--rate", rate, "--linger", "0",
+                arguments=[bag, "--clock", "--rate", rate, "--linger", "1",
                            "--ready-timeout", "300",
                            *(["--topic", ground_truth] if ground_truth else [])])
     return record, play
