@@ -71,9 +71,9 @@ def _status(topic: str, env, tmp, *extra: str, timeout: float = 60) -> dict:
 
 def _response(out) -> tuple[bool, str]:
     """(success, message) from the output of `ros2 service call`."""
-    found = re.search(r"success=(True|False), message='(.*)'\)", out.stdout)
+    found = re.search(r"success=(True|False), message=(['\"])(.*)\2\)", out.stdout)
     assert out.returncode == 0 and found, out.stdout + out.stderr
-    return found.group(1) == "True", found.group(2)
+    return found.group(1) == "True", found.group(3)
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +124,7 @@ def test_topic_echo_prints_status_and_diagnostics(launched, env, tmp):
     assert isinstance(status["model_version"], int) and status["steps"] >= 0
     assert set(status["header"]["stamp"]) == {"sec", "nanosec"}
     diag = ros2("topic", "echo", "/diagnostics", "--once", *NO_DAEMON, env=env, cwd=tmp)
-    names = set(re.findall(r"^\s*name: (.+)$", diag.stdout, re.M))
+    names = {n.strip("'\"") for n in re.findall(r"^[\s-]*name: (.+)$", diag.stdout, re.M)}
     assert {"hmr_ros: estimator", "hmr_ros: adaptation"} <= names, diag.stdout + diag.stderr
 
 
