@@ -307,8 +307,9 @@ def main(argv: list[str] | None = None) -> int:
         if rclpy.ok():
             rclpy.shutdown()
     got = sum(1 for k in record.published if k in record.received)
-    print(f"player: {record.images_sent} images sent, {got} answered with bodies "
-          f"({record.bodies_messages} bodies messages)", flush=True)
+    print(f"player: {record.images_sent} images sent" + (
+        f", {got} answered with bodies ({record.bodies_messages} bodies messages)"
+        if args.node else ""), flush=True)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(asdict(record)))

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -157,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"recorder: {err}", file=sys.stderr)
         return 2
     finally:
+        # Under `ros2 launch` a Ctrl-C arrives twice (terminal and launch): the second must
+        # not interrupt closing the bag.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         if recorder is not None:
             recorder.close()
             counts = ", ".join(f"{n} {c}" for n, c in sorted(recorder.counts.items()))
