@@ -35,7 +35,10 @@ pytestmark = pytest.mark.ros
 
 FPS, SECONDS = 10.0, 8.0
 CAMERA = "/cli_cam"
-NO_DAEMON = ("--no-daemon", "--spin-time", "2")  # direct discovery: 2 s (default 0.5)
+STATUS = "hmr_ros/msg/AdaptationStatus"
+# Without the daemon a command discovers the graph for --spin-time s (default 0.5), the whole
+# time: long enough for commands that look a topic's type up (loaded machine), and only there.
+DISCOVER = ("--no-daemon", "--spin-time", "5")
 
 
 @pytest.fixture(scope="module")
@@ -61,10 +64,12 @@ def no_daemon_left(env, tmp):
     assert not ros2_daemons(env["ROS_DOMAIN_ID"]), "a ros2 daemon outlived the tests"
 
 
-def _status(topic: str, env, tmp, *extra: str, timeout: float = 60) -> dict:
-    """One AdaptationStatus through `ros2 topic echo TOPIC ... --once`, parsed."""
-    out = ros2("topic", "echo", topic, *extra, "--once", *NO_DAEMON, env=env, cwd=tmp,
-               timeout=timeout)
+def _status(topic: str, env, tmp, typed: bool = True, wait: float = 60) -> dict:
+    """One AdaptationStatus through `ros2 topic echo TOPIC [TYPE] --once`, parsed (with the
+    type given, echo subscribes at once and waits up to `wait` s; without, as README shows it,
+    it looks the type up in the graph first)."""
+    args = (STATUS, "--no-daemon", "--timeout", str(wait)) if typed else DISCOVER
+    out = ros2("topic", "echo", topic, *args, "--once", env=env, cwd=tmp, timeout=wait + 30)
     assert out.returncode == 0 and "model_version" in out.stdout, out.stdout + out.stderr
     return yaml.safe_load(out.stdout.split("\n---")[0])
 
@@ -83,8 +88,8 @@ def launched(env, tmp):
     launched = Launched("adapt.launch.py", {"camera": CAMERA, "image_qos": "reliable"}, env,
                         cwd=tmp, log=tmp / "launch.log", ros2=True)
     try:
-        out = ros2("topic", "echo", f"{NODE}/adaptation_status", "hmr_ros/msg/AdaptationStatus",
-                   "--once", "--timeout", "240", *NO_DAEMON, env=env, cwd=tmp, timeout=260)
+        out = ros2("topic", "echo", f"{NODE}/adaptation_status", STATUS, "--once", "--timeout",
+                   "240", "--no-daemon", env=env, cwd=tmp, timeout=270)
         assert "model_version" in out.stdout, \
             f"no status from the node:\n{out.stderr}\n{launched.log()[-3000:]}"
         yield launched
@@ -104,7 +109,7 @@ def test_pkg_finds_the_package_and_its_executables(env, tmp):
 
 
 def test_node_list_shows_the_node(launched, env, tmp):
-    direct = ros2("node", "list", *NO_DAEMON, env=env, cwd=tmp)
+    direct = ros2("node", "list", *DISCOVER, env=env, cwd=tmp)
     assert NODE in direct.stdout.split(), direct.stdout + direct.stderr
     # As users type it: through the ros2 daemon, which this starts (and the module stops).
     deadline = time.monotonic() + 30
@@ -118,12 +123,13 @@ def test_node_list_shows_the_node(launched, env, tmp):
 
 
 def test_topic_echo_prints_status_and_diagnostics(launched, env, tmp):
-    status = _status(f"{NODE}/adaptation_status", env, tmp)
+    status = _status(f"{NODE}/adaptation_status", env, tmp, typed=False)
     assert status["method"] == "boa_2nd" and status["enabled"] is True
     assert status["state"] in (0, 1)  # idle or running: no images yet, or some
     assert isinstance(status["model_version"], int) and status["steps"] >= 0
     assert set(status["header"]["stamp"]) == {"sec", "nanosec"}
-    diag = ros2("topic", "echo", "/diagnostics", "--once", *NO_DAEMON, env=env, cwd=tmp)
+    diag = ros2("topic", "echo", "/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", "--once",
+                "--no-daemon", "--timeout", "30", env=env, cwd=tmp)
     names = {n.strip("'\"") for n in re.findall(r"^[\s-]*name: (.+)$", diag.stdout, re.M)}
     assert {"hmr_ros: estimator", "hmr_ros: adaptation"} <= names, diag.stdout + diag.stderr
 
@@ -216,8 +222,7 @@ def test_ros2_run_starts_the_node(env, tmp):
                    str(params), "-r", "__node:=hmr_ros_run", "-p", "adapt.method:=none"],
                   env, tmp, tmp / "run.log")
     try:
-        status = _status("/hmr_ros_run/adaptation_status", env, tmp,
-                         "hmr_ros/msg/AdaptationStatus", "--timeout", "240", timeout=260)
+        status = _status("/hmr_ros_run/adaptation_status", env, tmp, wait=240)
         assert status["method"] == "none" and status["state"] == 2, status
         ok, message = _response(ros2("service", "call", "/hmr_ros_run/reset_adaptation",
                                      "std_srvs/srv/Trigger", env=env, cwd=tmp))
