@@ -120,7 +120,9 @@ class Grouped:
                                      stderr=subprocess.STDOUT, start_new_session=True)
 
     def log(self) -> str:
-        self._log.flush()
+        """What it printed so far (also after `stop()`)."""
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def interrupt(self, timeout: float = 30.0) -> tuple[int | None, float]:
