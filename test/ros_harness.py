@@ -2,7 +2,8 @@
 
 `require_ros()` skips where ROS 2 is not installed (the ROS-free suite) but FAILS where
 `HMR_ROS_REQUIRE_ROS=1` (the ROS suite in `.ci/run`): a ROS test that skips in CI is a missing
-test. `ros_env()` gives every test run its own DDS domain, kept on this machine.
+test; `require_ros2_cli()` likewise for the `ros2` command line. `ros_env()` gives every test
+run its own DDS domain, kept on this machine.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import dataclasses
 import importlib.util
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -44,6 +46,41 @@ def require_ros(*modules: str) -> None:
     pytest.skip(reason)  # ROS 2 missing: the ROS suite (HMR_ROS_REQUIRE_ROS=1) runs these
 
 
+def require_ros2_cli() -> None:
+    """ROS 2 as `require_ros`, and the `ros2` command (ros2cli, ros2launch, ...) on PATH."""
+    require_ros(*ROS_MODULES, "ros2cli", "ros2launch", "ros2param", "ros2topic")
+    if shutil.which("ros2") is None:
+        reason = ("no `ros2` on PATH: build the workspace with scripts/ros2_ws.sh (it builds "
+                  "the command line from ../shared/ros2/src-cli) and source DIR/activate")
+        if os.environ.get("HMR_ROS_REQUIRE_ROS") == "1":
+            pytest.fail(reason + "; HMR_ROS_REQUIRE_ROS=1 says it must be", pytrace=False)
+        pytest.skip(reason)
+
+
+def ros2(*args: str, env: dict[str, str], cwd: Path, timeout: float = 60.0
+         ) -> subprocess.CompletedProcess:
+    """`ros2 ARGS...` to its end; stdout and stderr as text."""
+    return subprocess.run(["ros2", *args], env=env, cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def ros2_daemons(domain: str) -> list[str]:
+    """Command lines of the running `ros2 daemon` processes of ROS domain `domain`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        words = [a.decode(errors="replace") for a in argv]
+        if any("ros2cli.daemon" in w for w in words) and "--ros-domain-id" in words \
+                and words[words.index("--ros-domain-id") + 1:][:1] == [domain]:
+            found.append(" ".join(words))
+    return found
+
+
 def ros_env(domain: int | None = None) -> dict[str, str]:
     """The environment for child processes: one DDS domain per run, discovery on localhost."""
     env = dict(os.environ)
@@ -72,25 +109,24 @@ def write_stream(path: Path, fps: float = 10.0, scale: float = 0.5, seconds: flo
                             progress=False)
 
 
-class Launched:
-    """`python -m hmr_ros.ros.launch_file FILE args...` in its own process group, as a
-    terminal would run `ros2 launch` (so SIGINT reaches launch and the node, like Ctrl-C)."""
+class Grouped:
+    """A command in its own process group, as a terminal runs it (so a SIGINT to the group
+    reaches it and its children, like Ctrl-C), its output in a log file."""
 
-    def __init__(self, launch_file: str, args: dict[str, str], env: dict[str, str],
-                 cwd: Path, log: Path) -> None:
+    def __init__(self, cmd: list[str], env: dict[str, str], cwd: Path, log: Path) -> None:
         self.log_path = log
         self._log = open(log, "w")  # noqa: SIM115 - closed in stop()
-        cmd = [sys.executable, "-m", "hmr_ros.ros.launch_file", launch_file,
-               *[f"{k}:={v}" for k, v in args.items()]]
         self.proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=self._log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
 
     def log(self) -> str:
-        self._log.flush()
+        """What it printed so far (also after `stop()`)."""
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def interrupt(self, timeout: float = 30.0) -> tuple[int | None, float]:
-        """Ctrl-C to the whole group; (exit code or None, seconds until launch exited)."""
+        """Ctrl-C to the whole group; (exit code or None, seconds until it exited)."""
         t0 = time.monotonic()
         try:
             os.killpg(self.proc.pid, signal.SIGINT)
@@ -107,6 +143,18 @@ class Launched:
                 pass
             self.proc.wait(10)
         self._log.close()
+
+
+class Launched(Grouped):
+    """`python -m hmr_ros.ros.launch_file FILE args...` (or, with `ros2=True`, `ros2 launch
+    hmr_ros FILE args...`) in its own process group."""
+
+    def __init__(self, launch_file: str, args: dict[str, str], env: dict[str, str],
+                 cwd: Path, log: Path, ros2: bool = False) -> None:
+        runner = ["ros2", "launch", "hmr_ros"] if ros2 else \
+            [sys.executable, "-m", "hmr_ros.ros.launch_file"]
+        super().__init__([*runner, launch_file, *[f"{k}:={v}" for k, v in args.items()]],
+                         env, cwd, log)
 
 
 @dataclass

@@ -550,17 +550,20 @@ def test_ros_free_modules_import_with_ros_blocked():
     assert res.returncode == 0 and "ok" in res.stdout, res.stderr[-2000:]
 
 
-def test_node_entry_script():
-    script = ROOT / "scripts" / "hmr_ros_node"
+@pytest.mark.parametrize("name", ["node", "player", "recorder"])
+def test_entry_scripts(name):
+    """lib/hmr_ros/hmr_ros_<name> (`ros2 run hmr_ros hmr_ros_<name>`) runs hmr_ros.ros.<name>."""
+    script = ROOT / "scripts" / f"hmr_ros_{name}"
     assert script.is_file() and os.access(script, os.X_OK)
     text = script.read_text()
     assert text.startswith("#!/usr/bin/env python3")
-    assert "from hmr_ros.ros.node import main" in text
+    assert f"from hmr_ros.ros.{name} import main" in text
     compile(text, str(script), "exec")
 
 
-#: The modules that need a ROS 2 install: the node, the bag player/probe, the launch runner.
-RCLPY_MODULES = ("node.py", "player.py", "launch_file.py")
+#: The modules that need a ROS 2 install: the node, the bag player/probe and recorder, the
+#: launch runner.
+RCLPY_MODULES = ("node.py", "player.py", "recorder.py", "launch_file.py")
 
 
 def test_node_module_keeps_ros_imports_to_itself():

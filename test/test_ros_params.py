@@ -212,3 +212,30 @@ def test_docs_list_every_parameter_with_its_default():
                                "`python -m hmr_ros.ros.params`"
     for name in CORE_NAME.findall(text):
         assert name in parameter_defaults(), f"docs/ros.md names unknown parameter {name}"
+
+
+def _readme_ros_commands() -> list[str]:
+    """The `ros2 ...` and `hmr-ros ...` lines of README's "ROS 2 without a ROS install"."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("### ROS 2 without a ROS install"):]
+    block = section[section.index("```bash"):].split("```")[1]
+    return [line.split("#")[0].strip() for line in block.splitlines()
+            if line.startswith(("ros2 ", "hmr-ros "))]
+
+
+def test_readme_ros_commands_each_run_in_a_test():
+    """Each command README shows for the ROS workspace appears, as an argument list, in the
+    ROS suite's command-line tests (`ros2 launch hmr_ros FILE`: FILE through `ros2 launch`)."""
+    tests = "".join((ROOT / "test" / name).read_text()
+                    for name in ("test_ros_cli.py", "test_ros_eval_bag.py"))
+    commands = _readme_ros_commands()
+    assert len(commands) >= 10, commands
+    for command in commands:
+        words = command.split()
+        if words[:3] == ["ros2", "launch", "hmr_ros"]:
+            assert f'Launched("{words[3]}"' in tests and "ros2=True" in tests, command
+        elif words[0] == "hmr-ros":
+            assert f'_hmr_ros("{words[1]}"' in tests, command
+        else:
+            verb = ", ".join(f'"{w}"' for w in words[1:4 if words[1] == "run" else 3])
+            assert verb in tests, f"{command}: no {verb} in the ROS command-line tests"

@@ -216,6 +216,20 @@ class BagWriter:
         self._writer.write(conn, int(timestamp_ns), self.typestore.serialize_cdr(msg, msgtype))
         self.count += 1
 
+    def write_raw(self, topic: str, msgtype: str, raw: bytes, timestamp_ns: int) -> None:
+        """Write an already serialized (CDR) message as it is, e.g. what a raw rclpy
+        subscription received; `msgtype` must be in the typestore (its definition goes into
+        the bag)."""
+        conn = self._connections.get(topic)
+        if conn is None:
+            if msgtype not in self.typestore.types:
+                raise BagError(f"no definition of {msgtype} (topic {topic}) to write to "
+                               f"{self.path}")
+            conn = self._writer.add_connection(topic, msgtype, typestore=self.typestore)
+            self._connections[topic] = conn
+        self._writer.write(conn, int(timestamp_ns), bytes(raw))
+        self.count += 1
+
     def close(self) -> None:
         self._writer.close()
 

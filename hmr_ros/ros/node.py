@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import signal
 import sys
 from typing import Any
 
@@ -373,6 +374,11 @@ def main(args: list[str] | None = None) -> int:
         print(f"[hmr_ros] cannot start: {type(err).__name__}: {err}", file=sys.stderr)
         code = 1
     finally:
+        # A Ctrl-C in a terminal reaches the node twice under `ros2 launch`: from the terminal
+        # (the process group) and forwarded by launch. The second one must not cut the
+        # shutdown short with a KeyboardInterrupt traceback and exit code -2; launch's SIGTERM
+        # still ends a shutdown that hangs.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         if node is not None:
             node.shutdown()
             node.destroy_node()

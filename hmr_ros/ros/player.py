@@ -1,11 +1,16 @@
 """A rosbag player and output probe for the node (there is no `ros2 bag play` here).
 
     python -m hmr_ros.ros.player BAG [--rate 1] [--remap /camera=/cam] [--node /hmr_ros]
-                                     [--out play.json]
+                                     [--out play.json] [--topic /ground_truth/bodies] [--clock]
+    ros2 run hmr_ros hmr_ros_player BAG ...        # the same, installed to lib/hmr_ros
 
 Publishes the bag's camera topics (Image, CompressedImage, CameraInfo, Keypoints2DArray, and
 ROS4HRI's IdsList and Skeleton2D) at their recorded rate, as the serialized bytes the bag holds
 (no conversion in the player, so its own cost stays small), with reliable QoS by default.
+`--topic` plays further topics of any type (the ground truth, for `eval_bag.launch.py`), and
+then also waits until each has a subscriber (the recorder), so that none of it is lost.
+`--clock` publishes `/clock` (rosgraph_msgs/Clock) with each message's recorded time just
+before the message, as `ros2 bag play --clock` does, for nodes with use_sim_time.
 With `--node`, it also listens to the node's `~/bodies` and `~/adaptation_status` and writes,
 per published image, when it was published and when its bodies came back (`--out`, JSON): the
 input to `hmr-ros bench node` and to the end-to-end tests. Before playing it waits until the
@@ -34,6 +39,8 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.utilities import remove_ros_args
+from rosgraph_msgs.msg import Clock
 from visualization_msgs.msg import MarkerArray
 
 from hmr_ros.msg import AdaptationStatus, SMPLBodyArray
@@ -103,7 +110,8 @@ class Player(Node):
     def __init__(self, bag: Path, rate: float = 1.0, remaps: list[tuple[str, str]] | None = None,
                  node: str = "", reliable: bool = True, limit: int | None = None,
                  markers: bool = False, exclude: tuple[str, ...] = (),
-                 keypoints_first: bool = False) -> None:
+                 keypoints_first: bool = False, extra: tuple[str, ...] = (),
+                 clock: bool = False) -> None:
         super().__init__("hmr_ros_player")
         self.rate = float(rate)
         self.record = PlayRecord(str(bag), self.rate)
@@ -113,7 +121,12 @@ class Player(Node):
             raise SystemExit(f"player: {err}") from err
         with reader:
             topics = {t.name: t.msgtype for t in reader.topics()
-                      if t.msgtype in PLAYED_TYPES and t.name not in exclude}
+                      if (t.msgtype in PLAYED_TYPES or t.name in extra)
+                      and t.name not in exclude}
+            missing = sorted(set(extra) - set(topics))
+            if missing:
+                raise SystemExit(f"player: {bag} has no topic {', '.join(missing)} "
+                                 f"({reader.describe()})")
             if not any(m in IMAGE_TYPES for m in topics.values()):
                 raise SystemExit(f"player: {bag} has no image topic ({reader.describe()})")
             self.messages = []
@@ -130,6 +143,9 @@ class Player(Node):
         self.pubs = {t: self.create_publisher(message_class(m), _remap(t, remaps),
                                               _qos(reliable, 10)) for t, m in topics.items()}
         self.image_pubs = [p for t, p in self.pubs.items() if topics[t] in IMAGE_TYPES]
+        self.extra_pubs = [self.pubs[t] for t in extra]
+        self.clock_pub = self.create_publisher(Clock, "/clock", _qos(True, 10)) if clock \
+            else None
         self._lock = threading.Lock()
         self.node = node.rstrip("/")
         if self.node:
@@ -174,7 +190,8 @@ class Player(Node):
     # ------------------------------------------------------------ playing (own thread)
 
     def ready(self) -> bool:
-        subscribed = all(p.get_subscription_count() > 0 for p in self.image_pubs)
+        subscribed = all(p.get_subscription_count() > 0
+                         for p in self.image_pubs + self.extra_pubs)
         with self._lock:
             return subscribed and (not self.node or bool(self.record.status_versions))
 
@@ -193,6 +210,10 @@ class Player(Node):
             else:
                 self.record.late_ms_max = max(self.record.late_ms_max, -delay * 1e3)
             pub = self.pubs[m.topic]
+            if self.clock_pub is not None:
+                now = Clock()
+                now.clock.sec, now.clock.nanosec = divmod(m.timestamp_ns, 1_000_000_000)
+                self.clock_pub.publish(now)
             if m.msgtype in IMAGE_TYPES:
                 key = str(header_stamp_ns(m.msg))
                 with self._lock:
@@ -206,9 +227,11 @@ class Player(Node):
 def run(bag: Path, rate: float = 1.0, remaps: list[tuple[str, str]] | None = None,
         node: str = "", reliable: bool = True, ready_timeout: float = 60.0,
         linger: float = 2.0, limit: int | None = None, markers: bool = False,
-        exclude: tuple[str, ...] = (), keypoints_first: bool = False) -> PlayRecord:
+        exclude: tuple[str, ...] = (), keypoints_first: bool = False,
+        extra: tuple[str, ...] = (), clock: bool = False) -> PlayRecord:
     """Wait for the node, play the bag, wait `linger` s for the last bodies; the record."""
-    player = Player(bag, rate, remaps, node, reliable, limit, markers, exclude, keypoints_first)
+    player = Player(bag, rate, remaps, node, reliable, limit, markers, exclude, keypoints_first,
+                    extra, clock)
     executor = SingleThreadedExecutor()
     executor.add_node(player)
     spin = threading.Thread(target=executor.spin, daemon=True)
@@ -217,8 +240,9 @@ def run(bag: Path, rate: float = 1.0, remaps: list[tuple[str, str]] | None = Non
         deadline = time.monotonic() + ready_timeout
         while not player.ready():
             if time.monotonic() > deadline:
-                raise SystemExit(f"player: nobody subscribed to the image topic (or no status "
-                                 f"from {node or 'the node'}) within {ready_timeout:.0f} s")
+                raise SystemExit(f"player: nobody subscribed to the image topic (or to a "
+                                 f"--topic, or no status from {node or 'the node'}) within "
+                                 f"{ready_timeout:.0f} s")
             time.sleep(0.05)
         cpu0 = _cpu_s()
         player.play()
@@ -266,18 +290,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keypoints-first", action="store_true",
                     help="publish each frame's keypoints just before its image (the bag "
                          "order otherwise)")
-    args = ap.parse_args(argv)
-    rclpy.init()
+    ap.add_argument("--topic", action="append", default=[], metavar="TOPIC",
+                    help="also play this bag topic, of any type, and wait for a subscriber "
+                         "to it before playing, e.g. /ground_truth/bodies (repeatable)")
+    ap.add_argument("--clock", action="store_true",
+                    help="publish /clock with the recorded time of each message")
+    # `ros2 run` and launch_ros append --ros-args ...: rclpy's, not ours.
+    full = list(sys.argv if argv is None else [sys.argv[0], *argv])
+    args = ap.parse_args(remove_ros_args(full)[1:])
+    rclpy.init(args=full)
     try:
         record = run(args.bag, args.rate, args.remap, args.node, not args.best_effort,
                      args.ready_timeout, args.linger, args.limit, args.markers,
-                     tuple(args.exclude), args.keypoints_first)
+                     tuple(args.exclude), args.keypoints_first, tuple(args.topic), args.clock)
     finally:
         if rclpy.ok():
             rclpy.shutdown()
     got = sum(1 for k in record.published if k in record.received)
-    print(f"player: {record.images_sent} images sent, {got} answered with bodies "
-          f"({record.bodies_messages} bodies messages)", flush=True)
+    print(f"player: {record.images_sent} images sent" + (
+        f", {got} answered with bodies ({record.bodies_messages} bodies messages)"
+        if args.node else ""), flush=True)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(asdict(record)))
