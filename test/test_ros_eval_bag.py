@@ -64,7 +64,7 @@ def evaluated(tmp_path_factory):
     out = tmp / "node_out"
     launched = Launched("eval_bag.launch.py", {
         "bag": str(bag), "out": str(out), "adapt": "false", "image_qos": "reliable",
-        "start_delay": "0", "end_delay": "2"}, ros_env(), cwd=tmp, log=tmp / "launch.log",
+        "start_delay": "4", "end_delay": "2"}, ros_env(), cwd=tmp, log=tmp / "launch.log",
         ros2=True)
     try:
         code = launched.proc.wait(timeout=300)
