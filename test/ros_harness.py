@@ -38,23 +38,26 @@ def require_ros(*modules: str) -> None:
         missing.append("hmr_ros.msg (the colcon-built package)")
     if not missing:
         return
-    reason = (f"ROS 2 is not available here ({', '.join(missing)} missing): build the "
-              "workspace with scripts/ros2_ws.sh and run the ROS suite (README, ROS 2 "
-              "without a ROS install)")
+    _ros_missing(f"ROS 2 is not available here ({', '.join(missing)} missing): build the "
+                 "workspace with scripts/ros2_ws.sh and run the ROS suite (README, ROS 2 "
+                 "without a ROS install)")
+
+
+def _ros_missing(reason: str) -> None:
+    """Skip a test for a missing part of ROS 2, or fail it in the ROS suite
+    (HMR_ROS_REQUIRE_ROS=1), where nothing of ROS 2 may be missing."""
     if os.environ.get("HMR_ROS_REQUIRE_ROS") == "1":
         pytest.fail(reason + "; HMR_ROS_REQUIRE_ROS=1 says it must be", pytrace=False)
-    pytest.skip(reason)  # ROS 2 missing: the ROS suite (HMR_ROS_REQUIRE_ROS=1) runs these
+    pytest.skip(reason)
 
 
 def require_ros2_cli() -> None:
     """ROS 2 as `require_ros`, and the `ros2` command (ros2cli, ros2launch, ...) on PATH."""
     require_ros(*ROS_MODULES, "ros2cli", "ros2launch", "ros2param", "ros2topic")
     if shutil.which("ros2") is None:
-        reason = ("no `ros2` on PATH: build the workspace with scripts/ros2_ws.sh (it builds "
-                  "the command line from ../shared/ros2/src-cli) and source DIR/activate")
-        if os.environ.get("HMR_ROS_REQUIRE_ROS") == "1":
-            pytest.fail(reason + "; HMR_ROS_REQUIRE_ROS=1 says it must be", pytrace=False)
-        pytest.skip(reason)
+        _ros_missing("ROS 2's command line is not available here (no `ros2` on PATH): build "
+                     "the workspace with scripts/ros2_ws.sh (it builds the command line from "
+                     "../shared/ros2/src-cli) and source DIR/activate")
 
 
 def ros2(*args: str, env: dict[str, str], cwd: Path, timeout: float = 60.0

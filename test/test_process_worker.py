@@ -14,13 +14,13 @@ import dataclasses
 import multiprocessing
 import os
 import signal
-import threading
 import time
 
 import numpy as np
 import pytest
 import torch
 from micro import MICRO, adapt_samples
+from published import WAIT_S, Published, same_weights
 
 from hmr_ros.adapt.methods import Adapter
 from hmr_ros.adapt.process_worker import AdapterSpec, ProcessAdaptationWorker
@@ -30,8 +30,6 @@ from hmr_ros.model import HMR, load_checkpoint
 from hmr_ros.pipeline import build_pipeline
 from hmr_ros.stream.runner import run_online
 
-WAIT_S = 60.0  # upper limit of every wait for the child (a hang fails, never a slow run)
-
 
 def _cfg(**kw) -> AdaptConfig:
     return updated(AdaptConfig(), {
@@ -39,36 +37,15 @@ def _cfg(**kw) -> AdaptConfig:
         "min_keypoints": 4, "outer_lr": 1e-3, "worker.thread_nice": 0, "scope": "all", **kw})
 
 
-class _Published:
-    """A publish callback that keeps every (version, state dict) in publication order."""
-
-    def __init__(self) -> None:
-        self.items: list[tuple[int, dict[str, torch.Tensor]]] = []
-        self._cond = threading.Condition()
-
-    def __call__(self, state: dict[str, torch.Tensor], version: int) -> None:
-        with self._cond:
-            self.items.append((version, {k: v.detach().clone() for k, v in state.items()}))
-            self._cond.notify_all()
-
-    def wait_for(self, version: int) -> dict[str, torch.Tensor]:
-        with self._cond:
-            assert self._cond.wait_for(lambda: any(v >= version for v, _ in self.items),
-                                       WAIT_S), f"version {version} never published"
-            return next(s for v, s in self.items if v >= version)
-
-    @property
-    def versions(self) -> list[int]:
-        with self._cond:
-            return [v for v, _ in self.items]
-
-    def last(self) -> tuple[int, dict[str, torch.Tensor]]:
-        with self._cond:
-            return self.items[-1]
-
-
-def _equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+def _started(body, frames, seed: int):
+    """A micro model (seeded), the default test config, the frames' samples, a publish
+    recorder and a process worker whose child is up."""
+    torch.manual_seed(seed)
+    model = HMR(MICRO)
+    cfg = _cfg()
+    published = Published()
+    worker = ProcessAdaptationWorker(AdapterSpec(model, body, cfg), cfg, published)
+    return model, cfg, adapt_samples(frames), published, worker
 
 
 def _gone(pid: int) -> bool:
@@ -87,16 +64,11 @@ def _saved(worker, path) -> dict[str, torch.Tensor]:
 
 def test_child_weights_reach_publish_and_commands_work_through_the_process(body, frames,
                                                                            tmp_path):
-    torch.manual_seed(3)
-    model = HMR(MICRO)
-    cfg = _cfg()
-    samples = adapt_samples(frames[:4])
-    published = _Published()
-    worker = ProcessAdaptationWorker(AdapterSpec(model, body, cfg), cfg, published)
+    model, cfg, samples, published, worker = _started(body, frames[:4], seed=3)
     pid = worker.pid
     try:
         # The thread worker on the same model and samples is the reference.
-        ref_published = _Published()
+        ref_published = Published()
         ref = AdaptationWorker(Adapter(model, body, cfg), cfg, ref_published)
         for s in samples[:3]:
             worker.submit([s])
@@ -106,9 +78,9 @@ def test_child_weights_reach_publish_and_commands_work_through_the_process(body,
         # before run_pending returned, and equal the thread worker's ...
         assert published.versions == ref_published.versions == [1, 2, 3]
         for (v, state), (rv, ref_state) in zip(published.items, ref_published.items):
-            assert v == rv and _equal(state, ref_state)
+            assert v == rv and same_weights(state, ref_state)
         # ... and the child's own weights (its last good snapshot, saved by the parent).
-        assert _equal(_saved(worker, tmp_path / "a.pt"), published.last()[1])
+        assert same_weights(_saved(worker, tmp_path / "a.pt"), published.last()[1])
         st = worker.status()
         assert (st.version, st.steps, worker.steps, st.state) == (3, 3, 3, "running")
         assert worker.samples_used == 3
@@ -120,15 +92,15 @@ def test_child_weights_reach_publish_and_commands_work_through_the_process(body,
         worker.set_enabled(True)
         # reset: the source weights as a new version, published before reset returns.
         assert worker.reset() == 4
-        assert published.last()[0] == 4 and _equal(published.last()[1], model.state_dict())
+        assert published.last()[0] == 4 and same_weights(published.last()[1], model.state_dict())
         saved = load_checkpoint(worker.save(tmp_path / "b.pt"))
-        assert saved.meta["model_version"] == 4 and _equal(saved.model.state_dict(),
+        assert saved.meta["model_version"] == 4 and same_weights(saved.model.state_dict(),
                                                            model.state_dict())
         # Background adaptation in the child: started, it adapts on what is submitted.
         worker.start()
         assert worker.alive
         worker.submit([samples[0]])
-        published.wait_for(5)
+        published.wait_for(5, at_least=True)
     finally:
         worker.stop()
     assert _gone(pid) and worker.pid is None and not worker.alive
@@ -163,18 +135,13 @@ def test_lock_step_runs_equal_the_thread_worker(weights, frames):
 
 def test_a_killed_child_is_reported_and_replaced_from_the_last_accepted_weights(
         body, frames, tmp_path):
-    torch.manual_seed(4)
-    model = HMR(MICRO)
-    cfg = _cfg()
-    samples = adapt_samples(frames[:6])
-    published = _Published()
-    worker = ProcessAdaptationWorker(AdapterSpec(model, body, cfg), cfg, published)
+    model, cfg, samples, published, worker = _started(body, frames[:6], seed=4)
     first = worker.pid
     try:
         worker.start()
         for s in samples[:3]:
             worker.submit([s])
-        published.wait_for(3)
+        published.wait_for(3, at_least=True)
         # Adapt no further, so that the weights at the kill are the last published ones.
         worker.set_enabled(False)
         version, accepted = published.last()
@@ -191,12 +158,12 @@ def test_a_killed_child_is_reported_and_replaced_from_the_last_accepted_weights(
         # ... and the new child starts from the last accepted weights, not the source.
         assert st.version == version
         snapshot = _saved(worker, tmp_path / "restarted.pt")
-        assert _equal(snapshot, accepted) and not _equal(snapshot, model.state_dict())
+        assert same_weights(snapshot, accepted) and not same_weights(snapshot, model.state_dict())
         assert worker.alive and not worker.enabled
         worker.set_enabled(True)
         worker.submit([samples[3]])
-        after = published.wait_for(version + 1)
-        assert not _equal(after, accepted)
+        after = published.wait_for(version + 1, at_least=True)
+        assert not same_weights(after, accepted)
         versions = published.versions
         assert versions == sorted(versions) and len(set(versions)) == len(versions)
     finally:

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 from micro import MICRO, adapt_samples
+from published import WAIT_S, Published, same_weights
 
 from hmr_ros.adapt.methods import Adapter
 from hmr_ros.adapt.worker import AdaptationWorker
@@ -27,7 +28,6 @@ from hmr_ros.model.backends import OnnxRuntimeBackend, TensorRTBackend, TorchBac
 from hmr_ros.pipeline import Pipeline
 
 HAVE_TRT = importlib.util.find_spec("tensorrt") is not None and torch.cuda.is_available()
-WAIT_S = 60.0  # upper limit of every wait for another thread (a hang fails, never a slow run)
 
 
 
@@ -39,34 +39,6 @@ def _cfg(**kw) -> AdaptConfig:
         # Every weight adapts: the gate below holds a step at conv1's gradient, which a
         # scope with a frozen prefix (the default, layer4_head) never computes.
         "scope": "all", **kw})
-
-
-class _Published:
-    """A publish callback that keeps every (version, state dict) in publication order."""
-
-    def __init__(self) -> None:
-        self.items: list[tuple[int, dict[str, torch.Tensor]]] = []
-        self._cond = threading.Condition()
-
-    def __call__(self, state: dict[str, torch.Tensor], version: int) -> None:
-        with self._cond:
-            self.items.append((version, {k: v.detach().clone() for k, v in state.items()}))
-            self._cond.notify_all()
-
-    def wait_for(self, version: int) -> dict[str, torch.Tensor]:
-        with self._cond:
-            assert self._cond.wait_for(lambda: any(v == version for v, _ in self.items),
-                                       WAIT_S), f"version {version} never published"
-            return next(s for v, s in self.items if v == version)
-
-    @property
-    def versions(self) -> list[int]:
-        with self._cond:
-            return [v for v, _ in self.items]
-
-
-def _equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 class _Gate:
@@ -96,7 +68,7 @@ def test_a_reset_during_a_step_never_publishes_a_pre_reset_gradient(body, frames
     model = HMR(MICRO)
     cfg = _cfg()
     samples = adapt_samples(frames[:4])
-    published = _Published()
+    published = Published()
     worker = AdaptationWorker(Adapter(model, body, cfg), cfg, published)
     source = {k: v.clone() for k, v in worker.adapter.source.items()}
     gate = _Gate(worker.adapter.model)
@@ -106,7 +78,7 @@ def test_a_reset_during_a_step_never_publishes_a_pre_reset_gradient(body, frames
         published.wait_for(1)
         worker.submit([samples[1]])
         adapted = published.wait_for(2)
-        assert not _equal(adapted, source)  # a pre-reset gradient would now be visible
+        assert not same_weights(adapted, source)  # a pre-reset gradient would now be visible
         gate.armed.set()
         worker.submit([samples[2]])
         assert gate.entered.wait(WAIT_S), "the third step never started"
@@ -127,24 +99,24 @@ def test_a_reset_during_a_step_never_publishes_a_pre_reset_gradient(body, frames
     versions = published.versions
     assert versions == sorted(versions) and len(set(versions)) == len(versions)
     # The reset published exactly the source weights...
-    assert _equal(published.wait_for(reset_version), source)
+    assert same_weights(published.wait_for(reset_version), source)
     # ... and the next version is one step from the source weights on the next frame, exactly
     # what a fresh adapter computes; a pre-reset gradient applied to the source (or a step
     # from the pre-reset weights) gives other weights.
-    ref_published = _Published()
+    ref_published = Published()
     ref = AdaptationWorker(Adapter(model, body, cfg), cfg, ref_published)
     for s in samples:
         ref.submit([s])
     assert ref.run_pending() == 1
-    assert _equal(after, ref_published.wait_for(1))
-    assert not _equal(after, source)
+    assert same_weights(after, ref_published.wait_for(1))
+    assert not same_weights(after, source)
 
 
 def test_commands_run_between_steps_and_time_out_clearly(body, frames, tmp_path):
     torch.manual_seed(12)
     cfg = _cfg()
     samples = adapt_samples(frames[:3])
-    published = _Published()
+    published = Published()
     worker = AdaptationWorker(Adapter(HMR(MICRO), body, cfg), cfg, published)
     gate = _Gate(worker.adapter.model)
     worker.command_timeout = 0.3
@@ -165,7 +137,7 @@ def test_commands_run_between_steps_and_time_out_clearly(body, frames, tmp_path)
         saved = load_checkpoint(worker.save(tmp_path / "a.pt"))
         assert (saved.meta["model_version"], saved.meta["steps"]) == (1, 1)
         assert published.versions == [1]
-        assert _equal(saved.model.state_dict(), published.wait_for(1))
+        assert same_weights(saved.model.state_dict(), published.wait_for(1))
         assert worker.reset() == 2 and published.versions == [1, 2]
     finally:
         gate.release.set()
@@ -328,7 +300,7 @@ def test_submit_never_waits_for_a_save(body, frames, tmp_path):
     assert max(durations) < 0.5, f"submit waited {max(durations):.2f} s for the save"
     assert len(durations) >= 20  # submits kept coming during the whole save
     saved = load_checkpoint(outcome["path"]).model.state_dict()
-    assert _equal(saved, expected)
+    assert same_weights(saved, expected)
 
 
 # ------------------------------------------------------------------ the caller's model
@@ -354,7 +326,7 @@ def test_backends_never_modify_the_callers_model(kind, tmp_path):
         noisy = {k: v + 0.1 * version for k, v in model.state_dict().items()}
         backend.update_weights(noisy, version)
     after = _snapshot(model)
-    assert _equal(after[0], before[0]) and after[1:] == before[1:]
+    assert same_weights(after[0], before[0]) and after[1:] == before[1:]
     assert after[1] is True and all(after[2])
 
 
@@ -364,11 +336,11 @@ def test_the_adapter_starts_from_the_callers_float32_weights(body):
     before = _snapshot(model)
     TorchBackend(model, half=True)  # as build_pipeline: the backend first, then the adapter
     adapter = Adapter(model, body, _cfg())
-    assert _equal(adapter.source, before[0])
-    assert _equal(adapter.state_dict(), before[0])
+    assert same_weights(adapter.source, before[0])
+    assert same_weights(adapter.state_dict(), before[0])
     assert not any(p.data_ptr() in before[3] for p in adapter.model.parameters())
     after = _snapshot(model)
-    assert _equal(after[0], before[0]) and after[1:] == before[1:]
+    assert same_weights(after[0], before[0]) and after[1:] == before[1:]
 
 
 # ------------------------------------------------------------------ adapt.worker.device
@@ -387,7 +359,7 @@ def test_the_adapter_runs_on_adapt_device(body, frames):
         assert adapter.body is body  # already there: not copied
     # A step on that device, through the worker, is published.
     cfg = _cfg(**{"worker.device": "cpu"}, schedule="every_frame")
-    published = _Published()
+    published = Published()
     worker = AdaptationWorker(Adapter(model, body, cfg), cfg, published)
     for s in adapt_samples(frames[:3]):
         worker.submit([s])
